@@ -1,0 +1,1 @@
+"""sendguard: a streaming guard of email sender reputation (the service package)."""

@@ -1,0 +1,130 @@
+"""All runtime configuration, read once from `SENDGUARD_*` environment variables or `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import TopicRole
+
+
+class KafkaSecurityProtocol(StrEnum):
+    """How the worker talks to the brokers."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    """SASL mechanisms supported with the aiokafka driver."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """sendguard's settings. Every field is `SENDGUARD_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENDGUARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list."
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_session_timeout_s: PositiveInt = Field(
+        default=10, description="Consumer session timeout; kept modest so restarts are quick."
+    )
+    kafka_group_instance_id: str | None = Field(
+        default=None, description="Static membership id of this worker (stable across restarts)."
+    )
+
+    # Redis
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis:// or rediss:// URL; may carry the password.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="Password, if not given in the URL."
+    )
+    redis_key_prefix: str = Field(default="sg", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    # Topics
+    app_id: str = Field(default="sendguard", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    topic_prefix: str = Field(default="sendguard.", pattern=r"^[A-Za-z0-9_.-]*$")
+    topic_partitions: PositiveInt = 8
+    topic_replication_factor: PositiveInt = 1
+    topic_names: dict[TopicRole, str] = Field(
+        default_factory=dict,
+        description="Per-role overrides of full topic names, e.g. {\"control\": \"ops.control\"}.",
+    )
+
+    # Behaviour
+    policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
+    batch_max_events: PositiveInt = 2000
+    batch_max_wait_ms: PositiveInt = 50
+    health_min_interval_s: float = Field(default=5.0, ge=0)
+    data_dir: Path = Field(
+        default=Path(".sendguard-data"), description="Where Faust keeps its local table data."
+    )
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"must start with redis://, rediss:// or unix://, not {scheme!r}://")
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_servers_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port, got {server.strip()!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Self:
+        uses_sasl = self.kafka_security_protocol in {
+            KafkaSecurityProtocol.SASL_PLAINTEXT,
+            KafkaSecurityProtocol.SASL_SSL,
+        }
+        if uses_sasl and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "SENDGUARD_KAFKA_SECURITY_PROTOCOL uses SASL: set SENDGUARD_KAFKA_SASL_MECHANISM, "
+                "SENDGUARD_KAFKA_SASL_USERNAME and SENDGUARD_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def topic(self, role: TopicRole) -> str:
+        """The full name of a topic."""
+        return self.topic_names.get(role, f"{self.topic_prefix}{role.value}")

@@ -1,0 +1,97 @@
+"""Normalized delivery events: the one input format of detection and contact state."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from schemas.base import Identifier, InputMessage, UtcDatetime
+
+
+class EventType(StrEnum):
+    """What happened to one message for one recipient."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    OPEN = "open"
+    CLICK = "click"
+    DROPPED_SUPPRESSED = "dropped-suppressed"
+
+
+class BounceClass(StrEnum):
+    """Bounce severity: only hard bounces count towards the hard-bounce rate."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    BLOCK = "block"
+
+
+class Recipient(InputMessage):
+    """One addressee of a campaign."""
+
+    contact_id: str = Field(
+        min_length=1,
+        max_length=320,
+        description="The sender's stable id of the contact (may equal the address).",
+    )
+    address: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The email address the message went to.",
+    )
+
+    @property
+    def domain(self) -> str:
+        """The recipient's mail domain, lower-cased (the mailbox provider behind it)."""
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+class DeliveryEvent(InputMessage):
+    """One delivery event for one recipient, in sendguard's provider-neutral form.
+
+    Kafka key: `tenant:campaign`.
+    """
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
+    event_id: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Stable id: the same provider event always maps to the same id.",
+    )
+    tenant_id: Identifier = Field(description="The sending organisation (account).")
+    campaign_id: Identifier = Field(description="The campaign (email send) within the tenant.")
+    recipient: Recipient
+    type: EventType = Field(description="What happened.")
+    bounce_class: BounceClass | None = Field(
+        default=None, description="Severity, required when type is 'bounce', absent otherwise."
+    )
+    occurred_at: UtcDatetime = Field(description="When it happened, per the provider (UTC).")
+    provider: str = Field(
+        default="sendguard", max_length=64, description="Source system, e.g. 'ses', 'sendgrid'."
+    )
+    provider_message_id: str | None = Field(
+        default=None, max_length=512, description="The provider's id of the message."
+    )
+    provider_event_id: str | None = Field(
+        default=None, max_length=512, description="The provider's id of this event, if any."
+    )
+
+    @model_validator(mode="after")
+    def _bounce_class_matches_type(self) -> Self:
+        if self.type is EventType.BOUNCE and self.bounce_class is None:
+            raise ValueError("bounce_class is required when type is 'bounce'")
+        if self.type is not EventType.BOUNCE and self.bounce_class is not None:
+            raise ValueError("bounce_class is only allowed when type is 'bounce'")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The Kafka key this event is partitioned by."""
+        return f"{self.tenant_id}:{self.campaign_id}"
