@@ -1,0 +1,1 @@
+"""Pure domain logic: windows, policy, detection and recipient filtering. No I/O, no clock."""

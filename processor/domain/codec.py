@@ -1,0 +1,128 @@
+"""Compact, versioned bytes for a campaign's detection state (what the stores keep).
+
+A small JSON header plus the windows' ring counts as little-endian uint32, zlib-compressed:
+an active campaign's windows take well under 2 KB.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import zlib
+from array import array
+from typing import Any
+
+from processor.domain.detector import CampaignState
+from processor.domain.policy import Reading, Rule, Severity
+from processor.domain.windows import (
+    WINDOWED_COUNTERS,
+    CampaignWindows,
+    SlidingWindow,
+    WindowSpec,
+)
+from schemas.control import Metric
+from schemas.health import CampaignStatus
+
+FORMAT_VERSION = 1
+_HEADER_LENGTH = struct.Struct("<I")
+
+
+class StateDecodeError(ValueError):
+    """Stored campaign state could not be read back."""
+
+
+def _reading_to_json(reading: Reading | None) -> list[Any] | None:
+    if reading is None:
+        return None
+    rule = reading.rule
+    return [
+        rule.metric.value, rule.window, rule.warn, rule.pause, rule.min_denominator,
+        rule.min_numerator, reading.numerator, reading.denominator, reading.rate,
+        reading.wilson_lower_bound, int(reading.severity),
+    ]
+
+
+def _reading_from_json(raw: list[Any] | None) -> Reading | None:
+    if raw is None:
+        return None
+    metric, window, warn, pause, min_den, min_num, num, den, rate, bound, severity = raw
+    rule = Rule(Metric(metric), window, warn, pause, min_den, min_num)
+    return Reading(rule, num, den, rate, bound, Severity(severity))
+
+
+def encode_state(state: CampaignState) -> bytes:
+    """Serialize a campaign's state."""
+    windows = state.windows
+    header = {
+        "v": FORMAT_VERSION,
+        "wm": windows.watermark_ms,
+        "late": windows.late_events,
+        "life": windows.lifetime,
+        "specs": [[w.spec.name, w.spec.length_ms, w.spec.buckets] for w in windows.windows],
+        "heads": [w.head for w in windows.windows],
+        "st": state.status.value,
+        "ep": state.episode,
+        "warn": sorted([m.value, w] for m, w in state.warned_rules),
+        "rd": _reading_to_json(state.status_reading),
+        "off": state.offsets,
+        "dup": state.duplicates,
+        "dom": {m.value: counts for m, counts in state.domains.items()},
+    }
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    counts = array("I")
+    for window in windows.windows:
+        counts.extend(window.counts)
+    if sys.byteorder != "little":
+        counts.byteswap()
+    raw = _HEADER_LENGTH.pack(len(header_bytes)) + header_bytes + counts.tobytes()
+    return zlib.compress(raw, 1)
+
+
+def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
+    """Read a campaign's state; windows stored under other specs start afresh."""
+    try:
+        raw = zlib.decompress(blob)
+        (length,) = _HEADER_LENGTH.unpack_from(raw)
+        header = json.loads(raw[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length])
+        if header.get("v") != FORMAT_VERSION:
+            raise StateDecodeError(f"unknown state format {header.get('v')!r}")
+        counts = array("I")
+        counts.frombytes(raw[_HEADER_LENGTH.size + length :])
+        if sys.byteorder != "little":
+            counts.byteswap()
+        stored_specs = tuple(WindowSpec(n, length_ms, b) for n, length_ms, b in header["specs"])
+        if stored_specs == specs:
+            windows_list, cursor = [], 0
+            for spec, head in zip(specs, header["heads"], strict=True):
+                size = spec.buckets * WINDOWED_COUNTERS
+                windows_list.append(SlidingWindow(spec, head, counts[cursor : cursor + size].tolist()))
+                cursor += size
+            windows = CampaignWindows(
+                specs,
+                watermark_ms=header["wm"],
+                windows=windows_list,
+                lifetime=header["life"],
+                late_events=header["late"],
+            )
+        else:
+            windows = CampaignWindows(
+                specs, watermark_ms=header["wm"], lifetime=header["life"], late_events=header["late"]
+            )
+            if windows.watermark_ms is not None:
+                for window in windows.windows:
+                    window.advance(windows.watermark_ms)
+        return CampaignState(
+            windows=windows,
+            status=CampaignStatus(header["st"]),
+            episode=header["ep"],
+            warned_rules={(Metric(m), w) for m, w in header["warn"]},
+            status_reading=_reading_from_json(header["rd"]),
+            offsets=header["off"],
+            duplicates=header["dup"],
+            domains={Metric(m): counts for m, counts in header["dom"].items()},
+        )
+    except (zlib.error, struct.error, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, StateDecodeError):
+            raise
+        raise StateDecodeError(f"corrupt campaign state: {exc}") from exc

@@ -1,0 +1,198 @@
+"""A campaign's detection state and how one event changes it: counts, status and decisions.
+
+Pure: the same events in the same order give the same decisions whatever the batch boundaries,
+because every event is judged on the state right after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processor.domain.policy import Policy, Reading, Severity, evaluate
+from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
+from schemas.control import Metric
+from schemas.events import BounceClass, EventType
+from schemas.health import CampaignStatus
+
+MAX_TRACKED_DOMAINS = 64
+"""Distinct recipient domains tracked per metric; the rest are folded into OTHER_DOMAIN."""
+OTHER_DOMAIN = "(other)"
+TOP_DOMAINS = 5
+
+_COUNTER_OF_TYPE: dict[EventType, Counter] = {
+    EventType.SENT: Counter.SENT,
+    EventType.DELIVERED: Counter.DELIVERED,
+    EventType.DEFERRED: Counter.DEFERRED,
+    EventType.COMPLAINT: Counter.COMPLAINT,
+    EventType.UNSUBSCRIBE: Counter.UNSUBSCRIBE,
+    EventType.OPEN: Counter.OPEN,
+    EventType.CLICK: Counter.CLICK,
+    EventType.DROPPED_SUPPRESSED: Counter.DROPPED_SUPPRESSED,
+}
+_COUNTER_OF_BOUNCE: dict[BounceClass, Counter] = {
+    BounceClass.HARD: Counter.HARD_BOUNCE,
+    BounceClass.SOFT: Counter.SOFT_BOUNCE,
+    BounceClass.BLOCK: Counter.BLOCK,
+}
+_METRIC_OF_NUMERATOR: dict[Counter, Metric] = {num: m for m, (num, _) in RATE_TERMS.items()}
+
+
+def counter_for(event_type: EventType, bounce_class: BounceClass | None) -> Counter:
+    """The counter an event type increments."""
+    if event_type is EventType.BOUNCE:
+        if bounce_class is None:
+            raise ValueError("a bounce needs a bounce class")
+        return _COUNTER_OF_BOUNCE[bounce_class]
+    return _COUNTER_OF_TYPE[event_type]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What detection needs to know of one delivery event."""
+
+    event_id: str
+    counter: Counter
+    at_ms: int
+    domain: str
+    source: str | None = None
+    """Kafka topic:partition it was read from, None outside Kafka."""
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PauseDecision:
+    """The campaign crossed a pause threshold at `trigger`."""
+
+    episode: int
+    reading: Reading
+    trigger: EventFacts
+    top_domains: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """The campaign's status changed at `at_ms` (event time)."""
+
+    status: CampaignStatus
+    reading: Reading | None
+    at_ms: int
+
+
+Decision = PauseDecision | StatusChange
+
+
+@dataclass(slots=True)
+class CampaignState:
+    """Everything detection keeps per campaign."""
+
+    windows: CampaignWindows
+    status: CampaignStatus = CampaignStatus.HEALTHY
+    episode: int = 0
+    warned_rules: set[tuple[Metric, str]] = field(default_factory=set)
+    status_reading: Reading | None = None
+    offsets: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    domains: dict[Metric, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, specs: tuple[WindowSpec, ...]) -> CampaignState:
+        """The state of a campaign never seen before."""
+        return cls(windows=CampaignWindows(specs))
+
+    def already_applied(self, source: str | None, offset: int | None) -> bool:
+        """True if the Kafka record at this position was applied before (a replay)."""
+        if source is None or offset is None:
+            return False
+        last = self.offsets.get(source)
+        return last is not None and offset <= last
+
+    def rearm(self, specs: tuple[WindowSpec, ...]) -> None:
+        """Forget the counts after a resume: the detector watches afresh."""
+        self.windows = CampaignWindows(specs)
+        self.warned_rules.clear()
+        self.status_reading = None
+        self.domains.clear()
+        self.status = CampaignStatus.RESUMED
+
+    def top_domains(self, metric: Metric) -> tuple[tuple[str, int], ...]:
+        """Recipient domains behind a metric's numerator, most first."""
+        counts = self.domains.get(metric, {})
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return tuple(ranked[:TOP_DOMAINS])
+
+    def count_domain(self, metric: Metric, domain: str) -> None:
+        """Count one numerator event of a metric against its recipient domain."""
+        counts = self.domains.setdefault(metric, {})
+        if domain not in counts and len(counts) >= MAX_TRACKED_DOMAINS:
+            domain = OTHER_DOMAIN
+        counts[domain] = counts.get(domain, 0) + 1
+
+
+def _affected_rules(policy: Policy, counter: Counter, expired: tuple[str, ...]) -> list[int]:
+    hit = []
+    for index, rule in enumerate(policy.rules):
+        numerator, denominator = RATE_TERMS[rule.metric]
+        if counter in (numerator, denominator) or rule.window in expired:
+            hit.append(index)
+    return hit
+
+
+def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -> list[Decision]:
+    """Apply one (deduplicated, not yet applied) event and judge the rules it touches.
+
+    Returns the decisions it caused: a status change, and a pause at most once per episode
+    (a paused campaign keeps counting but is not paused again until it is resumed).
+    """
+    if facts.source is not None and facts.offset is not None:
+        state.offsets[facts.source] = max(facts.offset, state.offsets.get(facts.source, -1))
+    seen = state.windows.observe(facts.counter, facts.at_ms)
+    if seen.late:
+        return []
+    metric = _METRIC_OF_NUMERATOR.get(facts.counter)
+    if metric is not None:
+        state.count_domain(metric, facts.domain)
+    if state.status is CampaignStatus.PAUSED:
+        return []
+    worst: Reading | None = None
+    for index in _affected_rules(policy, facts.counter, seen.expired_windows):
+        rule = policy.rules[index]
+        numerator, denominator = state.windows.rate_terms(rule.metric, rule.window)
+        reading = evaluate(rule, numerator, denominator, z)
+        key = (rule.metric, rule.window)
+        if reading.severity is Severity.OK:
+            state.warned_rules.discard(key)
+        else:
+            state.warned_rules.add(key)
+        if worst is None or _more_severe(reading, worst):
+            worst = reading
+    return _transition(state, facts, worst)
+
+
+def _more_severe(candidate: Reading, current: Reading) -> bool:
+    if candidate.severity != current.severity:
+        return candidate.severity > current.severity
+    threshold = candidate.rule.pause if candidate.severity is Severity.PAUSE else candidate.rule.warn
+    other = current.rule.pause if current.severity is Severity.PAUSE else current.rule.warn
+    return candidate.wilson_lower_bound - threshold > current.wilson_lower_bound - other
+
+
+def _transition(state: CampaignState, facts: EventFacts, worst: Reading | None) -> list[Decision]:
+    if worst is not None and worst.severity is Severity.PAUSE:
+        state.episode += 1
+        state.status = CampaignStatus.PAUSED
+        state.status_reading = worst
+        return [
+            PauseDecision(state.episode, worst, facts, state.top_domains(worst.rule.metric)),
+            StatusChange(CampaignStatus.PAUSED, worst, facts.at_ms),
+        ]
+    if state.warned_rules:
+        if state.status is CampaignStatus.WARNING:
+            return []
+        state.status = CampaignStatus.WARNING
+        state.status_reading = worst if worst is not None and worst.severity else None
+        return [StatusChange(CampaignStatus.WARNING, state.status_reading, facts.at_ms)]
+    if state.status is CampaignStatus.WARNING:
+        state.status = CampaignStatus.HEALTHY
+        state.status_reading = None
+        return [StatusChange(CampaignStatus.HEALTHY, None, facts.at_ms)]
+    return []

@@ -1,0 +1,183 @@
+"""Pause policy: per-metric, per-window thresholds and floors, and the Wilson score test.
+
+A rule pauses only when both floors are met AND the lower Wilson bound of the rate exceeds the
+pause threshold, so small samples (1 bounce in 13 sends) never pause a campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from statistics import NormalDist
+
+from processor.domain.windows import WindowSpec
+from schemas.control import Metric
+
+HOUR_MS = 3_600_000
+
+
+class Severity(IntEnum):
+    """How bad a rule's reading is; ordered so `max` picks the worst."""
+
+    OK = 0
+    WARN = 1
+    PAUSE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Thresholds of one metric in one window ('lifetime' is a window too)."""
+
+    metric: Metric
+    window: str
+    warn: float
+    pause: float
+    min_denominator: int
+    min_numerator: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.warn <= self.pause <= 1:
+            raise ValueError(f"{self.metric}/{self.window}: need 0 <= warn <= pause <= 1")
+        if self.min_denominator < 1 or self.min_numerator < 1:
+            raise ValueError(f"{self.metric}/{self.window}: floors must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A rule evaluated against a window's counts."""
+
+    rule: Rule
+    numerator: int
+    denominator: int
+    rate: float
+    wilson_lower_bound: float
+    severity: Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Pause a whole tenant after `campaign_pauses` campaign pauses within `within_ms`."""
+
+    campaign_pauses: int = 3
+    within_ms: int = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules that apply to one campaign, and the statistics they use."""
+
+    rules: tuple[Rule, ...]
+    confidence: float = 0.95
+    escalation: Escalation = field(default_factory=Escalation)
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError("confidence must be in [0.5, 1)")
+
+    @property
+    def z(self) -> float:
+        """Normal quantile of the two-sided interval at `confidence` (1.96 for 95%)."""
+        return NormalDist().inv_cdf(1 - (1 - self.confidence) / 2)
+
+    @property
+    def version(self) -> str:
+        """A short content hash, carried by every decision made under this policy."""
+        payload = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
+    """Lower bound of the Wilson score interval of numerator/denominator.
+
+    A numerator above the denominator (complaints arriving after their deliveries left the
+    window) is clamped: the rate cannot exceed 1.
+    """
+    if denominator <= 0:
+        return 0.0
+    successes = min(numerator, denominator)
+    p = successes / denominator
+    z2 = z * z
+    centre = p + z2 / (2 * denominator)
+    margin = z * math.sqrt(p * (1 - p) / denominator + z2 / (4 * denominator * denominator))
+    return max(0.0, (centre - margin) / (1 + z2 / denominator))
+
+
+def evaluate(rule: Rule, numerator: int, denominator: int, z: float) -> Reading:
+    """Judge one rule on a window's numerator and denominator.
+
+    Both floors must be met for anything but OK. Then PAUSE when the Wilson lower bound
+    exceeds the pause threshold, WARN when it exceeds the warn threshold.
+    """
+    rate = numerator / denominator if denominator else 0.0
+    if numerator < rule.min_numerator or denominator < rule.min_denominator:
+        return Reading(rule, numerator, denominator, rate, 0.0, Severity.OK)
+    bound = wilson_lower_bound(numerator, denominator, z)
+    if bound > rule.pause:
+        severity = Severity.PAUSE
+    elif bound > rule.warn:
+        severity = Severity.WARN
+    else:
+        severity = Severity.OK
+    return Reading(rule, numerator, denominator, rate, bound, severity)
+
+
+DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
+    WindowSpec("1h", HOUR_MS, 60),
+    WindowSpec("24h", 24 * HOUR_MS, 60),
+)
+
+# Sources for the defaults (see docs/POLICY.md): Gmail/Yahoo bulk-sender rules (complaints
+# under 0.1%, never 0.3%), SES account review at a 5% bounce / 0.1% complaint rate, and
+# common ESP guidance on unsubscribes (2% is a warning sign).
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule(Metric.HARD_BOUNCE, "1h", 0.025, 0.05, 200, 10),
+    Rule(Metric.HARD_BOUNCE, "24h", 0.025, 0.05, 200, 10),
+    Rule(Metric.HARD_BOUNCE, "lifetime", 0.025, 0.05, 200, 10),
+    Rule(Metric.COMPLAINT, "1h", 0.0005, 0.003, 1000, 5),
+    Rule(Metric.COMPLAINT, "24h", 0.0005, 0.001, 1000, 5),
+    Rule(Metric.COMPLAINT, "lifetime", 0.0005, 0.001, 1000, 5),
+    Rule(Metric.UNSUBSCRIBE, "1h", 0.02, 0.05, 500, 10),
+    Rule(Metric.UNSUBSCRIBE, "24h", 0.02, 0.05, 500, 10),
+    Rule(Metric.UNSUBSCRIBE, "lifetime", 0.02, 0.05, 500, 10),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBook:
+    """The default policy plus per-tenant and per-campaign overrides, and the windows."""
+
+    default: Policy = field(default_factory=lambda: Policy(DEFAULT_RULES))
+    windows: tuple[WindowSpec, ...] = DEFAULT_WINDOWS
+    tenants: dict[str, Policy] = field(default_factory=dict)
+    campaigns: dict[tuple[str, str], Policy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = {w.name for w in self.windows} | {"lifetime"}
+        if len(names) != len(self.windows) + 1:
+            raise ValueError("window names must be unique and not 'lifetime'")
+        for policy in (self.default, *self.tenants.values(), *self.campaigns.values()):
+            for rule in policy.rules:
+                if rule.window not in names:
+                    raise ValueError(
+                        f"rule {rule.metric}/{rule.window}: unknown window, have {sorted(names)}"
+                    )
+
+    def for_campaign(self, tenant_id: str, campaign_id: str) -> Policy:
+        """The most specific policy: campaign override, else tenant override, else default."""
+        policy = self.campaigns.get((tenant_id, campaign_id))
+        if policy is None:
+            policy = self.tenants.get(tenant_id, self.default)
+        return policy
+
+    def for_tenant(self, tenant_id: str) -> Policy:
+        """The policy of a tenant (its escalation settings apply to the tenant)."""
+        return self.tenants.get(tenant_id, self.default)
+
+    @property
+    def longest_window_ms(self) -> int:
+        """Length of the longest sliding window."""
+        return max(w.length_ms for w in self.windows)
+
