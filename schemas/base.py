@@ -35,4 +35,6 @@ class InputMessage(BaseModel):
 class OutputMessage(BaseModel):
     """A message sendguard publishes: exactly these fields, nothing else."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )

@@ -68,7 +68,7 @@ class ResumeOutcome(OutputMessage):
 
 
 class RecipientChunk(OutputMessage):
-    """Part of a filtered recipient set. Kafka key: the clone campaign, `tenant:clone`."""
+    """Part of a filtered recipient set. Kafka key: `tenant:clone_campaign`."""
 
     schema_version: Literal[1] = 1
     kind: Literal["chunk"] = "chunk"

@@ -37,9 +37,17 @@ def _reading_to_json(reading: Reading | None) -> list[Any] | None:
         return None
     rule = reading.rule
     return [
-        rule.metric.value, rule.window, rule.warn, rule.pause, rule.min_denominator,
-        rule.min_numerator, reading.numerator, reading.denominator, reading.rate,
-        reading.wilson_lower_bound, int(reading.severity),
+        rule.metric.value,
+        rule.window,
+        rule.warn,
+        rule.pause,
+        rule.min_denominator,
+        rule.min_numerator,
+        reading.numerator,
+        reading.denominator,
+        reading.rate,
+        reading.wilson_lower_bound,
+        int(reading.severity),
     ]
 
 
@@ -96,7 +104,9 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
             windows_list, cursor = [], 0
             for spec, head in zip(specs, header["heads"], strict=True):
                 size = spec.buckets * WINDOWED_COUNTERS
-                windows_list.append(SlidingWindow(spec, head, counts[cursor : cursor + size].tolist()))
+                windows_list.append(
+                    SlidingWindow(spec, head, counts[cursor : cursor + size].tolist())
+                )
                 cursor += size
             windows = CampaignWindows(
                 specs,
@@ -107,7 +117,10 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
             )
         else:
             windows = CampaignWindows(
-                specs, watermark_ms=header["wm"], lifetime=header["life"], late_events=header["late"]
+                specs,
+                watermark_ms=header["wm"],
+                lifetime=header["life"],
+                late_events=header["late"],
             )
             if windows.watermark_ms is not None:
                 for window in windows.windows:

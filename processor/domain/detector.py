@@ -7,12 +7,15 @@ because every event is judged on the state right after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from processor.domain.policy import Policy, Reading, Severity, evaluate
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
-from schemas.control import Metric
 from schemas.events import BounceClass, EventType
 from schemas.health import CampaignStatus
+
+if TYPE_CHECKING:
+    from schemas.control import Metric
 
 MAX_TRACKED_DOMAINS = 64
 """Distinct recipient domains tracked per metric; the rest are folded into OTHER_DOMAIN."""
@@ -106,6 +109,11 @@ class CampaignState:
         last = self.offsets.get(source)
         return last is not None and offset <= last
 
+    def note_offset(self, source: str | None, offset: int | None) -> None:
+        """Remember that the record at this position has been dealt with."""
+        if source is not None and offset is not None:
+            self.offsets[source] = max(offset, self.offsets.get(source, -1))
+
     def rearm(self, specs: tuple[WindowSpec, ...]) -> None:
         """Forget the counts after a resume: the detector watches afresh."""
         self.windows = CampaignWindows(specs)
@@ -143,8 +151,7 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     Returns the decisions it caused: a status change, and a pause at most once per episode
     (a paused campaign keeps counting but is not paused again until it is resumed).
     """
-    if facts.source is not None and facts.offset is not None:
-        state.offsets[facts.source] = max(facts.offset, state.offsets.get(facts.source, -1))
+    state.note_offset(facts.source, facts.offset)
     seen = state.windows.observe(facts.counter, facts.at_ms)
     if seen.late:
         return []
@@ -171,7 +178,9 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
 def _more_severe(candidate: Reading, current: Reading) -> bool:
     if candidate.severity != current.severity:
         return candidate.severity > current.severity
-    threshold = candidate.rule.pause if candidate.severity is Severity.PAUSE else candidate.rule.warn
+    threshold = (
+        candidate.rule.pause if candidate.severity is Severity.PAUSE else candidate.rule.warn
+    )
     other = current.rule.pause if current.severity is Severity.PAUSE else current.rule.warn
     return candidate.wilson_lower_bound - threshold > current.wilson_lower_bound - other
 

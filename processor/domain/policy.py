@@ -17,6 +17,7 @@ from processor.domain.windows import WindowSpec
 from schemas.control import Metric
 
 HOUR_MS = 3_600_000
+MIN_CONFIDENCE = 0.5
 
 
 class Severity(IntEnum):
@@ -74,7 +75,7 @@ class Policy:
     escalation: Escalation = field(default_factory=Escalation)
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.confidence < 1:
+        if not MIN_CONFIDENCE <= self.confidence < 1:
             raise ValueError("confidence must be in [0.5, 1)")
 
     @property
@@ -180,4 +181,3 @@ class PolicyBook:
     def longest_window_ms(self) -> int:
         """Length of the longest sliding window."""
         return max(w.length_ms for w in self.windows)
-

@@ -77,7 +77,9 @@ class SlidingWindow:
 
     __slots__ = ("_counts", "head", "spec", "sums")
 
-    def __init__(self, spec: WindowSpec, head: int | None = None, counts: list[int] | None = None):
+    def __init__(
+        self, spec: WindowSpec, head: int | None = None, counts: list[int] | None = None
+    ) -> None:
         self.spec = spec
         self.head = head
         """Bucket number of the watermark; None before the first event."""
@@ -187,9 +189,7 @@ class CampaignWindows:
         expired: list[str] = []
         if self.watermark_ms is None or at_ms > self.watermark_ms:
             self.watermark_ms = at_ms
-            for window in self.windows:
-                if window.advance(at_ms):
-                    expired.append(window.spec.name)
+            expired = [window.spec.name for window in self.windows if window.advance(at_ms)]
         for window in self.windows:
             window.add(counter, at_ms)
         self.lifetime[counter] += 1

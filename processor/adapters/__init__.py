@@ -1,0 +1,1 @@
+"""The edges: Redis, Kafka, HTTP and provider formats, each library translated once here."""

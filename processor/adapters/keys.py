@@ -1,0 +1,54 @@
+"""Every Redis key sendguard uses, in one place, with its Redis Cluster hash tag.
+
+A campaign's keys share the tag `{c:<tenant>:<campaign>}` so one Lua script can update them
+atomically in one slot; a tenant's keys share `{t:<tenant>}`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (tests give each test its own prefix)."""
+
+    prefix: str
+
+    def campaign_state(self, tenant_id: str, campaign_id: str) -> str:
+        """Hash: detection state blob `s`, version `v`, pending outbox `o`/`ov`."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:state"
+
+    def campaign_seen(self, tenant_id: str, campaign_id: str, day: int) -> str:
+        """Set of 8-byte digests of event ids applied, per event-time day of the events."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:seen:{day}"
+
+    def campaign_attempted(self, tenant_id: str, campaign_id: str) -> str:
+        """Set of contact ids this campaign has already attempted (sent, bounced, dropped...)."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:attempted"
+
+    def campaign_audience(self, tenant_id: str, campaign_id: str) -> str:
+        """Hash chunk index -> packed recipients of the planned audience."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:audience"
+
+    def resume_outcome(self, tenant_id: str, campaign_id: str, request_id: str) -> str:
+        """String: the outcome already given to a resume request (idempotency)."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:resume:{request_id}"
+
+    def tenant_state(self, tenant_id: str) -> str:
+        """Hash: tenant pause status `st`, episode `ep`, pending outbox `o`."""
+        return f"{self.prefix}:{{t:{tenant_id}}}:tenant"
+
+    def tenant_pauses(self, tenant_id: str) -> str:
+        """Sorted set of campaign pause episodes scored by event time (for escalation)."""
+        return f"{self.prefix}:{{t:{tenant_id}}}:pauses"
+
+    def contacts(self, tenant_id: str, contact_id: str, shards: int) -> str:
+        """Hash shard contact id -> packed contact state. Single-key writes: no hash tag needed."""
+        shard = zlib.crc32(contact_id.encode()) % shards
+        return f"{self.prefix}:contacts:{tenant_id}:{shard}"
+
+    def outbox_index(self) -> str:
+        """Set of state keys whose outbox may still hold unpublished messages."""
+        return f"{self.prefix}:outbox"

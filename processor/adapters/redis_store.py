@@ -1,0 +1,257 @@
+"""Detection state in Redis: compare-and-set campaign writes, dedup sets, tenant escalation.
+
+Each campaign write is one Lua script over the campaign's own slot (state hash and its seen
+sets), sent for the whole batch in one pipeline. Redis errors become StoreUnavailableError here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from processor.errors import StoreUnavailableError
+from processor.store import (
+    CampaignAsk,
+    CampaignRef,
+    CampaignWrite,
+    StoredCampaign,
+    TenantEscalation,
+    decode_outbox,
+    encode_outbox,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from processor.adapters.keys import Keys
+
+# Lua's unpack() has a C-stack limit of a few thousand values: add digests in slices.
+_SADD_SLICE = 1000
+
+_COMMIT_CAMPAIGN = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+local nv = v + 1
+redis.call('HSET', KEYS[1], 'v', nv, 's', ARGV[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[5], 'ov', nv) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local i = 7
+for d = 1, tonumber(ARGV[6]) do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  local j = 0
+  while j < n do
+    local k = math.min(n - j, SADD_SLICE)
+    redis.call('SADD', KEYS[1 + d], unpack(ARGV, i + j, i + j + k - 1))
+    j = j + k
+  end
+  if n > 0 then redis.call('PEXPIRE', KEYS[1 + d], ARGV[4]) end
+  i = i + n
+end
+return nv
+""".replace("SADD_SLICE", str(_SADD_SLICE))
+
+_CLEAR_OUTBOX = """
+if redis.call('HGET', KEYS[1], 'ov') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'o', 'ov')
+  return 1
+end
+return 0
+"""
+
+_SAVE_RESUME = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_RECORD_PAUSE = """
+local at = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], at, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (at - tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if redis.call('HGET', KEYS[1], 'st') == 'paused' then
+  local pending = redis.call('HGET', KEYS[1], 'pending')
+  if not pending then return false end
+  return {tonumber(pending), redis.call('HGET', KEYS[1], 'members')}
+end
+local members = redis.call('ZRANGE', KEYS[2], 0, -1)
+if #members < tonumber(ARGV[3]) then return false end
+local episode = redis.call('HINCRBY', KEYS[1], 'ep', 1)
+local joined = table.concat(members, '\\n')
+redis.call('HSET', KEYS[1], 'st', 'paused', 'pending', episode, 'members', joined)
+return {episode, joined}
+"""
+
+_CONFIRM_TENANT = """
+if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'pending')
+end
+return 1
+"""
+
+
+class RedisStore:
+    """`DetectionStore` on Redis (standalone, or Cluster thanks to per-campaign hash tags)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        state_ttl_ms: int,
+        paused_state_ttl_ms: int,
+        seen_ttl_ms: int,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._state_ttl_ms = state_ttl_ms
+        self._paused_state_ttl_ms = paused_state_ttl_ms
+        self._seen_ttl_ms = seen_ttl_ms
+        self._commit = client.register_script(_COMMIT_CAMPAIGN)
+        self._clear = client.register_script(_CLEAR_OUTBOX)
+        self._save_resume = client.register_script(_SAVE_RESUME)
+        self._record_pause = client.register_script(_RECORD_PAUSE)
+        self._confirm_tenant = client.register_script(_CONFIRM_TENANT)
+
+    async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
+        """See `DetectionStore.load_campaigns`: one pipeline for the whole batch."""
+        keys = self._keys
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for ask in asks:
+                    ref = ask.ref
+                    pipe.hmget(
+                        keys.campaign_state(ref.tenant_id, ref.campaign_id), "v", "s", "o", "ov"
+                    )
+                    for day, digests in ask.digests_by_day.items():
+                        seen_key = keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
+                        pipe.smismember(seen_key, digests)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"loading campaign state failed: {exc}") from exc
+        loaded, cursor = [], 0
+        for ask in asks:
+            version, blob, outbox, outbox_version = replies[cursor]
+            cursor += 1
+            seen: set[bytes] = set()
+            for digests in ask.digests_by_day.values():
+                flags = replies[cursor]
+                cursor += 1
+                seen.update(d for d, flag in zip(digests, flags, strict=True) if flag)
+            loaded.append(
+                StoredCampaign(
+                    blob=blob,
+                    version=int(version or 0),
+                    outbox=decode_outbox(outbox),
+                    outbox_version=int(outbox_version or 0),
+                    seen=seen,
+                )
+            )
+        return loaded
+
+    async def commit_campaigns(self, writes: list[CampaignWrite]) -> list[bool]:
+        """See `DetectionStore.commit_campaigns`: one compare-and-set script per campaign."""
+        keys = self._keys
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                if any(w.outbox for w in writes):
+                    # Indexed before the write, so a crash right after it cannot hide the outbox.
+                    pipe.sadd(
+                        keys.outbox_index(),
+                        *{_ref_member(w.ref) for w in writes if w.outbox},
+                    )
+                for write in writes:
+                    ref = write.ref
+                    script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
+                    args: list[Any] = [
+                        write.expected_version,
+                        write.blob,
+                        self._paused_state_ttl_ms if write.paused else self._state_ttl_ms,
+                        self._seen_ttl_ms,
+                        encode_outbox(write.outbox) if write.outbox else "",
+                        len(write.new_digests_by_day),
+                    ]
+                    for day, digests in write.new_digests_by_day.items():
+                        script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
+                        args.append(len(digests))
+                        args.extend(digests)
+                    await self._commit(keys=script_keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"writing campaign state failed: {exc}") from exc
+        results = replies[1:] if any(w.outbox for w in writes) else replies
+        return [bool(r) for r in results]
+
+    async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
+        """See `DetectionStore.clear_outbox`."""
+        state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
+        try:
+            await self._clear(keys=[state_key], args=[version])
+            await self._client.srem(self._keys.outbox_index(), _ref_member(ref))
+        except RedisError as exc:
+            raise StoreUnavailableError(f"clearing an outbox failed: {exc}") from exc
+
+    async def campaigns_with_outbox(self) -> list[CampaignRef]:
+        """See `DetectionStore.campaigns_with_outbox`."""
+        try:
+            members = await self._client.smembers(self._keys.outbox_index())
+        except RedisError as exc:
+            raise StoreUnavailableError(f"reading the outbox index failed: {exc}") from exc
+        refs = []
+        for member in sorted(members):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            tenant_id, _, campaign_id = text.partition(":")
+            refs.append(CampaignRef(tenant_id, campaign_id))
+        return refs
+
+    async def record_campaign_pause(
+        self, tenant_id: str, member: str, at_ms: int, limit: int, within_ms: int
+    ) -> TenantEscalation | None:
+        """See `DetectionStore.record_campaign_pause`."""
+        keys = [self._keys.tenant_state(tenant_id), self._keys.tenant_pauses(tenant_id)]
+        try:
+            reply = await self._record_pause(
+                keys=keys, args=[member, at_ms, limit, within_ms, self._paused_state_ttl_ms]
+            )
+        except RedisError as exc:
+            raise StoreUnavailableError(f"recording a campaign pause failed: {exc}") from exc
+        if not reply:
+            return None
+        episode, joined = reply
+        text = joined.decode() if isinstance(joined, bytes) else str(joined)
+        return TenantEscalation(int(episode), tuple(text.split("\n")))
+
+    async def confirm_tenant_pause(self, tenant_id: str, episode: int) -> None:
+        """See `DetectionStore.confirm_tenant_pause`."""
+        try:
+            await self._confirm_tenant(keys=[self._keys.tenant_state(tenant_id)], args=[episode])
+        except RedisError as exc:
+            raise StoreUnavailableError(f"confirming a tenant pause failed: {exc}") from exc
+
+    async def tenant_paused(self, tenant_id: str) -> bool:
+        """See `DetectionStore.tenant_paused`."""
+        try:
+            status = await self._client.hget(self._keys.tenant_state(tenant_id), "st")
+        except RedisError as exc:
+            raise StoreUnavailableError(f"reading tenant state failed: {exc}") from exc
+        return status in {b"paused", "paused"}
+
+    async def save_resume(self, ref: CampaignRef, blob: bytes, expected_version: int) -> bool:
+        """See `DetectionStore.save_resume`."""
+        state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
+        try:
+            reply = await self._save_resume(
+                keys=[state_key], args=[expected_version, blob, self._state_ttl_ms]
+            )
+        except RedisError as exc:
+            raise StoreUnavailableError(f"saving a resumed campaign failed: {exc}") from exc
+        return bool(reply)
+
+
+def _ref_member(ref: CampaignRef) -> str:
+    return f"{ref.tenant_id}:{ref.campaign_id}"

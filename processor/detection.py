@@ -1,0 +1,390 @@
+"""The detection use case: apply a batch of delivery-event records and publish what it decides.
+
+Idempotent under Kafka's at-least-once delivery: each campaign's state carries the last applied
+offset per partition and the digests of applied event ids, and is written compare-and-set, so a
+replayed or redelivered record is never counted twice. Decisions are stored with the state
+(an outbox) before they are published, so a crash between the two loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import ValidationError
+
+from processor.domain.codec import StateDecodeError, decode_state, encode_state
+from processor.domain.detector import (
+    CampaignState,
+    Decision,
+    EventFacts,
+    PauseDecision,
+    counter_for,
+    observe,
+)
+from processor.errors import InvalidInputError
+from processor.messages import (
+    RawRecord,
+    dead_letter,
+    health_snapshot,
+    pause_command,
+    tenant_pause_command,
+    to_ms,
+)
+from processor.store import (
+    CampaignAsk,
+    CampaignRef,
+    CampaignWrite,
+    DetectionStore,
+    OutboxMessage,
+    StoredCampaign,
+)
+from schemas.control import PauseCommand
+from schemas.events import DeliveryEvent
+from schemas.health import CampaignStatus
+from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from processor.domain.policy import Policy, PolicyBook
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+MAX_WRITE_ATTEMPTS = 5
+
+
+class Publisher(Protocol):
+    """Publishes messages and returns once the broker acknowledged all of them."""
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Send in order; raise PublishError if any was not acknowledged."""
+        ...
+
+
+class ContactSink(Protocol):
+    """Takes what delivery events teach about contacts (idempotent merges)."""
+
+    async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
+        """Merge the events into contact state and campaigns' attempted sets."""
+        ...
+
+
+def event_digest(event_id: str) -> bytes:
+    """8-byte digest of an event id: what the dedup sets hold."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """'field.path: message' for each problem, joined: names the offending field."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(p) for p in error["loc"]) or "(message)"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(record: RawRecord, max_future_skew_ms: int) -> DeliveryEvent:
+    """Validate one record's value as a DeliveryEvent, or raise InvalidInputError."""
+    if not record.value:
+        raise InvalidInputError("empty_value", "record has no value")
+    try:
+        event = DeliveryEvent.model_validate_json(record.value)
+    except ValidationError as exc:
+        kind = (
+            "invalid_json"
+            if any(e["type"] == "json_invalid" for e in exc.errors())
+            else ("invalid_event")
+        )
+        raise InvalidInputError(kind, describe_validation_error(exc)) from exc
+    if record.timestamp_ms is not None and max_future_skew_ms >= 0:
+        ahead_ms = to_ms(event.occurred_at) - record.timestamp_ms
+        if ahead_ms > max_future_skew_ms:
+            raise InvalidInputError(
+                "future_event",
+                f"occurred_at is {ahead_ms / 1000:.0f} s after the record's Kafka timestamp "
+                f"(more than the {max_future_skew_ms / 1000:.0f} s allowed clock skew)",
+            )
+    return event
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one batch did (for metrics, logs and tests)."""
+
+    applied: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    late: int = 0
+    dead_lettered: int = 0
+    pauses: list[OutboxMessage] = field(default_factory=list)
+    published: list[OutboxMessage] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    ref: CampaignRef
+    items: list[tuple[EventFacts, bytes, int]]
+
+
+class DetectionService:
+    """Applies batches of delivery-event records to campaign state and publishes decisions."""
+
+    def __init__(
+        self,
+        store: DetectionStore,
+        publisher: Publisher,
+        policy_book: Callable[[], PolicyBook],
+        *,
+        contacts: ContactSink | None = None,
+        max_future_skew_ms: int = 15 * 60_000,
+        health_min_interval_s: float = 5.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        publish_periodic_health: bool = True,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._policy_book = policy_book
+        self._contacts = contacts
+        self._max_future_skew_ms = max_future_skew_ms
+        self._health_interval_s = health_min_interval_s
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        self._publish_periodic_health = publish_periodic_health
+        self._last_health: dict[CampaignRef, float] = {}
+
+    async def apply(self, records: Sequence[RawRecord]) -> BatchReport:
+        """Apply one batch; returns after its decisions and dead letters are published.
+
+        Raises StoreUnavailableError or PublishError when Redis or Kafka fail: the caller must
+        then not commit the batch's offsets (a replay of it is harmless).
+        """
+        report = BatchReport()
+        dead: list[OutboxMessage] = []
+        events: list[DeliveryEvent] = []
+        pending: dict[CampaignRef, _Pending] = {}
+        for record in records:
+            try:
+                event = parse_event(record, self._max_future_skew_ms)
+                facts = EventFacts(
+                    event_id=event.event_id,
+                    counter=counter_for(event.type, event.bounce_class),
+                    at_ms=to_ms(event.occurred_at),
+                    domain=event.recipient.domain,
+                    source=record.source,
+                    offset=record.offset,
+                )
+            except InvalidInputError as exc:
+                dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
+                continue
+            events.append(event)
+            ref = CampaignRef(event.tenant_id, event.campaign_id)
+            group = pending.setdefault(ref, _Pending(ref, []))
+            group.items.append((facts, event_digest(event.event_id), facts.at_ms // DAY_MS))
+        if dead:
+            await self._publisher.publish(dead)
+            report.dead_lettered = len(dead)
+        if self._contacts is not None and events:
+            # Contact merges are idempotent, so they go first: a crash after them but before the
+            # campaign write replays them harmlessly, never the other way round.
+            await self._contacts.apply_events(events)
+        todo = list(pending.values())
+        for _attempt in range(MAX_WRITE_ATTEMPTS):
+            if not todo:
+                break
+            todo = await self._apply_campaigns(todo, report)
+        if todo:
+            refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
+            raise RuntimeError(f"campaign state kept changing under us (another worker?): {refs}")
+        return report
+
+    async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:
+        book = self._policy_book()
+        asks = []
+        for group in todo:
+            by_day: dict[int, list[bytes]] = {}
+            for _facts, digest, day in group.items:
+                by_day.setdefault(day, []).append(digest)
+            asks.append(CampaignAsk(group.ref, by_day))
+        stored = await self._store.load_campaigns(asks)
+        for group, loaded in zip(todo, stored, strict=True):
+            if loaded.outbox:
+                await self._deliver_outbox(group.ref, loaded.outbox, loaded.outbox_version)
+        folded = [
+            _fold(group, loaded, book, self._decode)
+            for group, loaded in zip(todo, stored, strict=True)
+        ]
+        results = await self._store.commit_campaigns([f.write for f in folded])
+        retry = [f.group for f, written in zip(folded, results, strict=True) if not written]
+        done = [f for f, written in zip(folded, results, strict=True) if written]
+        decided = [m for f in done for m in f.write.outbox]
+        if decided:
+            await self._publisher.publish(decided)
+        periodic: list[OutboxMessage] = []
+        for f in done:
+            report.applied += f.applied
+            report.duplicates += f.duplicates
+            report.replayed += f.replayed
+            report.late += f.late
+            if f.write.outbox:
+                await self._after_publish(f.group.ref, f.write.outbox, f.write.expected_version + 1)
+                report.pauses.extend(m for m in f.write.outbox if m.role == TopicRole.CONTROL)
+            message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
+            if message is not None:
+                periodic.append(message)
+        if periodic:
+            await self._publisher.publish(periodic)
+        report.published.extend(decided + periodic)
+        return retry
+
+    def _decode(self, ref: CampaignRef, blob: bytes | None, book: PolicyBook) -> CampaignState:
+        if blob is None:
+            return CampaignState.fresh(book.windows)
+        try:
+            return decode_state(blob, book.windows)
+        except StateDecodeError:
+            log.exception(
+                "corrupt campaign state, starting afresh",
+                extra={"tenant_id": ref.tenant_id, "campaign_id": ref.campaign_id},
+            )
+            return CampaignState.fresh(book.windows)
+
+    async def _deliver_outbox(
+        self, ref: CampaignRef, outbox: list[OutboxMessage], version: int
+    ) -> None:
+        """Publish a campaign's decided messages, escalate its pauses, then forget them."""
+        await self._publisher.publish(outbox)
+        await self._after_publish(ref, outbox, version)
+
+    async def _after_publish(
+        self, ref: CampaignRef, outbox: list[OutboxMessage], version: int
+    ) -> None:
+        for message in outbox:
+            if message.role == TopicRole.CONTROL:
+                await self._escalate(ref, message)
+        await self._store.clear_outbox(ref, version)
+
+    async def _escalate(self, ref: CampaignRef, pause: OutboxMessage) -> None:
+        book = self._policy_book()
+        policy = book.for_tenant(ref.tenant_id)
+        command = _pause_fields(pause.value)
+        escalation = await self._store.record_campaign_pause(
+            ref.tenant_id,
+            f"{ref.campaign_id}#{command.episode}",
+            command.at_ms,
+            policy.escalation.campaign_pauses,
+            policy.escalation.within_ms,
+        )
+        if escalation is None:
+            return
+        message = tenant_pause_command(ref.tenant_id, escalation, command.at_ms, policy)
+        await self._publisher.publish([message])
+        await self._store.confirm_tenant_pause(ref.tenant_id, escalation.episode)
+        log.warning(
+            "tenant paused",
+            extra={"tenant_id": ref.tenant_id, "episode": escalation.episode},
+        )
+
+    def _periodic_health(
+        self, ref: CampaignRef, state: CampaignState, *, decided: bool
+    ) -> OutboxMessage | None:
+        """A snapshot at most every `health_min_interval_s` per campaign (wall-clock paced)."""
+        if not self._publish_periodic_health:
+            return None
+        now = self._monotonic()
+        last = self._last_health.get(ref)
+        self_paced = last is not None and now - last < self._health_interval_s
+        if decided or not self_paced:
+            self._last_health[ref] = now
+        if decided or self_paced:
+            return None
+        return health_snapshot(ref.tenant_id, ref.campaign_id, state, status_changed=False)
+
+    async def recover_outboxes(self) -> int:
+        """Publish outboxes left by a crash (at start-up and now and then); returns how many."""
+        refs = await self._store.campaigns_with_outbox()
+        if not refs:
+            return 0
+        stored = await self._store.load_campaigns([CampaignAsk(ref) for ref in refs])
+        recovered = 0
+        for ref, loaded in zip(refs, stored, strict=True):
+            if loaded.outbox:
+                await self._deliver_outbox(ref, loaded.outbox, loaded.outbox_version)
+                recovered += 1
+            else:
+                await self._store.clear_outbox(ref, loaded.outbox_version)
+        return recovered
+
+
+@dataclass(slots=True)
+class _Folded:
+    """A campaign's pending events folded into its state, ready to be written."""
+
+    group: _Pending
+    state: CampaignState
+    write: CampaignWrite
+    applied: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    late: int = 0
+
+
+def _fold(
+    group: _Pending,
+    loaded: StoredCampaign,
+    book: PolicyBook,
+    decode: Callable[[CampaignRef, bytes | None, PolicyBook], CampaignState],
+) -> _Folded:
+    """Apply a campaign's events in order, skipping replayed offsets and duplicate ids."""
+    ref = group.ref
+    policy = book.for_campaign(ref.tenant_id, ref.campaign_id)
+    z = policy.z
+    state = decode(ref, loaded.blob, book)
+    late_before = state.windows.late_events
+    write = CampaignWrite(ref, loaded.version, b"", {}, [])
+    folded = _Folded(group, state, write)
+    batch_seen: set[bytes] = set()
+    for facts, digest, day in group.items:
+        if state.already_applied(facts.source, facts.offset):
+            folded.replayed += 1
+            continue
+        if digest in loaded.seen or digest in batch_seen:
+            folded.duplicates += 1
+            state.duplicates += 1
+            state.note_offset(facts.source, facts.offset)
+            continue
+        batch_seen.add(digest)
+        write.new_digests_by_day.setdefault(day, []).append(digest)
+        folded.applied += 1
+        for decision in observe(state, facts, policy, z):
+            write.outbox.append(_decision_message(ref, decision, state, policy))
+    folded.late = state.windows.late_events - late_before
+    write.blob = encode_state(state)
+    write.paused = state.status is CampaignStatus.PAUSED
+    return folded
+
+
+def _decision_message(
+    ref: CampaignRef, decision: Decision, state: CampaignState, policy: Policy
+) -> OutboxMessage:
+    if isinstance(decision, PauseDecision):
+        return pause_command(ref.tenant_id, ref.campaign_id, decision, policy)
+    # A status change is reported with the counts as they stand at that very event.
+    return health_snapshot(ref.tenant_id, ref.campaign_id, state, status_changed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _PauseFields:
+    episode: int
+    at_ms: int
+
+
+def _pause_fields(value: str) -> _PauseFields:
+    command = PauseCommand.model_validate_json(value)
+    return _PauseFields(command.episode, to_ms(command.decided_at))

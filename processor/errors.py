@@ -1,0 +1,28 @@
+"""sendguard's own exceptions: library errors are translated into these once, at the edges."""
+
+from __future__ import annotations
+
+
+class SendguardError(Exception):
+    """Base of every error sendguard raises on purpose."""
+
+
+class InvalidInputError(SendguardError):
+    """An input message cannot be used; it goes to the dead-letter topic with this reason."""
+
+    def __init__(self, error_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+        self.reason = reason
+
+
+class StoreUnavailableError(SendguardError):
+    """Redis did not answer, or answered with an error, after bounded retries."""
+
+
+class PublishError(SendguardError):
+    """Kafka did not acknowledge a message we must publish."""
+
+
+class ConfigurationError(SendguardError):
+    """A setting or the policy file is invalid; the message names it."""

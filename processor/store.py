@@ -1,0 +1,216 @@
+"""The state store seam: what detection needs from storage, and the embedded in-memory store.
+
+`RedisStore` (adapters/redis_store.py) and `InMemoryStore` implement the same protocol and pass
+the same contract tests, so a replay on the embedded store decides exactly as the worker does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message decided but perhaps not yet published: kept with the state that caused it."""
+
+    role: str
+    key: str
+    value: str
+
+    def to_json(self) -> list[str]:
+        """A compact JSON-able form."""
+        return [self.role, self.key, self.value]
+
+
+def encode_outbox(messages: list[OutboxMessage]) -> str:
+    """Serialize an outbox."""
+    return json.dumps([m.to_json() for m in messages], separators=(",", ":"))
+
+
+def decode_outbox(raw: str | bytes | None) -> list[OutboxMessage]:
+    """Read an outbox back (empty when absent)."""
+    if not raw:
+        return []
+    return [OutboxMessage(role, key, value) for role, key, value in json.loads(raw)]
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRef:
+    """A campaign's identity."""
+
+    tenant_id: str
+    campaign_id: str
+
+
+@dataclass(slots=True)
+class CampaignAsk:
+    """Load a campaign's state and tell which of these event digests it has applied."""
+
+    ref: CampaignRef
+    digests_by_day: dict[int, list[bytes]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StoredCampaign:
+    """A campaign's state as loaded, with the version to compare-and-set against."""
+
+    blob: bytes | None
+    version: int
+    outbox: list[OutboxMessage]
+    outbox_version: int
+    seen: set[bytes]
+
+
+@dataclass(slots=True)
+class CampaignWrite:
+    """Replace a campaign's state if it is still at `expected_version`."""
+
+    ref: CampaignRef
+    expected_version: int
+    blob: bytes
+    new_digests_by_day: dict[int, list[bytes]]
+    outbox: list[OutboxMessage]
+    paused: bool = False
+    """A paused campaign's state is kept longer, until it is resumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantEscalation:
+    """A tenant crossed its campaign-pause limit: pause it (episode `episode`)."""
+
+    episode: int
+    campaigns: tuple[str, ...]
+
+
+class DetectionStore(Protocol):
+    """Durable detection state. Every write is idempotent or compare-and-set."""
+
+    async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
+        """States of the asked campaigns, in order, with the digests already applied."""
+        ...
+
+    async def commit_campaigns(self, writes: list[CampaignWrite]) -> list[bool]:
+        """Apply writes atomically per campaign; False where the version moved on (conflict)."""
+        ...
+
+    async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
+        """Forget a published outbox, unless a newer write replaced it."""
+        ...
+
+    async def campaigns_with_outbox(self) -> list[CampaignRef]:
+        """Campaigns whose outbox may not have been published (crash recovery)."""
+        ...
+
+    async def record_campaign_pause(
+        self, tenant_id: str, member: str, at_ms: int, limit: int, within_ms: int
+    ) -> TenantEscalation | None:
+        """Note a campaign pause (idempotent per member) and maybe escalate to the tenant.
+
+        Escalates when the tenant reaches `limit` pauses within `within_ms`. Until the escalation
+        is confirmed published, every call returns it again, so a crash loses nothing.
+        """
+        ...
+
+    async def confirm_tenant_pause(self, tenant_id: str, episode: int) -> None:
+        """The tenant pause of `episode` is published: stop returning it."""
+        ...
+
+    async def tenant_paused(self, tenant_id: str) -> bool:
+        """True while a tenant-scoped pause is in force."""
+        ...
+
+    async def save_resume(self, ref: CampaignRef, blob: bytes, expected_version: int) -> bool:
+        """Write a re-armed campaign state after a resume (compare-and-set)."""
+        ...
+
+
+class InMemoryStore:
+    """The embedded store for replay and tests: dictionaries, same semantics as Redis."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[CampaignRef, tuple[int, bytes]] = {}
+        self.outboxes: dict[CampaignRef, tuple[int, list[OutboxMessage]]] = {}
+        self.seen: dict[tuple[CampaignRef, int], set[bytes]] = {}
+        self.tenant_pauses: dict[str, dict[str, int]] = {}
+        self.tenant_episodes: dict[str, int] = {}
+        self.paused_tenants: set[str] = set()
+        self.unpublished_tenant_pauses: dict[str, TenantEscalation] = {}
+
+    async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
+        """See `DetectionStore.load_campaigns`."""
+        loaded = []
+        for ask in asks:
+            version, blob = self.campaigns.get(ask.ref, (0, None))
+            seen = {
+                digest
+                for day, digests in ask.digests_by_day.items()
+                for digest in digests
+                if digest in self.seen.get((ask.ref, day), set())
+            }
+            outbox_version, outbox = self.outboxes.get(ask.ref, (0, []))
+            loaded.append(StoredCampaign(blob, version, list(outbox), outbox_version, seen))
+        return loaded
+
+    async def commit_campaigns(self, writes: list[CampaignWrite]) -> list[bool]:
+        """See `DetectionStore.commit_campaigns`."""
+        results = []
+        for write in writes:
+            version = self.campaigns.get(write.ref, (0, b""))[0]
+            if version != write.expected_version:
+                results.append(False)
+                continue
+            self.campaigns[write.ref] = (version + 1, write.blob)
+            for day, digests in write.new_digests_by_day.items():
+                self.seen.setdefault((write.ref, day), set()).update(digests)
+            if write.outbox:
+                self.outboxes[write.ref] = (version + 1, list(write.outbox))
+            results.append(True)
+        return results
+
+    async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
+        """See `DetectionStore.clear_outbox`."""
+        if ref in self.outboxes and self.outboxes[ref][0] == version:
+            del self.outboxes[ref]
+
+    async def campaigns_with_outbox(self) -> list[CampaignRef]:
+        """See `DetectionStore.campaigns_with_outbox`."""
+        return list(self.outboxes)
+
+    async def record_campaign_pause(
+        self, tenant_id: str, member: str, at_ms: int, limit: int, within_ms: int
+    ) -> TenantEscalation | None:
+        """See `DetectionStore.record_campaign_pause`."""
+        pauses = self.tenant_pauses.setdefault(tenant_id, {})
+        pauses[member] = at_ms
+        for old in [m for m, t in pauses.items() if t < at_ms - within_ms]:
+            del pauses[old]
+        if tenant_id in self.paused_tenants:
+            return self.unpublished_tenant_pauses.get(tenant_id)
+        if len(pauses) < limit:
+            return None
+        self.paused_tenants.add(tenant_id)
+        episode = self.tenant_episodes.get(tenant_id, 0) + 1
+        self.tenant_episodes[tenant_id] = episode
+        escalation = TenantEscalation(episode, tuple(sorted(pauses)))
+        self.unpublished_tenant_pauses[tenant_id] = escalation
+        return escalation
+
+    async def confirm_tenant_pause(self, tenant_id: str, episode: int) -> None:
+        """See `DetectionStore.confirm_tenant_pause`."""
+        pending = self.unpublished_tenant_pauses.get(tenant_id)
+        if pending is not None and pending.episode == episode:
+            del self.unpublished_tenant_pauses[tenant_id]
+
+    async def tenant_paused(self, tenant_id: str) -> bool:
+        """See `DetectionStore.tenant_paused`."""
+        return tenant_id in self.paused_tenants
+
+    async def save_resume(self, ref: CampaignRef, blob: bytes, expected_version: int) -> bool:
+        """See `DetectionStore.save_resume`."""
+        version = self.campaigns.get(ref, (0, b""))[0]
+        if version != expected_version:
+            return False
+        self.campaigns[ref] = (version + 1, blob)
+        return True
