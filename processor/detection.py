@@ -26,7 +26,7 @@ from processor.domain.detector import (
     counter_for,
     observe,
 )
-from processor.errors import InvalidInputError
+from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
 from processor.messages import (
     RawRecord,
     dead_letter,
@@ -202,6 +202,38 @@ class DetectionService:
         if todo:
             refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
             raise RuntimeError(f"campaign state kept changing under us (another worker?): {refs}")
+        return report
+
+    async def apply_isolating(self, records: Sequence[RawRecord]) -> BatchReport:
+        """`apply`, but a record that trips an unexpected error is dead-lettered on its own.
+
+        Redis and Kafka failures still propagate: those records must be retried, not rejected.
+        """
+        try:
+            return await self.apply(records)
+        except (StoreUnavailableError, PublishError):
+            raise
+        except Exception as exc:  # the one catch-all: a bug on one record must not stall the stream
+            if len(records) == 1:
+                log.exception("record could not be processed; dead-lettered")
+                letter = dead_letter(
+                    records[0],
+                    "processing_error",
+                    f"{type(exc).__name__}: {exc}",
+                    self._wall_clock(),
+                )
+                await self._publisher.publish([letter])
+                return BatchReport(dead_lettered=1)
+        report = BatchReport()
+        for record in records:
+            single = await self.apply_isolating([record])
+            report.applied += single.applied
+            report.duplicates += single.duplicates
+            report.replayed += single.replayed
+            report.late += single.late
+            report.dead_lettered += single.dead_lettered
+            report.pauses.extend(single.pauses)
+            report.published.extend(single.published)
         return report
 
     async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:

@@ -80,14 +80,27 @@ class Settings(BaseSettings):
     topic_replication_factor: PositiveInt = 1
     topic_names: dict[TopicRole, str] = Field(
         default_factory=dict,
-        description="Per-role overrides of full topic names, e.g. {\"control\": \"ops.control\"}.",
+        description='Per-role overrides of full topic names, e.g. {"control": "ops.control"}.',
     )
 
     # Behaviour
     policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
     batch_max_events: PositiveInt = 2000
     batch_max_wait_ms: PositiveInt = 50
-    health_min_interval_s: float = Field(default=5.0, ge=0)
+    health_min_interval_s: float = Field(
+        default=5.0, ge=0, description="Least time between two unprompted health snapshots."
+    )
+    max_future_skew_s: float = Field(
+        default=900, ge=0, description="Events stamped further ahead of Kafka time are rejected."
+    )
+    state_margin_s: float = Field(
+        default=6 * 3600, ge=0, description="Kept past the longest window before state expires."
+    )
+    paused_state_ttl_s: float = Field(
+        default=30 * 86400,
+        gt=0,
+        description="How long a paused campaign's state waits for a resume.",
+    )
     data_dir: Path = Field(
         default=Path(".sendguard-data"), description="Where Faust keeps its local table data."
     )

@@ -1,0 +1,5 @@
+"""`python -m processor` runs the `sendguard` command."""
+
+from processor.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""Kafka at the edge: topic declaration, client security options, and a confirmed publisher.
+
+aiokafka and Faust producer errors are translated into PublishError here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from processor.errors import PublishError
+from processor.settings import KafkaSecurityProtocol, Settings
+from schemas.topics import TOPIC_CONTRACTS, TopicRole
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from processor.store import OutboxMessage
+
+INTERNAL_ROLES: tuple[TopicRole, ...] = tuple(c.role for c in TOPIC_CONTRACTS)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of aiokafka clients for the configured bootstrap servers and security."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol.value,
+    }
+    if settings.kafka_security_protocol in {
+        KafkaSecurityProtocol.SSL,
+        KafkaSecurityProtocol.SASL_SSL,
+    }:
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            key_password = settings.kafka_ssl_key_password
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+                key_password.get_secret_value() if key_password else None,
+            )
+        options["ssl_context"] = context
+    if settings.kafka_sasl_mechanism is not None:
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism.value
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Full topic name of every role, keyed by role value."""
+    return {role.value: settings.topic(role) for role in TopicRole}
+
+
+async def declare_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create every sendguard topic that does not exist yet; returns the ones created."""
+    admin = AIOKafkaAdminClient(
+        **client_options(settings), request_timeout_ms=int(timeout_s * 1000)
+    )
+    created: list[str] = []
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = []
+        for contract in TOPIC_CONTRACTS:
+            name = settings.topic(contract.role)
+            if name in existing:
+                continue
+            config = {"cleanup.policy": "compact"} if contract.compacted else {}
+            wanted.append(
+                NewTopic(
+                    name,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs=config,
+                )
+            )
+        if wanted:
+            # Another worker may win the race; the topic is then there, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            created = [t.name for t in wanted]
+    except KafkaError as exc:
+        raise PublishError(
+            f"declaring topics on {settings.kafka_bootstrap_servers} failed: {exc}"
+        ) from exc
+    finally:
+        await admin.close()
+    return created
+
+
+class ConfirmedPublisher:
+    """Publishes messages and waits until the broker acknowledged every one of them.
+
+    `send` schedules one record and returns an awaitable of its delivery (the shape of both
+    Faust's and aiokafka's producers), so a batch is pipelined and confirmed together.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[str, bytes | None, bytes | None], Awaitable[Awaitable[Any]]],
+        topics: dict[str, str],
+    ) -> None:
+        self._send = send
+        self._topics = topics
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """See `Publisher.publish`."""
+        try:
+            deliveries = [
+                await self._send(
+                    self._topics[m.role], m.key.encode() if m.key else None, m.value.encode()
+                )
+                for m in messages
+            ]
+            await asyncio.gather(*deliveries)
+        except KafkaError as exc:
+            raise PublishError(f"publishing {len(messages)} messages failed: {exc}") from exc

@@ -1,0 +1,170 @@
+"""The one place that wires the Faust app: topics, agents, timers; no other module imports Faust.
+
+Agents read raw bytes and hand whole batches to the use cases; they ack a batch only after it was
+applied and its decisions published. When Redis or Kafka stay unavailable the worker crashes
+without acking, so the unapplied records are read again after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
+from processor.errors import PublishError, StoreUnavailableError
+from processor.messages import RawRecord
+from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from processor.detection import DetectionService, Publisher
+    from processor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SWEEP_INTERVAL_S = 10.0
+
+
+@dataclass(slots=True)
+class Wiring:
+    """What the app needs from the outside, built by the CLI (or a test)."""
+
+    detection: Callable[[Publisher], DetectionService]
+    reload_policy: Callable[[], bool] | None = None
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    options = client_options(settings)
+    if "sasl_mechanism" in options:
+        mechanism = options["sasl_mechanism"]
+        if mechanism == "PLAIN":
+            return faust.SASLCredentials(
+                username=options["sasl_plain_username"],
+                password=options["sasl_plain_password"],
+                ssl_context=options.get("ssl_context"),
+            )
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            mechanism=mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if "ssl_context" in options:
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
+def to_raw_record(event: Any) -> RawRecord:
+    """A Faust event's message as a RawRecord."""
+    message = event.message
+    timestamp = message.timestamp
+    return RawRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int(timestamp * 1000) if timestamp else None,
+    )
+
+
+def create_app(settings: Settings, wiring: Wiring) -> faust.App:
+    """Build the Faust app for these settings (nothing is started here)."""
+    servers = [f"aiokafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")]
+    app = faust.App(
+        settings.app_id,
+        broker=servers,
+        broker_credentials=_broker_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir / "{conf.name}"),
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=False,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=max(1, settings.kafka_session_timeout_s // 3),
+        broker_rebalance_timeout=max(10, settings.kafka_session_timeout_s * 2),
+        consumer_group_instance_id=settings.kafka_group_instance_id,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        broker_commit_interval=1.0,
+        loghandlers=[],
+    )
+    names = topic_names(settings)
+
+    def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Awaitable[Any]]:
+        return app.producer.send(topic, key, value, None, None, None)
+
+    publisher = ConfirmedPublisher(send, names)
+    detection = wiring.detection(publisher)
+
+    delivery_events = app.topic(
+        settings.topic(TopicRole.DELIVERY_EVENTS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def detect(stream: Any) -> None:
+        async for events in stream.noack_take(
+            settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
+        ):
+            await _apply_or_crash(app, stream, events, detection.apply_isolating)
+
+    app.agent(delivery_events, name="sendguard.detect", concurrency=1)(detect)
+
+    async def sweep_outboxes() -> None:
+        try:
+            recovered = await detection.recover_outboxes()
+        except (StoreUnavailableError, PublishError):
+            log.exception("outbox sweep failed; will retry")
+            return
+        if recovered:
+            log.warning("published outboxes left by an earlier crash", extra={"count": recovered})
+
+    app.timer(OUTBOX_SWEEP_INTERVAL_S, name="sendguard.sweep_outboxes", on_leader=False)(
+        sweep_outboxes
+    )
+
+    async def on_start() -> None:
+        if wiring.reload_policy is not None:
+            reload_policy = wiring.reload_policy
+            app.loop.add_signal_handler(signal.SIGHUP, reload_policy)
+        await sweep_outboxes()
+
+    app.task(on_start)
+    return app
+
+
+async def _apply_or_crash(
+    app: faust.App,
+    stream: Any,
+    events: Sequence[Any],
+    apply: Callable[[Sequence[RawRecord]], Awaitable[object]],
+) -> None:
+    records = [to_raw_record(event) for event in events]
+    try:
+        await apply(records)
+    except (StoreUnavailableError, PublishError) as exc:
+        # Not acked, so not committed: the restarted worker reads these records again, and
+        # the idempotent state makes the replay harmless.
+        log.critical("state or broker unavailable, stopping the worker", extra={"error": str(exc)})
+        await app.crash(exc)
+        raise
+    for event in events:
+        await stream.ack(event)
+
+
+def run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, log_level: str) -> None:
+    """Run the app until SIGTERM or SIGINT, then stop cleanly (this call exits the process)."""
+    worker = faust.Worker(app, loop=loop, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,161 @@
+"""The `sendguard` command: the only place that reads the environment and builds clients."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from processor.errors import ConfigurationError, SendguardError
+from processor.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from processor.adapters.redis_store import RedisStore
+    from processor.domain.policy import PolicyBook
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"sendguard: {message}", err=True)
+    sys.exit(2)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value stops here with the variable's name."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"SENDGUARD_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        ]
+        _fail("invalid configuration: " + "; ".join(problems))
+
+
+def build_redis(settings: Settings) -> Redis:
+    """A Redis client with bounded retries on connection errors."""
+    from redis.asyncio import Redis  # noqa: PLC0415  # keep `sendguard --help` fast
+    from redis.backoff import ExponentialBackoff  # noqa: PLC0415  # same as above
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415  # same
+    from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415  # same
+    from redis.retry import Retry  # noqa: PLC0415  # same as above
+
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        password=password,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def build_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisStore:
+    """The Redis detection store with TTLs derived from the policy's longest window."""
+    from processor.adapters.keys import Keys  # noqa: PLC0415  # keep `sendguard --help` fast
+    from processor.adapters.redis_store import RedisStore  # noqa: PLC0415  # same as above
+
+    longest_ms = book.longest_window_ms
+    margin_ms = int(settings.state_margin_s * 1000)
+    return RedisStore(
+        client,
+        Keys(settings.redis_key_prefix),
+        state_ttl_ms=longest_ms + margin_ms,
+        paused_state_ttl_ms=int(settings.paused_state_ttl_s * 1000),
+        seen_ttl_ms=2 * longest_ms + margin_ms,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """sendguard: pause email campaigns whose bounce, complaint or unsubscribe rates spike."""
+
+
+@main.command()
+def worker() -> None:
+    """Run the stream worker: detection, pause commands and health (SIGTERM stops it)."""
+    from processor.adapters.kafka import declare_topics  # noqa: PLC0415  # heavy imports only here
+    from processor.app import Wiring, create_app, run_worker  # noqa: PLC0415  # same as above
+    from processor.detection import DetectionService, Publisher  # noqa: PLC0415  # same as above
+    from processor.logs import configure_logging  # noqa: PLC0415  # same as above
+    from processor.policy_file import PolicyHolder  # noqa: PLC0415  # same as above
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    try:
+        holder = PolicyHolder(settings.policy_file)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(declare_topics(settings))
+    except SendguardError as exc:
+        _fail(str(exc))
+    store = build_store(settings, build_redis(settings), holder())
+
+    def detection(publisher: Publisher) -> DetectionService:
+        return DetectionService(
+            store,
+            publisher,
+            holder,
+            max_future_skew_ms=int(settings.max_future_skew_s * 1000),
+            health_min_interval_s=settings.health_min_interval_s,
+        )
+
+    app = create_app(settings, Wiring(detection=detection, reload_policy=holder.reload))
+    run_worker(app, loop, settings.log_level)
+
+
+@main.group()
+def schemas() -> None:
+    """Message contracts of the topics."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--asyncapi-only", is_flag=True, help="Write only asyncapi.yaml.")
+def schemas_export(directory: Path, *, asyncapi_only: bool) -> None:
+    """Write a JSON Schema per message and an AsyncAPI 3 document into DIRECTORY."""
+    from processor.schema_export import (  # noqa: PLC0415  # keep `sendguard --help` fast
+        ASYNCAPI_FILE_NAME,
+        asyncapi_document,
+        export,
+        render_asyncapi_yaml,
+    )
+
+    prefix = load_settings().topic_prefix
+    directory.mkdir(parents=True, exist_ok=True)
+    if asyncapi_only:
+        path = directory / ASYNCAPI_FILE_NAME
+        path.write_text(render_asyncapi_yaml(asyncapi_document(prefix)), encoding="utf-8")
+        written = [path]
+    else:
+        written = export(directory, topic_prefix=prefix)
+    for path in written:
+        click.echo(str(path))
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every sendguard topic that is missing (partitions, compaction as documented)."""
+    from processor.adapters.kafka import declare_topics  # noqa: PLC0415  # heavy imports only here
+
+    settings = load_settings()
+    try:
+        created = asyncio.run(declare_topics(settings))
+    except SendguardError as exc:
+        _fail(str(exc))
+    click.echo("created: " + (", ".join(created) if created else "nothing, all topics exist"))
