@@ -87,7 +87,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
-        topic_allow_declare=False,
+        topic_allow_declare=True,  # only Faust-internal topics (the leader assignor); ours are declared explicitly
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(1, settings.kafka_session_timeout_s // 3),
         broker_rebalance_timeout=max(10, settings.kafka_session_timeout_s * 2),

@@ -93,6 +93,7 @@ def worker() -> None:
         holder = PolicyHolder(settings.policy_file)
     except ConfigurationError as exc:
         _fail(str(exc))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

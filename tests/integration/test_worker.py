@@ -1,0 +1,59 @@
+"""The worker skeleton on the real broker and Redis: events reach it, bad input is dead-lettered."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import TYPE_CHECKING
+
+from tests.integration.conftest import event, produce, read_topic, run_cli
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+    from redis.asyncio import Redis
+
+    from tests.integration.conftest import Sandbox, WorkerProcess
+
+
+async def test_an_event_reaches_the_worker_and_a_malformed_one_is_dead_lettered(
+    sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer, redis: Redis
+) -> None:
+    """A valid event updates the campaign's state in Redis; a malformed one lands on the
+    dead-letter topic with its reason, its origin and its original bytes."""
+    await worker.start()
+    topic = sandbox.topic("delivery-events")
+    now = time.time()
+    good = event(event_id="e1", tenant="acme", campaign="c1", kind="sent", at=now, contact="u1")
+    await produce(producer, topic, [good])
+    await producer.send_and_wait(topic, value=b"{not json", key=b"acme:c1")
+    await producer.send_and_wait(
+        topic, value=json.dumps({**good, "event_id": "e2", "type": "exploded"}).encode(), key=b"x"
+    )
+
+    letters = await read_topic(
+        sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 2
+    )
+    assert [m["error_type"] for m in letters] == ["invalid_json", "invalid_event"]
+    assert base64.b64decode(letters[0]["original"]) == b"{not json"
+    assert letters[0]["source_topic"] == topic
+    assert letters[0]["source_offset"] is not None
+    assert "type" in letters[1]["error"]
+    state_key = f"{sandbox.name}:{{c:acme:c1}}:state"
+    assert await redis.hget(state_key, "v") == b"1"
+
+
+def test_help_lists_the_commands(sandbox: Sandbox) -> None:
+    """`sendguard --help` names the worker and the schema export."""
+    result = run_cli(sandbox, "--help")
+    assert result.returncode == 0
+    assert "worker" in result.stdout
+    assert "schemas" in result.stdout
+
+
+def test_a_bad_setting_stops_the_worker_with_the_variable_named(sandbox: Sandbox) -> None:
+    """An invalid Redis URL fails at start with a message naming SENDGUARD_REDIS_URL."""
+    sandbox.extra_env["SENDGUARD_REDIS_URL"] = "http://nope"
+    result = run_cli(sandbox, "worker", timeout_s=30)
+    assert result.returncode == 2
+    assert "SENDGUARD_REDIS_URL" in result.stderr
