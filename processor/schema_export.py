@@ -1,4 +1,3 @@
-
 """The published contract of sendguard's topics: JSON Schemas and an AsyncAPI 3.0 document.
 
 Both are generated from `schemas/` (`sendguard schemas export`); `docs/asyncapi.yaml` is a copy.

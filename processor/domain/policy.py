@@ -96,8 +96,8 @@ def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
     A numerator above the denominator (complaints arriving after their deliveries left the
     window) is clamped: the rate cannot exceed 1.
     """
-    if denominator <= 0:
-        return 0.0
+    if denominator <= 0 or numerator <= 0:
+        return 0.0  # exact: centre - margin cancels to 0 only up to rounding
     successes = min(numerator, denominator)
     p = successes / denominator
     z2 = z * z

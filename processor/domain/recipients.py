@@ -4,8 +4,6 @@ Owns the contact state, its replay-safe transitions, its compact binary codec, t
 rules and the streaming accumulator of a filtered recipient set. Pure: time is passed in.
 """
 
-# the project has no copyright header; ruff 0.17 stabilized this rule
-
 from __future__ import annotations
 
 import hashlib
@@ -340,20 +338,6 @@ class RecipientSetAccumulator:
     Streaming: it holds at most one unfinished chunk, handing each over as soon as it fills,
     so memory does not grow with the audience. It does not de-duplicate contacts.
     """
-
-    __slots__ = (
-        "_already_attempted",
-        "_audience_size",
-        "_chunk_count",
-        "_chunk_size",
-        "_digest",
-        "_excluded",
-        "_finished",
-        "_kept",
-        "_now",
-        "_pending",
-        "_rules",
-    )
 
     def __init__(self, *, rules: FilterRules, now: datetime, chunk_size: int) -> None:
         _require_aware(now, "now")

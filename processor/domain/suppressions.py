@@ -3,8 +3,6 @@
 Pure: CSV lines in; for each data row, one `ContactUpdate` or one line-numbered error out.
 """
 
-# the project has no copyright header; ruff 0.17 stabilized this rule
-
 from __future__ import annotations
 
 import csv
@@ -51,7 +49,8 @@ _NOT_OPT_OUT_STATUSES = frozenset({"subscribed", "active", "pending", "opted_in"
 _SOURCE_PREFIX = "import:"
 _MAX_SOURCE = 200 - len(_SOURCE_PREFIX) - 1 - max(map(len, _OPT_OUT_STATUSES.values()))
 _MAX_CONTACT_ID = 320
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")  # the pattern of `Recipient.address`
+_EMAIL = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\".]+")
+"""Stricter than `Recipient.address`: no display names, brackets or `mailto:`; a dotted domain."""
 _EPOCH_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _SEPARATORS = re.compile(r"[\s\-]+")
 _TENANT_ID = TypeAdapter(Identifier)
@@ -113,8 +112,8 @@ def parse_suppression_rows(
 
     Columns are matched case-insensitively (spaces and hyphens read as underscores):
     `email` (or `Email Address`, `email_address`, `E-mail`) is required; `contact_id`,
-    `status` or `reason`, and a time (`unsubscribed_at`, `timestamp`, `UNSUB_TIME`,
-    `CLEAN_TIME`, `created`) are optional. Every good row becomes an update with
+    `status` (else `reason`), and a time (the first of `unsubscribed_at`, `timestamp`,
+    `UNSUB_TIME`, `CLEAN_TIME`, `created`) are optional. Every good row becomes an update with
     `unsubscribed=True` (a bounced or complained status is still an opt-out; it is kept in
     `source` as `import:<source>:<status>`). The contact id is the row's `contact_id`, or else
     the lower-cased email. Times are ISO 8601 (UTC if no offset) or epoch seconds; a row
@@ -148,8 +147,7 @@ def _find_columns(names: list[str]) -> _Columns:
     normalized = [normalize_header(name) for name in names]
 
     def first(aliases: tuple[str, ...]) -> int | None:
-        found = [normalized.index(alias) for alias in aliases if alias in normalized]
-        return min(found, default=None)
+        return next((normalized.index(alias) for alias in aliases if alias in normalized), None)
 
     emails = [index for index, name in enumerate(normalized) if name in EMAIL_COLUMNS]
     if not emails:
