@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import click
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from processor.errors import ConfigurationError, SendguardError
 from processor.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from redis.asyncio import Redis
+
+    from processor.messages import RawRecord
 
     from processor.adapters.redis_store import RedisStore
     from processor.domain.policy import PolicyBook
@@ -113,6 +117,93 @@ def worker() -> None:
 
     app = create_app(settings, Wiring(detection=detection, reload_policy=holder.reload))
     run_worker(app, loop, settings.log_level)
+
+
+@main.command("replay")
+@click.argument("source", type=click.File("rb"))
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML policy file (built-in defaults if omitted).",
+)
+@click.option("--redis", "redis_url", help="Use this Redis instead of the embedded store.")
+@click.option("--key-prefix", default="sendguard-replay", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def replay_command(
+    source: BinaryIO,
+    policy_path: Path | None,
+    redis_url: str | None,
+    key_prefix: str,
+    *,
+    no_progress: bool,
+) -> None:
+    """Run detection over SOURCE (JSON lines of events, '-' for stdin) without Kafka.
+
+    Prints the pause commands and status changes the worker would publish as JSON lines on
+    stdout, and a summary table per campaign on stderr.
+    """
+    from processor.replay import records_from_lines  # noqa: PLC0415  # keep `sendguard --help` fast
+
+    _run_replay(records_from_lines(source), policy_path, redis_url, key_prefix, no_progress)
+
+
+def _run_replay(
+    records: Iterable[RawRecord],
+    policy_path: Path | None,
+    redis_url: str | None,
+    key_prefix: str,
+    no_progress: bool,  # noqa: FBT001  # internal helper mirroring the CLI flag
+    total: int | None = None,
+) -> None:
+    from tqdm import tqdm  # noqa: PLC0415  # keep `sendguard --help` fast
+
+    from processor.adapters.keys import Keys  # noqa: PLC0415  # same as above
+    from processor.adapters.redis_store import RedisStore  # noqa: PLC0415  # same as above
+    from processor.policy_file import PolicyHolder  # noqa: PLC0415  # same as above
+    from processor.replay import render_summary, replay  # noqa: PLC0415  # same as above
+    from processor.store import DetectionStore, InMemoryStore  # noqa: PLC0415  # same as above
+
+    try:
+        holder = PolicyHolder(policy_path)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
+
+    async def run() -> str:
+        store: DetectionStore = InMemoryStore()
+        client = None
+        if redis_url is not None:
+            client = build_redis(Settings(redis_url=SecretStr(redis_url)))
+            longest = holder().longest_window_ms
+            store = RedisStore(
+                client,
+                Keys(key_prefix),
+                state_ttl_ms=2 * longest,
+                paused_state_ttl_ms=2 * longest,
+                seen_ttl_ms=2 * longest,
+            )
+        try:
+            result = await replay(
+                records,
+                store=store,
+                policy_book=holder,
+                out=sys.stdout,
+                errors=sys.stderr,
+                progress=bar.update,
+            )
+        finally:
+            if client is not None:
+                await client.aclose()
+        return render_summary(result)
+
+    try:
+        summary = asyncio.run(run())
+    except SendguardError as exc:
+        _fail(str(exc))
+    finally:
+        bar.close()
+    click.echo(summary, err=True)
 
 
 @main.group()

@@ -124,6 +124,7 @@ class BatchReport:
     dead_lettered: int = 0
     pauses: list[OutboxMessage] = field(default_factory=list)
     published: list[OutboxMessage] = field(default_factory=list)
+    campaigns: set[CampaignRef] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -178,7 +179,7 @@ class DetectionService:
                     at_ms=to_ms(event.occurred_at),
                     domain=event.recipient.domain,
                     source=record.source,
-                    offset=record.offset,
+                    offset=record.offset if record.from_kafka else None,
                 )
             except InvalidInputError as exc:
                 dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
@@ -233,6 +234,7 @@ class DetectionService:
             report.late += single.late
             report.dead_lettered += single.dead_lettered
             report.pauses.extend(single.pauses)
+            report.campaigns |= single.campaigns
             report.published.extend(single.published)
         return report
 
@@ -260,6 +262,7 @@ class DetectionService:
             await self._publisher.publish(decided)
         periodic: list[OutboxMessage] = []
         for f in done:
+            report.campaigns.add(f.group.ref)
             report.applied += f.applied
             report.duplicates += f.duplicates
             report.replayed += f.replayed

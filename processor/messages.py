@@ -32,6 +32,10 @@ TENANT_KEY_CAMPAIGN = "*"
 """Campaign part of the Kafka key of a tenant-scoped command: `tenant:*`."""
 
 
+FILE_TOPIC = ""
+"""The `topic` of a RawRecord read from a file rather than from Kafka."""
+
+
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """One Kafka record as read, before any parsing."""
@@ -44,9 +48,14 @@ class RawRecord:
     timestamp_ms: int | None
 
     @property
-    def source(self) -> str:
-        """`topic:partition`, the unit Kafka orders and commits by."""
-        return f"{self.topic}:{self.partition}"
+    def source(self) -> str | None:
+        """`topic:partition`, the unit Kafka orders and commits by; None outside Kafka."""
+        return f"{self.topic}:{self.partition}" if self.from_kafka else None
+
+    @property
+    def from_kafka(self) -> bool:
+        """False for records replayed from a file (their offsets are line numbers)."""
+        return self.topic != FILE_TOPIC
 
 
 def from_ms(at_ms: int) -> datetime:
