@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-    from processor.messages import RawRecord
-
     from processor.adapters.redis_store import RedisStore
     from processor.domain.policy import PolicyBook
+    from processor.messages import RawRecord
 
 
 def _fail(message: str) -> NoReturn:
@@ -145,7 +144,9 @@ def replay_command(
     """
     from processor.replay import records_from_lines  # noqa: PLC0415  # keep `sendguard --help` fast
 
-    _run_replay(records_from_lines(source), policy_path, redis_url, key_prefix, no_progress)
+    _run_replay(
+        records_from_lines(source), policy_path, redis_url, key_prefix, no_progress=no_progress
+    )
 
 
 def _run_replay(
@@ -153,7 +154,8 @@ def _run_replay(
     policy_path: Path | None,
     redis_url: str | None,
     key_prefix: str,
-    no_progress: bool,  # noqa: FBT001  # internal helper mirroring the CLI flag
+    *,
+    no_progress: bool,
     total: int | None = None,
 ) -> None:
     from tqdm import tqdm  # noqa: PLC0415  # keep `sendguard --help` fast

@@ -90,7 +90,7 @@ async def replay(
     policy_book: Callable[[], PolicyBook],
     out: TextIO,
     errors: TextIO,
-    progress: Callable[[int], None] = lambda _n: None,
+    progress: Callable[[int], object] = lambda _n: None,
 ) -> ReplayResult:
     """Run detection over `records` in batches; decisions are printed as they are made."""
     publisher = PrintingPublisher(out, errors)
