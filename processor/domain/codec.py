@@ -16,6 +16,7 @@ from typing import Any
 from processor.domain.detector import CampaignState
 from processor.domain.policy import Reading, Rule, Severity
 from processor.domain.windows import (
+    LIFETIME_COUNTERS,
     WINDOWED_COUNTERS,
     CampaignWindows,
     SlidingWindow,
@@ -59,6 +60,61 @@ def _reading_from_json(raw: list[Any] | None) -> Reading | None:
     return Reading(rule, num, den, rate, bound, Severity(severity))
 
 
+_SPEC_FIELDS = 4  # name, length, buckets, history
+_RULE_KEY_FIELDS = 2  # metric, window
+_READING_FIELDS = 11  # see _reading_to_json
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_HEADER_CHECKS: dict[str, Any] = {
+    "wm": lambda v: v is None or _is_int(v),
+    "late": _is_int,
+    "life": lambda v: isinstance(v, list) and len(v) == LIFETIME_COUNTERS and all(map(_is_int, v)),
+    "specs": lambda v: (
+        isinstance(v, list)
+        and all(
+            isinstance(s, list)
+            and len(s) == _SPEC_FIELDS
+            and isinstance(s[0], str)
+            and all(map(_is_int, s[1:]))
+            for s in v
+        )
+    ),
+    "heads": lambda v: isinstance(v, list) and all(h is None or _is_int(h) for h in v),
+    "st": lambda v: isinstance(v, str),
+    "ep": _is_int,
+    "warn": lambda v: (
+        isinstance(v, list)
+        and all(
+            isinstance(p, list)
+            and len(p) == _RULE_KEY_FIELDS
+            and all(isinstance(x, str) for x in p)
+            for p in v
+        )
+    ),
+    "rd": lambda v: v is None or (isinstance(v, list) and len(v) == _READING_FIELDS),
+    "off": lambda v: isinstance(v, dict) and all(_is_int(o) for o in v.values()),
+    "dup": _is_int,
+    "dom": lambda v: (
+        isinstance(v, dict)
+        and all(isinstance(c, dict) and all(_is_int(n) for n in c.values()) for c in v.values())
+    ),
+}
+
+
+def _check_header(header: Any) -> None:
+    if not isinstance(header, dict):
+        raise StateDecodeError("corrupt campaign state: header is not an object")
+    for name, check in _HEADER_CHECKS.items():
+        if name not in header or not check(header[name]):
+            raise StateDecodeError(f"corrupt campaign state: field {name!r} is malformed")
+    if len(header["heads"]) != len(header["specs"]):
+        raise StateDecodeError("corrupt campaign state: one head per window expected")
+
+
 def encode_state(state: CampaignState) -> bytes:
     """Serialize a campaign's state."""
     windows = state.windows
@@ -67,7 +123,10 @@ def encode_state(state: CampaignState) -> bytes:
         "wm": windows.watermark_ms,
         "late": windows.late_events,
         "life": windows.lifetime,
-        "specs": [[w.spec.name, w.spec.length_ms, w.spec.buckets] for w in windows.windows],
+        "specs": [
+            [w.spec.name, w.spec.length_ms, w.spec.buckets, w.spec.history_ms]
+            for w in windows.windows
+        ],
         "heads": [w.head for w in windows.windows],
         "st": state.status.value,
         "ep": state.episode,
@@ -99,11 +158,12 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
         counts.frombytes(raw[_HEADER_LENGTH.size + length :])
         if sys.byteorder != "little":
             counts.byteswap()
-        stored_specs = tuple(WindowSpec(n, length_ms, b) for n, length_ms, b in header["specs"])
+        _check_header(header)
+        stored_specs = tuple(WindowSpec(*spec) for spec in header["specs"])
         if stored_specs == specs:
             windows_list, cursor = [], 0
             for spec, head in zip(specs, header["heads"], strict=True):
-                size = spec.buckets * WINDOWED_COUNTERS
+                size = spec.ring_size * WINDOWED_COUNTERS
                 windows_list.append(
                     SlidingWindow(spec, head, counts[cursor : cursor + size].tolist())
                 )

@@ -136,13 +136,13 @@ class CampaignState:
         counts[domain] = counts.get(domain, 0) + 1
 
 
-def _affected_rules(policy: Policy, counter: Counter, expired: tuple[str, ...]) -> list[int]:
-    hit = []
-    for index, rule in enumerate(policy.rules):
-        numerator, denominator = RATE_TERMS[rule.metric]
-        if counter in (numerator, denominator) or rule.window in expired:
-            hit.append(index)
-    return hit
+def _affected_rules(policy: Policy, counter: Counter, expired: tuple[str, ...]) -> tuple[int, ...]:
+    hit = policy.rules_of_counter(counter)
+    if not expired:
+        return hit
+    return tuple(
+        index for index, rule in enumerate(policy.rules) if index in hit or rule.window in expired
+    )
 
 
 def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -> list[Decision]:
@@ -163,7 +163,9 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     worst: Reading | None = None
     for index in _affected_rules(policy, facts.counter, seen.expired_windows):
         rule = policy.rules[index]
-        numerator, denominator = state.windows.rate_terms(rule.metric, rule.window)
+        numerator, denominator = state.windows.rate_terms(
+            rule.metric, rule.window, rule.denominator_lag_ms
+        )
         reading = evaluate(rule, numerator, denominator, z)
         key = (rule.metric, rule.window)
         if reading.severity is Severity.OK:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from statistics import NormalDist
 
-from processor.domain.windows import WindowSpec
+from processor.domain.windows import RATE_TERMS, Counter, WindowSpec
 from schemas.control import Metric
 
 HOUR_MS = 3_600_000
@@ -38,8 +38,12 @@ class Rule:
     pause: float
     min_denominator: int
     min_numerator: int
+    denominator_lag_ms: int = 0
+    """How much further back than the window the denominator reaches (feedback lags sends)."""
 
     def __post_init__(self) -> None:
+        if self.denominator_lag_ms < 0:
+            raise ValueError(f"{self.metric}/{self.window}: denominator lag must not be negative")
         if not 0 <= self.warn <= self.pause <= 1:
             raise ValueError(f"{self.metric}/{self.window}: need 0 <= warn <= pause <= 1")
         if self.min_denominator < 1 or self.min_numerator < 1:
@@ -73,10 +77,21 @@ class Policy:
     rules: tuple[Rule, ...]
     confidence: float = 0.95
     escalation: Escalation = field(default_factory=Escalation)
+    _by_counter: dict[int, tuple[int, ...]] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not MIN_CONFIDENCE <= self.confidence < 1:
             raise ValueError("confidence must be in [0.5, 1)")
+        for counter in Counter:
+            self._by_counter[counter] = tuple(
+                index for index, rule in enumerate(self.rules) if counter in RATE_TERMS[rule.metric]
+            )
+
+    def rules_of_counter(self, counter: int) -> tuple[int, ...]:
+        """Indices of the rules whose numerator or denominator is `counter`."""
+        return self._by_counter[counter]
 
     @property
     def z(self) -> float:
@@ -86,8 +101,17 @@ class Policy:
     @property
     def version(self) -> str:
         """A short content hash, carried by every decision made under this policy."""
-        payload = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        content = {
+            "rules": self.rules,
+            "confidence": self.confidence,
+            "escalation": self.escalation,
+        }
+        payload = json.dumps(content, sort_keys=True, default=_jsonable).encode()
         return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def _jsonable(value: object) -> object:
+    return asdict(value) if hasattr(value, "__dataclass_fields__") else str(value)  # type: ignore[call-overload]  # asdict takes any dataclass instance
 
 
 def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
@@ -125,23 +149,32 @@ def evaluate(rule: Rule, numerator: int, denominator: int, z: float) -> Reading:
     return Reading(rule, numerator, denominator, rate, bound, severity)
 
 
+FEEDBACK_LAG_MS: dict[Metric, int] = {
+    Metric.HARD_BOUNCE: 15 * 60_000,
+    Metric.COMPLAINT: 6 * HOUR_MS,
+    Metric.UNSUBSCRIBE: 6 * HOUR_MS,
+}
+"""Default denominator lag per metric: bounces come within minutes, complaints and
+unsubscribes hours after the delivery they answer."""
+
 DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
     WindowSpec("1h", HOUR_MS, 60),
-    WindowSpec("24h", 24 * HOUR_MS, 60),
+    # 7 h of history behind the 24 h window serve the lagged denominators of every rule.
+    WindowSpec("24h", 24 * HOUR_MS, 60, history_ms=7 * HOUR_MS),
 )
 
 # Sources for the defaults (see docs/POLICY.md): Gmail/Yahoo bulk-sender rules (complaints
 # under 0.1%, never 0.3%), SES account review at a 5% bounce / 0.1% complaint rate, and
 # common ESP guidance on unsubscribes (2% is a warning sign).
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule(Metric.HARD_BOUNCE, "1h", 0.025, 0.05, 200, 10),
-    Rule(Metric.HARD_BOUNCE, "24h", 0.025, 0.05, 200, 10),
+    Rule(Metric.HARD_BOUNCE, "1h", 0.025, 0.05, 200, 10, FEEDBACK_LAG_MS[Metric.HARD_BOUNCE]),
+    Rule(Metric.HARD_BOUNCE, "24h", 0.025, 0.05, 200, 10, FEEDBACK_LAG_MS[Metric.HARD_BOUNCE]),
     Rule(Metric.HARD_BOUNCE, "lifetime", 0.025, 0.05, 200, 10),
-    Rule(Metric.COMPLAINT, "1h", 0.0005, 0.003, 1000, 5),
-    Rule(Metric.COMPLAINT, "24h", 0.0005, 0.001, 1000, 5),
+    Rule(Metric.COMPLAINT, "1h", 0.0005, 0.003, 1000, 5, FEEDBACK_LAG_MS[Metric.COMPLAINT]),
+    Rule(Metric.COMPLAINT, "24h", 0.0005, 0.001, 1000, 5, FEEDBACK_LAG_MS[Metric.COMPLAINT]),
     Rule(Metric.COMPLAINT, "lifetime", 0.0005, 0.001, 1000, 5),
-    Rule(Metric.UNSUBSCRIBE, "1h", 0.02, 0.05, 500, 10),
-    Rule(Metric.UNSUBSCRIBE, "24h", 0.02, 0.05, 500, 10),
+    Rule(Metric.UNSUBSCRIBE, "1h", 0.02, 0.05, 500, 10, FEEDBACK_LAG_MS[Metric.UNSUBSCRIBE]),
+    Rule(Metric.UNSUBSCRIBE, "24h", 0.02, 0.05, 500, 10, FEEDBACK_LAG_MS[Metric.UNSUBSCRIBE]),
     Rule(Metric.UNSUBSCRIBE, "lifetime", 0.02, 0.05, 500, 10),
 )
 

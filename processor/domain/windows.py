@@ -42,40 +42,60 @@ RATE_TERMS: dict[Metric, tuple[Counter, Counter]] = {
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
-    """A sliding window of `length_ms` kept as `buckets` buckets of equal width."""
+    """A sliding window of `length_ms` kept as `buckets` buckets of equal width.
+
+    `history_ms` more of older buckets are kept in the ring, outside the window proper, so a
+    rate can take its denominator from further back than its numerator (feedback lags sends).
+    """
 
     name: str
     length_ms: int
     buckets: int
+    history_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.buckets < 1 or self.length_ms < self.buckets:
             raise ValueError(f"window {self.name!r}: need 1 <= buckets <= length_ms")
         if self.length_ms % self.buckets:
             raise ValueError(f"window {self.name!r}: length must be a multiple of buckets")
+        if self.history_ms < 0:
+            raise ValueError(f"window {self.name!r}: history must not be negative")
 
     @property
     def bucket_ms(self) -> int:
         """Width of one bucket."""
         return self.length_ms // self.buckets
 
+    @property
+    def history_buckets(self) -> int:
+        """Buckets kept before the window proper (history rounded up to whole buckets)."""
+        return -(-self.history_ms // self.bucket_ms)
+
+    @property
+    def ring_size(self) -> int:
+        """Buckets in the ring: the window proper plus its history."""
+        return self.buckets + self.history_buckets
+
 
 class SlidingWindow:
     """Counts of the last `spec.buckets` buckets before the watermark, in a ring.
 
     Bucket b covers [b * width, (b + 1) * width). With the watermark in bucket h the window
-    holds buckets h-B+1 .. h, so it spans between length - width and length of event time:
+    proper holds buckets h-B+1 .. h, so it spans between length - width and length of event
+    time; the ring also keeps H history buckets before it (R = B + H slots):
 
-        bucket:  ... | h-B | h-B+1 | h-B+2 | ... | h-1 |  h  |
-                       ^     ^-------------- counted ---------^
-                  too old    (ring slot = b mod B)       watermark is in here
+        bucket:  ... | h-R | h-R+1 .. h-B | h-B+1 | ... | h-1 |  h  |
+                       ^     ^- history -^  ^--------- window proper --^
+                  dropped    (denominators)  (`sums`)     watermark is in here
+                                                          ring slot = b mod R
 
-    When the watermark moves from bucket h to h' the slots of buckets h-B+1 .. h'-B are
-    subtracted from the sums and zeroed: at most B slots per advance, whatever the event rate.
-    An event in bucket b <= h-B is too old for this window and is not counted in it.
+    When the watermark moves from bucket h to h', buckets leaving the window proper are
+    subtracted from `sums` and buckets leaving the history are zeroed: at most R slots per
+    advance, whatever the event rate. An event in bucket b <= h-R is not kept at all, and one in
+    the history is kept for `sum_since` but is not part of the window proper.
     """
 
-    __slots__ = ("_counts", "head", "spec", "sums")
+    __slots__ = ("_counts", "_ring", "_since", "_width", "_window", "head", "spec", "sums")
 
     def __init__(
         self, spec: WindowSpec, head: int | None = None, counts: list[int] | None = None
@@ -83,13 +103,22 @@ class SlidingWindow:
         self.spec = spec
         self.head = head
         """Bucket number of the watermark; None before the first event."""
-        self._counts = counts if counts is not None else [0] * (spec.buckets * WINDOWED_COUNTERS)
-        if len(self._counts) != spec.buckets * WINDOWED_COUNTERS:
+        self._width = spec.bucket_ms
+        self._ring = spec.ring_size
+        self._window = spec.buckets
+        # Running sums of `sum_since` spans, keyed (counter, first bucket); they stay exact under
+        # `add` and are dropped when the head moves, so a lagged denominator is O(1) per event.
+        self._since: dict[tuple[int, int], int] = {}
+        size = spec.ring_size * WINDOWED_COUNTERS
+        self._counts = counts if counts is not None else [0] * size
+        if len(self._counts) != size:
             raise ValueError(f"window {spec.name!r}: wrong number of stored counts")
         self.sums = [0] * WINDOWED_COUNTERS
-        for offset in range(0, len(self._counts), WINDOWED_COUNTERS):
-            for counter in range(WINDOWED_COUNTERS):
-                self.sums[counter] += self._counts[offset + counter]
+        if head is not None:
+            for bucket in range(head - spec.buckets + 1, head + 1):
+                base = (bucket % spec.ring_size) * WINDOWED_COUNTERS
+                for counter in range(WINDOWED_COUNTERS):
+                    self.sums[counter] += self._counts[base + counter]
 
     @property
     def counts(self) -> list[int]:
@@ -98,45 +127,79 @@ class SlidingWindow:
 
     def bucket_of(self, at_ms: int) -> int:
         """The bucket number holding an instant."""
-        return at_ms // self.spec.bucket_ms
+        return at_ms // self._width
 
     def advance(self, watermark_ms: int) -> bool:
-        """Move the window's end to the watermark; True if buckets were expired."""
-        new_head = self.bucket_of(watermark_ms)
+        """Move the window's end to the watermark; True if buckets left the window proper."""
+        new_head = watermark_ms // self._width
         if self.head is None:
             self.head = new_head
             return False
         if new_head <= self.head:
             return False
-        size = self.spec.buckets
-        if new_head - self.head >= size:
-            self._counts = [0] * (size * WINDOWED_COUNTERS)
+        self._since.clear()
+        ring, window = self._ring, self._window
+        counts, sums = self._counts, self.sums
+        if new_head - self.head >= ring:
+            self._counts = [0] * (ring * WINDOWED_COUNTERS)
             self.sums = [0] * WINDOWED_COUNTERS
         else:
-            counts, sums = self._counts, self.sums
-            for bucket in range(self.head + 1, new_head + 1):
-                base = (bucket % size) * WINDOWED_COUNTERS
+            # Buckets h-B+1 .. h'-B leave the window proper (still in the ring as history).
+            for bucket in range(self.head - window + 1, min(new_head - window, self.head) + 1):
+                base = (bucket % ring) * WINDOWED_COUNTERS
                 for counter in range(WINDOWED_COUNTERS):
                     sums[counter] -= counts[base + counter]
+            # Buckets h-R+1 .. h'-R leave the ring: their slots now hold h+1 .. h'.
+            for bucket in range(self.head + 1, new_head + 1):
+                base = (bucket % ring) * WINDOWED_COUNTERS
+                for counter in range(WINDOWED_COUNTERS):
                     counts[base + counter] = 0
         self.head = new_head
         return True
 
     def add(self, counter: Counter, at_ms: int) -> bool:
-        """Count one event at `at_ms` (call `advance` first); False if too old for the window."""
-        if counter >= WINDOWED_COUNTERS or self.head is None:
+        """Count one event at `at_ms` (call `advance` first); True if in the window proper."""
+        head = self.head
+        if counter >= WINDOWED_COUNTERS or head is None:
             return False
-        bucket = self.bucket_of(at_ms)
-        size = self.spec.buckets
-        if bucket <= self.head - size or bucket > self.head:
+        bucket = at_ms // self._width
+        ring = self._ring
+        if bucket <= head - ring or bucket > head:
             return False
-        self._counts[(bucket % size) * WINDOWED_COUNTERS + counter] += 1
+        self._counts[(bucket % ring) * WINDOWED_COUNTERS + counter] += 1
+        if self._since:
+            for key in self._since:
+                if key[0] == counter and bucket >= key[1]:
+                    self._since[key] += 1
+        if bucket <= head - self._window:
+            return False
         self.sums[counter] += 1
         return True
 
     def total(self, counter: Counter) -> int:
         """The window's count of one counter."""
         return self.sums[counter] if counter < WINDOWED_COUNTERS else 0
+
+    def covers(self, since_ms: int) -> bool:
+        """True if the ring still holds every bucket from `since_ms` to the watermark."""
+        return self.head is not None and since_ms // self._width > self.head - self._ring
+
+    def sum_since(self, counter: Counter, since_ms: int) -> int:
+        """Count of `counter` in the buckets from the one holding `since_ms` to the watermark."""
+        if self.head is None or counter >= WINDOWED_COUNTERS:
+            return 0
+        ring = self._ring
+        first = max(since_ms // self._width, self.head - ring + 1)
+        cached = self._since.get((counter, first))
+        if cached is not None:
+            return cached
+        counts = self._counts
+        total = sum(
+            counts[(bucket % ring) * WINDOWED_COUNTERS + counter]
+            for bucket in range(first, self.head + 1)
+        )
+        self._since[counter, first] = total
+        return total
 
 
 @dataclass(slots=True)
@@ -155,7 +218,7 @@ class CampaignWindows:
     neither reopen expired history nor skew a rate. Out-of-order events inside a window count.
     """
 
-    __slots__ = ("late_events", "lifetime", "longest", "watermark_ms", "windows")
+    __slots__ = ("_finest_first", "late_events", "lifetime", "longest", "watermark_ms", "windows")
 
     def __init__(
         self,
@@ -173,6 +236,7 @@ class CampaignWindows:
         self.watermark_ms = watermark_ms
         self.lifetime = lifetime if lifetime is not None else [0] * LIFETIME_COUNTERS
         self.late_events = late_events
+        self._finest_first = sorted(self.windows, key=lambda w: w.spec.bucket_ms)
 
     def is_late(self, at_ms: int) -> bool:
         """True if an event at `at_ms` is too old for the longest window."""
@@ -204,12 +268,27 @@ class CampaignWindows:
                 return tuple(window.total(Counter(c)) for c in range(LIFETIME_COUNTERS))
         raise KeyError(name)
 
-    def rate_terms(self, metric: Metric, window_name: str) -> tuple[int, int]:
-        """(numerator, denominator) of a metric in a window."""
+    def rate_terms(self, metric: Metric, window_name: str, lag_ms: int = 0) -> tuple[int, int]:
+        """(numerator, denominator) of a metric in a window.
+
+        The numerator counts the window proper; the denominator reaches `lag_ms` further back,
+        because bounces, complaints and unsubscribes arrive after the sends they answer: without
+        it a window sliding past the end of a send would see late feedback over few deliveries.
+        The denominator comes from the finest ring that holds that span, else the lifetime.
+        """
         numerator, denominator = RATE_TERMS[metric]
         if window_name == "lifetime":
             return self.lifetime[numerator], self.lifetime[denominator]
         for window in self.windows:
             if window.spec.name == window_name:
-                return window.sums[numerator], window.sums[denominator]
+                if not lag_ms or self.watermark_ms is None:
+                    return window.sums[numerator], window.sums[denominator]
+                since = self.watermark_ms - window.spec.length_ms - lag_ms
+                return window.sums[numerator], self._denominator_since(denominator, since)
         raise KeyError(window_name)
+
+    def _denominator_since(self, counter: Counter, since_ms: int) -> int:
+        for window in self._finest_first:
+            if window.covers(since_ms):
+                return window.sum_since(counter, since_ms)
+        return self.lifetime[counter]
