@@ -21,9 +21,10 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 Identifier = Annotated[
     str,
-    Field(min_length=1, max_length=200, pattern=r"^[^\s:]+$"),
+    Field(min_length=1, max_length=200, pattern=r"^[^\s:](?:[^:\x00-\x1f]*[^\s:])?$"),
 ]
-"""Tenant and campaign identifiers: non-empty, no whitespace and no ':' (the key separator)."""
+"""Tenant and campaign identifiers: no ':' (the key separator), no control characters, no
+leading or trailing blanks; inner spaces are allowed ("Example Campaign Name")."""
 
 
 class InputMessage(BaseModel):
