@@ -1,0 +1,77 @@
+"""`sendguard normalize`: provider webhook payloads to normalized events (debugging, replay)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from processor.adapters.providers import (
+    AttributionConfig,
+    NormalizeResult,
+    Provider,
+    normalize_body,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+PROVIDER_CHOICE = click.Choice([p.value for p in Provider], case_sensitive=False)
+
+
+def payloads_of(data: bytes) -> Iterator[bytes]:
+    """A file holds one JSON document (a webhook body), or one body per line (JSON lines)."""
+    try:
+        json.loads(data)
+    except ValueError:
+        yield from (line for line in data.splitlines() if line.strip())
+    else:
+        yield data
+
+
+def normalize_file(
+    provider: Provider, tenant_id: str, data: bytes, *, fallback_campaign_id: str | None = None
+) -> Iterator[NormalizeResult]:
+    """Normalize every payload of one file."""
+    attribution = AttributionConfig(fallback_campaign_id=fallback_campaign_id)
+    for body in payloads_of(data):
+        yield normalize_body(provider, body, tenant_id=tenant_id, attribution=attribution)
+
+
+@click.command("normalize")
+@click.option("--provider", "provider_name", type=PROVIDER_CHOICE, required=True)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.option("--campaign", "campaign_id", help="Campaign of payloads that name none.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def normalize_command(
+    provider_name: str, tenant_id: str, campaign_id: str | None, files: tuple[Path, ...]
+) -> None:
+    """Print FILES' provider payloads as normalized events (JSON lines on stdout).
+
+    Rejected records go to stderr with the reason naming the field; the exit code is 1 if any
+    record was rejected. The output is valid input for `sendguard replay`.
+    """
+    provider = Provider(provider_name.lower())
+    rejected = 0
+    for path in files:
+        data = path.read_bytes()
+        for result in normalize_file(provider, tenant_id, data, fallback_campaign_id=campaign_id):
+            for event in result.events:
+                click.echo(event.model_dump_json())
+            for rejection in result.rejected:
+                rejected += 1
+                click.echo(f"{path}: rejected {rejection.reason}", err=True)
+            for ignored in result.ignored:
+                click.echo(f"{path}: ignored {ignored.reason}", err=True)
+            for confirmation in result.subscription_confirmations:
+                click.echo(
+                    f"{path}: SNS {confirmation.kind} for {confirmation.topic_arn}: confirm it "
+                    f"by visiting {confirmation.subscribe_url}",
+                    err=True,
+                )
+    sys.exit(1 if rejected else 0)
