@@ -260,6 +260,13 @@ class DetectionService:
         decided = [m for f in done for m in f.write.outbox]
         if decided:
             await self._publisher.publish(decided)
+        await self._after_publish_all(
+            [
+                (f.group.ref, f.write.outbox, f.write.expected_version + 1)
+                for f in done
+                if f.write.outbox
+            ]
+        )
         periodic: list[OutboxMessage] = []
         for f in done:
             report.campaigns.add(f.group.ref)
@@ -268,7 +275,6 @@ class DetectionService:
             report.replayed += f.replayed
             report.late += f.late
             if f.write.outbox:
-                await self._after_publish(f.group.ref, f.write.outbox, f.write.expected_version + 1)
                 report.pauses.extend(m for m in f.write.outbox if m.role == TopicRole.CONTROL)
             message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
             if message is not None:
@@ -300,15 +306,30 @@ class DetectionService:
     async def _after_publish(
         self, ref: CampaignRef, outbox: list[OutboxMessage], version: int
     ) -> None:
-        for message in outbox:
-            if message.role == TopicRole.CONTROL:
-                await self._escalate(ref, message)
-        await self._store.clear_outbox(ref, version)
+        await self._after_publish_all([(ref, outbox, version)])
 
-    async def _escalate(self, ref: CampaignRef, pause: OutboxMessage) -> None:
+    async def _after_publish_all(
+        self, published: list[tuple[CampaignRef, list[OutboxMessage], int]]
+    ) -> None:
+        """Escalate the published pauses in event-time order, then forget the outboxes.
+
+        The order makes tenant escalation independent of how events were cut into batches.
+        """
+        pauses = [
+            (_pause_fields(message.value), ref, message)
+            for ref, outbox, _ in published
+            for message in outbox
+            if message.role == TopicRole.CONTROL and '"command":"pause"' in message.value
+        ]
+        pauses.sort(key=lambda p: (p[0].at_ms, p[1].tenant_id, p[1].campaign_id))
+        for fields, ref, _message in pauses:
+            await self._escalate(ref, fields)
+        for ref, _, version in published:
+            await self._store.clear_outbox(ref, version)
+
+    async def _escalate(self, ref: CampaignRef, command: _PauseFields) -> None:
         book = self._policy_book()
         policy = book.for_tenant(ref.tenant_id)
-        command = _pause_fields(pause.value)
         escalation = await self._store.record_campaign_pause(
             ref.tenant_id,
             f"{ref.campaign_id}#{command.episode}",

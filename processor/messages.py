@@ -132,7 +132,9 @@ def tenant_pause_command(
         decided_at=from_ms(at_ms),
         trigger=None,
         evidence=None,
-        paused_campaigns=list(escalation.campaigns),
+        paused_campaigns=list(
+            dict.fromkeys(member.rpartition("#")[0] or member for member in escalation.campaigns)
+        ),
     )
     return OutboxMessage(
         TopicRole.CONTROL.value, f"{tenant_id}:{TENANT_KEY_CAMPAIGN}", command.model_dump_json()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from processor.domain.policy import (
     DEFAULT_RULES,
     DEFAULT_WINDOWS,
+    FEEDBACK_LAG_MS,
     Escalation,
     Policy,
     PolicyBook,
@@ -56,8 +57,9 @@ class _WindowEntry(_Strict):
     name: str = Field(min_length=1)
     length_ms: Duration = Field(alias="length")
     buckets: int = Field(default=60, ge=1, le=1440)
+    history_ms: int = Field(default=0, ge=0, alias="history")
 
-    @field_validator("length_ms", mode="before")
+    @field_validator("length_ms", "history_ms", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> int:
         return parse_duration_ms(value)
@@ -70,6 +72,12 @@ class _RuleEntry(_Strict):
     pause: float | None = Field(default=None, ge=0, le=1)
     min_denominator: int | None = Field(default=None, ge=1)
     min_numerator: int | None = Field(default=None, ge=1)
+    denominator_lag_ms: int | None = Field(default=None, ge=0, alias="denominator_lag")
+
+    @field_validator("denominator_lag_ms", mode="before")
+    @classmethod
+    def _lag(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration_ms(value)
 
 
 class _EscalationEntry(_Strict):
@@ -102,6 +110,12 @@ def _apply(base: Policy, entry: _PolicyEntry, where: str) -> Policy:
     for override in entry.rules:
         key = (override.metric, override.window)
         fields = override.model_dump(exclude={"metric", "window"}, exclude_none=True)
+        if (
+            "denominator_lag_ms" not in fields
+            and key not in rules
+            and override.window != "lifetime"
+        ):
+            fields["denominator_lag_ms"] = FEEDBACK_LAG_MS[override.metric]
         if key in rules:
             rules[key] = replace(rules[key], **fields)
         else:
@@ -126,7 +140,9 @@ def load_policy_text(text: str, *, source: str = "policy") -> PolicyBook:
         parsed = _PolicyFile.model_validate(raw)
         windows = DEFAULT_WINDOWS
         if parsed.windows is not None:
-            windows = tuple(WindowSpec(w.name, w.length_ms, w.buckets) for w in parsed.windows)
+            windows = tuple(
+                WindowSpec(w.name, w.length_ms, w.buckets, w.history_ms) for w in parsed.windows
+            )
         default = _apply(Policy(DEFAULT_RULES), parsed, source)
         tenants = {
             t: _apply(default, e, f"{source}: tenants.{t}") for t, e in parsed.tenants.items()

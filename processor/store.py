@@ -96,7 +96,7 @@ class DetectionStore(Protocol):
         ...
 
     async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
-        """Forget a published outbox, unless a newer write replaced it."""
+        """Forget a published outbox, unless a newer write replaced it (then it stays listed)."""
         ...
 
     async def campaigns_with_outbox(self) -> list[CampaignRef]:
@@ -193,7 +193,8 @@ class InMemoryStore:
         self.paused_tenants.add(tenant_id)
         episode = self.tenant_episodes.get(tenant_id, 0) + 1
         self.tenant_episodes[tenant_id] = episode
-        escalation = TenantEscalation(episode, tuple(sorted(pauses)))
+        by_time = sorted(pauses.items(), key=lambda item: (item[1], item[0]))
+        escalation = TenantEscalation(episode, tuple(member for member, _ in by_time))
         self.unpublished_tenant_pauses[tenant_id] = escalation
         return escalation
 

@@ -61,8 +61,9 @@ class PauseEvidence(OutputMessage):
 class PauseCommand(OutputMessage):
     """Stop sending a campaign (scope campaign) or all of a tenant's campaigns (scope tenant).
 
-    Kafka key: `tenant:campaign` (`tenant:*` for a tenant-scoped pause). Published at most once
-    per episode; `command_id` is deterministic, so a consumer can drop redeliveries.
+    Kafka key: `tenant:campaign` (`tenant:*` for a tenant-scoped pause). Decided once per
+    episode; delivery is at-least-once (a crash may republish it), and `command_id` is
+    deterministic, so a consumer drops redeliveries by it.
     """
 
     schema_version: Literal[1] = 1
@@ -82,7 +83,7 @@ class PauseCommand(OutputMessage):
     )
     paused_campaigns: list[str] = Field(
         default_factory=list,
-        description="For a tenant escalation: the campaign pauses that caused it.",
+        description="For a tenant escalation: the campaigns whose pauses caused it, oldest first.",
     )
 
 

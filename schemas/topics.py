@@ -18,6 +18,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import DeliveryEvent
 from schemas.health import HealthSnapshot
 from schemas.resume import RecipientSetMessage, ResumeOutcome, ResumeRequest
+from schemas.webhooks import RawWebhook
 
 
 class Direction(StrEnum):
@@ -39,6 +40,7 @@ class TopicRole(StrEnum):
     RECIPIENT_SETS = "recipient-sets"
     HEALTH = "health"
     DEAD_LETTER = "dead-letter"
+    WEBHOOKS_RAW = "webhooks-raw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,14 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
         DeadLetter,
         name="DeadLetter",
         summary="Rejected input with its origin and reason.",
+    ),
+    _contract(
+        TopicRole.WEBHOOKS_RAW,
+        Direction.OUT,
+        "tenant",
+        RawWebhook,
+        name="RawWebhook",
+        summary="Every authenticated webhook body as received, for audit.",
     ),
 )
 

@@ -57,6 +57,7 @@ if redis.call('HGET', KEYS[1], 'ov') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'o', 'ov')
   return 1
 end
+if redis.call('HEXISTS', KEYS[1], 'o') == 0 then return 1 end
 return 0
 """
 
@@ -191,8 +192,9 @@ class RedisStore:
         """See `DetectionStore.clear_outbox`."""
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
         try:
-            await self._clear(keys=[state_key], args=[version])
-            await self._client.srem(self._keys.outbox_index(), _ref_member(ref))
+            # A newer outbox than the one cleared keeps the campaign in the recovery index.
+            if await self._clear(keys=[state_key], args=[version]):
+                await self._client.srem(self._keys.outbox_index(), _ref_member(ref))
         except RedisError as exc:
             raise StoreUnavailableError(f"clearing an outbox failed: {exc}") from exc
 

@@ -25,7 +25,7 @@ from processor.domain.windows import (
 from schemas.control import Metric
 from schemas.health import CampaignStatus
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER_LENGTH = struct.Struct("<I")
 
 
@@ -44,6 +44,7 @@ def _reading_to_json(reading: Reading | None) -> list[Any] | None:
         rule.pause,
         rule.min_denominator,
         rule.min_numerator,
+        rule.denominator_lag_ms,
         reading.numerator,
         reading.denominator,
         reading.rate,
@@ -55,14 +56,14 @@ def _reading_to_json(reading: Reading | None) -> list[Any] | None:
 def _reading_from_json(raw: list[Any] | None) -> Reading | None:
     if raw is None:
         return None
-    metric, window, warn, pause, min_den, min_num, num, den, rate, bound, severity = raw
-    rule = Rule(Metric(metric), window, warn, pause, min_den, min_num)
+    metric, window, warn, pause, min_den, min_num, lag, num, den, rate, bound, severity = raw
+    rule = Rule(Metric(metric), window, warn, pause, min_den, min_num, lag)
     return Reading(rule, num, den, rate, bound, Severity(severity))
 
 
 _SPEC_FIELDS = 4  # name, length, buckets, history
 _RULE_KEY_FIELDS = 2  # metric, window
-_READING_FIELDS = 11  # see _reading_to_json
+_READING_FIELDS = 12  # see _reading_to_json
 
 
 def _is_int(value: Any) -> bool:
@@ -152,6 +153,8 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
         raw = zlib.decompress(blob)
         (length,) = _HEADER_LENGTH.unpack_from(raw)
         header = json.loads(raw[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length])
+        if not isinstance(header, dict):
+            raise StateDecodeError("corrupt campaign state: header is not an object")
         if header.get("v") != FORMAT_VERSION:
             raise StateDecodeError(f"unknown state format {header.get('v')!r}")
         counts = array("I")

@@ -96,6 +96,13 @@ class CampaignState:
     offsets: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     domains: dict[Metric, dict[str, int]] = field(default_factory=dict)
+    settled: set[tuple[Metric, str]] = field(default_factory=set)
+    """Rules last judged OK that no denominator increment can breach, untouched since.
+
+    More denominator can only lower a Wilson bound, so unless it is about to meet its floor
+    under a numerator that met its own, such a rule need not be judged again until its
+    numerator grows or a window moves (not stored: rebuilt after a reload).
+    """
 
     @classmethod
     def fresh(cls, specs: tuple[WindowSpec, ...]) -> CampaignState:
@@ -118,6 +125,7 @@ class CampaignState:
         """Forget the counts after a resume: the detector watches afresh."""
         self.windows = CampaignWindows(specs)
         self.warned_rules.clear()
+        self.settled.clear()
         self.status_reading = None
         self.domains.clear()
         self.status = CampaignStatus.RESUMED
@@ -136,13 +144,14 @@ class CampaignState:
         counts[domain] = counts.get(domain, 0) + 1
 
 
-def _affected_rules(policy: Policy, counter: Counter, expired: tuple[str, ...]) -> tuple[int, ...]:
-    hit = policy.rules_of_counter(counter)
-    if not expired:
-        return hit
-    return tuple(
-        index for index, rule in enumerate(policy.rules) if index in hit or rule.window in expired
-    )
+def _affected_rules(
+    policy: Policy, counter: Counter, expired: tuple[str, ...]
+) -> range | tuple[int, ...]:
+    # When any window moves, every rule is judged: a lagged denominator may come from a ring
+    # other than the rule's own. Moves happen once per bucket, so this stays cheap.
+    if expired:
+        return range(len(policy.rules))
+    return policy.rules_of_counter(counter)
 
 
 def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -> list[Decision]:
@@ -161,17 +170,29 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     if state.status is CampaignStatus.PAUSED:
         return []
     worst: Reading | None = None
+    settled = state.settled
+    if seen.expired_windows:
+        settled.clear()
     for index in _affected_rules(policy, facts.counter, seen.expired_windows):
         rule = policy.rules[index]
+        key = (rule.metric, rule.window)
+        if key in settled and facts.counter is not RATE_TERMS[rule.metric][0]:
+            continue
         numerator, denominator = state.windows.rate_terms(
             rule.metric, rule.window, rule.denominator_lag_ms
         )
         reading = evaluate(rule, numerator, denominator, z)
-        key = (rule.metric, rule.window)
         if reading.severity is Severity.OK:
             state.warned_rules.discard(key)
+            # Only a denominator that is still short of its floor, under a numerator that has
+            # met its own, can turn a denominator increment into a breach.
+            if numerator < rule.min_numerator or denominator >= rule.min_denominator:
+                settled.add(key)
+            else:
+                settled.discard(key)
         else:
             state.warned_rules.add(key)
+            settled.discard(key)
         if worst is None or _more_severe(reading, worst):
             worst = reading
     return _transition(state, facts, worst)

@@ -192,11 +192,21 @@ class PolicyBook:
         names = {w.name for w in self.windows} | {"lifetime"}
         if len(names) != len(self.windows) + 1:
             raise ValueError("window names must be unique and not 'lifetime'")
+        lengths = {w.name: w.length_ms for w in self.windows}
+        reach = max(w.length_ms + w.history_buckets * w.bucket_ms for w in self.windows)
         for policy in (self.default, *self.tenants.values(), *self.campaigns.values()):
             for rule in policy.rules:
                 if rule.window not in names:
                     raise ValueError(
                         f"rule {rule.metric}/{rule.window}: unknown window, have {sorted(names)}"
+                    )
+                if (
+                    rule.denominator_lag_ms
+                    and lengths[rule.window] + rule.denominator_lag_ms > reach
+                ):
+                    raise ValueError(
+                        f"rule {rule.metric}/{rule.window}: window plus denominator lag exceeds "
+                        "every window's history; give a window more history"
                     )
 
     def for_campaign(self, tenant_id: str, campaign_id: str) -> Policy:

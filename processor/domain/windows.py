@@ -283,12 +283,16 @@ class CampaignWindows:
             if window.spec.name == window_name:
                 if not lag_ms or self.watermark_ms is None:
                     return window.sums[numerator], window.sums[denominator]
-                since = self.watermark_ms - window.spec.length_ms - lag_ms
-                return window.sums[numerator], self._denominator_since(denominator, since)
+                span_ms = window.spec.length_ms + lag_ms
+                return window.sums[numerator], self._denominator_over(denominator, span_ms)
         raise KeyError(window_name)
 
-    def _denominator_since(self, counter: Counter, since_ms: int) -> int:
+    def _denominator_over(self, counter: Counter, span_ms: int) -> int:
+        # Whole buckets ending at the head: the span moves exactly when a head moves, so an
+        # evaluation at every head move (see detector.observe) never misses a change.
         for window in self._finest_first:
-            if window.covers(since_ms):
-                return window.sum_since(counter, since_ms)
+            width, head = window.spec.bucket_ms, window.head
+            buckets = -(-span_ms // width)
+            if head is not None and buckets <= window.spec.ring_size:
+                return window.sum_since(counter, (head - buckets + 1) * width)
         return self.lifetime[counter]

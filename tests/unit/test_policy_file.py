@@ -56,6 +56,7 @@ def test_the_documented_example_loads_with_its_overrides() -> None:
         ("campaigns: {nocolon: {}}", "tenant:campaign"),
         ("rules: [{metric: hard_bounce, window: 1h, warn: 0.2, pause: 0.1}]", "warn <= pause"),
         ("rules: [", "not valid YAML"),
+        ("windows: [{name: 1h, length: 1h}, {name: 24h, length: 24h}]", "more history"),
     ],
 )
 def test_an_invalid_policy_is_rejected_with_the_field_named(text: str, named: str) -> None:

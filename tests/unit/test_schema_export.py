@@ -1,4 +1,3 @@
-# ruff: noqa: CPY001 - the project has no copyright-header convention (Apache-2.0 in pyproject)
 """Tests of the JSON Schema and AsyncAPI export of the topic contracts."""
 
 from __future__ import annotations
