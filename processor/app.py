@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
+import mode
 
+from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
 from processor.errors import PublishError, StoreUnavailableError
 from processor.messages import RawRecord
@@ -24,11 +26,14 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from processor.detection import DetectionService, Publisher
+    from processor.resume import AudienceIntake, ContactUpdateIntake, ResumeService
     from processor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 OUTBOX_SWEEP_INTERVAL_S = 10.0
+RESUME_INPUT_BATCH = 8
+"""Audience chunks per batch: each holds up to 50 000 recipients."""
 
 
 @dataclass(slots=True)
@@ -37,6 +42,9 @@ class Wiring:
 
     detection: Callable[[Publisher], DetectionService]
     reload_policy: Callable[[], bool] | None = None
+    audience: Callable[[Publisher], AudienceIntake] | None = None
+    contact_updates: Callable[[Publisher], ContactUpdateIntake] | None = None
+    resume: Callable[[Publisher], ResumeService] | None = None
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -74,6 +82,33 @@ def to_raw_record(event: Any) -> RawRecord:
     )
 
 
+class _ConsumerService(mode.Service):
+    """Runs a BatchConsumer with the app; crashes the app if the consumer failed."""
+
+    def __init__(self, consumer: BatchConsumer, app: faust.App) -> None:
+        super().__init__()
+        self._consumer = consumer
+        self._app = app
+
+    async def on_start(self) -> None:
+        await self._consumer.start()
+
+    async def on_stop(self) -> None:
+        await self._consumer.stop()
+
+    @mode.Service.task
+    async def _watch(self) -> None:
+        announced = False
+        while not self.should_stop:
+            if self._consumer.failed is not None:
+                await self._app.crash(self._consumer.failed)
+                return
+            if not announced and self._consumer.ready.is_set():
+                log.info("detection consumer ready")
+                announced = True
+            await self.sleep(0.2)
+
+
 def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     """Build the Faust app for these settings (nothing is started here)."""
     servers = [f"aiokafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")]
@@ -87,7 +122,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
-        topic_allow_declare=True,  # only Faust-internal topics (the leader assignor); ours are declared explicitly
+        topic_allow_declare=True,  # Faust's internal topics only; ours are declared explicitly
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(1, settings.kafka_session_timeout_s // 3),
         broker_rebalance_timeout=max(10, settings.kafka_session_timeout_s * 2),
@@ -106,21 +141,17 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     publisher = ConfirmedPublisher(send, names)
     detection = wiring.detection(publisher)
 
-    delivery_events = app.topic(
+    # Delivery events are the hot path: whole batches straight from aiokafka (see
+    # adapters/batch_consumer.py), committed by us after each batch is applied.
+    consumer = BatchConsumer(
+        settings,
         settings.topic(TopicRole.DELIVERY_EVENTS),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        f"{settings.app_id}-detect",
+        detection.apply_isolating,
     )
+    app.add_dependency(_ConsumerService(consumer, app))
 
-    async def detect(stream: Any) -> None:
-        async for events in stream.noack_take(
-            settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
-        ):
-            await _apply_or_crash(app, stream, events, detection.apply_isolating)
-
-    app.agent(delivery_events, name="sendguard.detect", concurrency=1)(detect)
+    _resume_agents(app, settings, wiring, publisher)
 
     async def sweep_outboxes() -> None:
         try:
@@ -143,6 +174,43 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
 
     app.task(on_start)
     return app
+
+
+def _resume_agents(
+    app: faust.App, settings: Settings, wiring: Wiring, publisher: ConfirmedPublisher
+) -> None:
+    """The agents of the wired resume use cases: audience, contact updates, requests."""
+    # One request per batch (each may stream a large audience); audience chunks in small ones.
+    for role, factory, batch in (
+        (TopicRole.AUDIENCE, wiring.audience, RESUME_INPUT_BATCH),
+        (TopicRole.CONTACT_UPDATES, wiring.contact_updates, settings.batch_max_events),
+        (TopicRole.RESUME_REQUESTS, wiring.resume, 1),
+    ):
+        if factory is not None:
+            _raw_agent(app, settings, role, batch, factory(publisher).apply)
+
+
+def _raw_agent(
+    app: faust.App,
+    settings: Settings,
+    role: TopicRole,
+    batch: int,
+    apply: Callable[[Sequence[RawRecord]], Awaitable[object]],
+) -> None:
+    """An agent handing raw-bytes batches of a topic to `apply`, acking after success."""
+    topic = app.topic(
+        settings.topic(role),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def consume(stream: Any) -> None:
+        async for events in stream.noack_take(batch, within=settings.batch_max_wait_ms / 1000):
+            await _apply_or_crash(app, stream, events, apply)
+
+    app.agent(topic, name=f"sendguard.{role.value}", concurrency=1)(consume)
 
 
 async def _apply_or_crash(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
 
 import click
 from pydantic import SecretStr, ValidationError
@@ -14,13 +15,17 @@ from processor.errors import ConfigurationError, SendguardError
 from processor.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from redis.asyncio import Redis
 
     from processor.adapters.redis_store import RedisStore
     from processor.domain.policy import PolicyBook
     from processor.messages import RawRecord
+
+
+DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+"""Event time at which the demo stream starts (fixed, so every run prints the same)."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -86,6 +91,7 @@ def worker() -> None:
     """Run the stream worker: detection, pause commands and health (SIGTERM stops it)."""
     from processor.adapters.kafka import declare_topics  # noqa: PLC0415  # heavy imports only here
     from processor.app import Wiring, create_app, run_worker  # noqa: PLC0415  # same as above
+    from processor.cli_resume import build_contact_store, with_resume  # noqa: PLC0415  # same
     from processor.detection import DetectionService, Publisher  # noqa: PLC0415  # same as above
     from processor.logs import configure_logging  # noqa: PLC0415  # same as above
     from processor.policy_file import PolicyHolder  # noqa: PLC0415  # same as above
@@ -103,18 +109,22 @@ def worker() -> None:
         loop.run_until_complete(declare_topics(settings))
     except SendguardError as exc:
         _fail(str(exc))
-    store = build_store(settings, build_redis(settings), holder())
+    redis_client = build_redis(settings)
+    store = build_store(settings, redis_client, holder())
+    contacts = build_contact_store(settings, redis_client)
 
     def detection(publisher: Publisher) -> DetectionService:
         return DetectionService(
             store,
             publisher,
             holder,
+            contacts=contacts,
             max_future_skew_ms=int(settings.max_future_skew_s * 1000),
             health_min_interval_s=settings.health_min_interval_s,
         )
 
-    app = create_app(settings, Wiring(detection=detection, reload_policy=holder.reload))
+    wiring = Wiring(detection=detection, reload_policy=holder.reload)
+    app = create_app(settings, with_resume(wiring, settings, store, contacts, holder))
     run_worker(app, loop, settings.log_level)
 
 
@@ -128,6 +138,14 @@ def worker() -> None:
 )
 @click.option("--redis", "redis_url", help="Use this Redis instead of the embedded store.")
 @click.option("--key-prefix", default="sendguard-replay", show_default=True)
+@click.option(
+    "--provider",
+    "provider_name",
+    type=click.Choice(["ses", "sendgrid", "mailgun", "postmark", "sparkpost"]),
+    help="SOURCE holds this provider's webhook payloads (one document, or one per line).",
+)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.option("--campaign", "campaign_id", help="Campaign of payloads that name none.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def replay_command(
     source: BinaryIO,
@@ -135,6 +153,9 @@ def replay_command(
     redis_url: str | None,
     key_prefix: str,
     *,
+    provider_name: str | None,
+    tenant_id: str,
+    campaign_id: str | None,
     no_progress: bool,
 ) -> None:
     """Run detection over SOURCE (JSON lines of events, '-' for stdin) without Kafka.
@@ -144,9 +165,23 @@ def replay_command(
     """
     from processor.replay import records_from_lines  # noqa: PLC0415  # keep `sendguard --help` fast
 
-    _run_replay(
-        records_from_lines(source), policy_path, redis_url, key_prefix, no_progress=no_progress
-    )
+    if provider_name is None:
+        records = records_from_lines(source)
+    else:
+        from processor.adapters.providers import Provider  # noqa: PLC0415  # same as above
+        from processor.cli_normalize import normalize_file  # noqa: PLC0415  # same as above
+
+        def provider_lines() -> Iterator[str]:
+            results = normalize_file(
+                Provider(provider_name), tenant_id, source.read(), fallback_campaign_id=campaign_id
+            )
+            for result in results:
+                for rejection in result.rejected:
+                    click.echo(f"rejected {rejection.reason}", err=True)
+                yield from (event.model_dump_json() for event in result.events)
+
+        records = records_from_lines(provider_lines())
+    _run_replay(records, policy_path, redis_url, key_prefix, no_progress=no_progress)
 
 
 def _run_replay(
@@ -208,6 +243,48 @@ def _run_replay(
     click.echo(summary, err=True)
 
 
+@main.command()
+@click.option("--seed", default=7, show_default=True, help="Seed of the generated stream.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML policy file (built-in defaults if omitted).",
+)
+@click.option(
+    "--events-out",
+    type=click.File("w"),
+    help="Also write the generated events here as JSON lines (input for `replay`).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def demo(
+    seed: int, policy_path: Path | None, events_out: TextIO | None, *, no_progress: bool
+) -> None:
+    """Replay a realistic seeded stream: tenants, healthy and bad lists, a complaint wave.
+
+    Same output as `replay`: decisions as JSON lines on stdout, the summary on stderr.
+    """
+    from processor.messages import FILE_TOPIC, RawRecord  # noqa: PLC0415  # keep `sendguard --help` fast
+    from processor.workload import merged_events, to_json_line  # noqa: PLC0415  # same as above
+    from processor.workload_profiles import (  # noqa: PLC0415  # same as above
+        demo_profiles,
+        expected_event_count,
+    )
+
+    profiles = demo_profiles(seed)
+    total = int(sum(expected_event_count(p) for p in profiles))
+
+    def records() -> Iterator[RawRecord]:
+        events = merged_events(profiles, seed, DEMO_START)
+        for number, event in enumerate(events):
+            line = to_json_line(event)
+            if events_out is not None:
+                events_out.write(line + "\n")
+            yield RawRecord(FILE_TOPIC, 0, number, None, line.encode(), None)
+
+    _run_replay(records(), policy_path, None, "", no_progress=no_progress, total=total)
+
+
 @main.group()
 def schemas() -> None:
     """Message contracts of the topics."""
@@ -253,3 +330,17 @@ def topics_create() -> None:
     except SendguardError as exc:
         _fail(str(exc))
     click.echo("created: " + (", ".join(created) if created else "nothing, all topics exist"))
+
+
+from processor.cli_resume import import_suppressions, resume  # noqa: E402  # registered last
+
+main.add_command(resume)
+main.add_command(import_suppressions)
+
+from processor.cli_webhooks import webhooks  # noqa: E402  # registered last: it imports from here lazily
+
+main.add_command(webhooks)
+
+from processor.cli_normalize import normalize_command  # noqa: E402  # registered last, like the others
+
+main.add_command(normalize_command)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processor.domain.recipients import FilterRules
 from schemas.topics import TopicRole
 
 
@@ -31,6 +34,23 @@ class SaslMechanism(StrEnum):
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
+ALL_TENANTS = "*"
+"""The `resume_rules` key whose rules apply to every tenant (under per-tenant overrides)."""
+
+
+class ResumeRules(BaseModel):
+    """Overrides of `FilterRules` fields; a field left out keeps the value beneath it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    require_explicit_consent: bool | None = None
+    stale_after: timedelta | None = Field(default=None, description="e.g. 'P90D' or seconds.")
+    unengaged_never_engaged_sends: int | None = Field(default=None, ge=1)
+    unengaged_engaged_before_sends: int | None = Field(default=None, ge=1)
+
+    def over(self, rules: FilterRules) -> FilterRules:
+        """`rules` with these overrides applied."""
+        return replace(rules, **self.model_dump(exclude_none=True))
 
 
 class Settings(BaseSettings):
@@ -83,6 +103,23 @@ class Settings(BaseSettings):
         description='Per-role overrides of full topic names, e.g. {"control": "ops.control"}.',
     )
 
+    # Webhook receiver (`sendguard webhooks`)
+    webhook_credentials_file: Path | None = Field(
+        default=None, description="YAML of each tenant's webhook credentials (docs/WEBHOOKS.md)."
+    )
+    webhook_max_body_bytes: PositiveInt = Field(
+        default=1024 * 1024, description="Larger request bodies are refused with 413."
+    )
+    webhook_max_age_s: float = Field(
+        default=300, gt=0, description="Freshness window of SendGrid and Mailgun signed timestamps."
+    )
+    webhook_sns_max_age_s: float = Field(
+        default=3600, gt=0, description="Freshness window of SNS message timestamps (SNS retries)."
+    )
+    webhook_publish_timeout_s: float = Field(
+        default=15, gt=0, description="Longest wait for Kafka to acknowledge a batch (then 503)."
+    )
+
     # Behaviour
     policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
     batch_max_events: PositiveInt = 2000
@@ -104,6 +141,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".sendguard-data"), description="Where Faust keeps its local table data."
     )
+    resume_chunk_size: PositiveInt = Field(
+        default=1000, le=10_000, description="Recipients per published recipient-set chunk."
+    )
+    contact_shards: PositiveInt = Field(
+        default=4096, le=1_000_000, description="Redis hashes per tenant's contacts; never change."
+    )
+    resume_rules: dict[str, ResumeRules] = Field(
+        default_factory=dict,
+        description='Resume filter rules: "*" for every tenant, then per-tenant overrides, e.g. '
+        '{"*": {"stale_after": "P90D"}, "acme": {"require_explicit_consent": true}}.',
+    )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("redis_url")
@@ -112,6 +160,14 @@ class Settings(BaseSettings):
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError(f"must start with redis://, rediss:// or unix://, not {scheme!r}://")
+        return value
+
+    @field_validator("resume_rules")
+    @classmethod
+    def _resume_rules_are_valid(cls, value: dict[str, ResumeRules]) -> dict[str, ResumeRules]:
+        base = value.get(ALL_TENANTS, ResumeRules()).over(FilterRules())
+        for overrides in value.values():
+            overrides.over(base)  # FilterRules refuses what it cannot use, naming the field
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -141,3 +197,9 @@ class Settings(BaseSettings):
     def topic(self, role: TopicRole) -> str:
         """The full name of a topic."""
         return self.topic_names.get(role, f"{self.topic_prefix}{role.value}")
+
+    def filter_rules(self, tenant_id: str) -> FilterRules:
+        """A tenant's resume filter rules: defaults, then "*", then the tenant's overrides."""
+        rules = self.resume_rules.get(ALL_TENANTS, ResumeRules()).over(FilterRules())
+        overrides = self.resume_rules.get(tenant_id)
+        return rules if overrides is None else overrides.over(rules)

@@ -25,7 +25,7 @@ class Keys:
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:seen:{day}"
 
     def campaign_attempted(self, tenant_id: str, campaign_id: str) -> str:
-        """Set of contact ids this campaign has already attempted (sent, bounced, dropped...)."""
+        """Set of 8-byte digests of the contact ids this campaign has already attempted."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:attempted"
 
     def campaign_audience(self, tenant_id: str, campaign_id: str) -> str:
@@ -33,7 +33,7 @@ class Keys:
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:audience"
 
     def resume_outcome(self, tenant_id: str, campaign_id: str, request_id: str) -> str:
-        """String: the outcome already given to a resume request (idempotency)."""
+        """String: the outcome already given to a resume request, as JSON (idempotency)."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:resume:{request_id}"
 
     def tenant_state(self, tenant_id: str) -> str:
@@ -45,9 +45,24 @@ class Keys:
         return f"{self.prefix}:{{t:{tenant_id}}}:pauses"
 
     def contacts(self, tenant_id: str, contact_id: str, shards: int) -> str:
-        """Hash shard contact id -> packed contact state. Single-key writes: no hash tag needed."""
+        """Hash shard contact id -> 12-byte contact state (recipients.py codec).
+
+        A tenant's shards share its tag, so one Lua script merges a whole batch of its contacts.
+        """
         shard = zlib.crc32(contact_id.encode()) % shards
-        return f"{self.prefix}:contacts:{tenant_id}:{shard}"
+        return f"{self.prefix}:{{t:{tenant_id}}}:contacts:{shard}"
+
+    def campaign_owner(self, campaign_id: str) -> str:
+        """String: the tenant that owns a campaign id (set once, with its first audience chunk)."""
+        return f"{self.prefix}:owner:{campaign_id}"
+
+    def resume_run(self, tenant_id: str, campaign_id: str, run_id: str) -> str:
+        """Set of 8-byte contact digests one resume run has met (drops planned duplicates)."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:resume-run:{run_id}"
+
+    def webhook_token(self, provider: str, token: str) -> str:
+        """String: a webhook signing token already accepted (replay protection, expires)."""
+        return f"{self.prefix}:webhook-token:{provider}:{token}"
 
     def outbox_index(self) -> str:
         """Set of state keys whose outbox may still hold unpublished messages."""

@@ -1,0 +1,139 @@
+"""The hot path's Kafka edge: a consumer that hands whole `getmany` batches to a use case.
+
+Faust's stream layer costs tens of microseconds per event; delivery events are many, so their
+agent reads batches straight from aiokafka and commits offsets itself, only after the batch
+was applied and its decisions acknowledged. aiokafka errors are translated here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from processor.adapters.kafka import client_options
+from processor.errors import PublishError, StoreUnavailableError
+from processor.messages import RawRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from processor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+class BatchConsumer:
+    """Consumes one topic in batches; commits each batch after `handle` returned.
+
+    `handle` must be idempotent (a batch may be handed over again after a crash or rebalance).
+    If it raises StoreUnavailableError or PublishError the consumer stops without committing,
+    and `failed` is set: the process should exit so the records are read again after a restart.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group_id: str,
+        handle: Callable[[Sequence[RawRecord]], Awaitable[object]],
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._group_id = group_id
+        self._handle = handle
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
+        self.ready = asyncio.Event()
+
+    def _build(self) -> AIOKafkaConsumer:
+        settings = self._settings
+        instance = settings.kafka_group_instance_id
+        return AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=self._group_id,
+            group_instance_id=f"{instance}-detect" if instance else None,
+            client_id=f"{settings.app_id}-detect-{socket.gethostname()}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka_session_timeout_s * 1000,
+            heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_s * 1000 // 3),
+            max_poll_records=settings.batch_max_events,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        """Join the group and start consuming in the background."""
+        consumer = self._build()
+        consumer.subscribe([self._topic], listener=_LogRebalance())
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise PublishError(f"cannot consume {self._topic}: {exc}") from exc
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"consume {self._topic}")
+
+    async def stop(self) -> None:
+        """Stop consuming (the batch in progress finishes first) and leave the group."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        wait_ms = self._settings.batch_max_wait_ms
+        try:
+            while True:
+                batches = await consumer.getmany(
+                    timeout_ms=wait_ms, max_records=self._settings.batch_max_events
+                )
+                if consumer.assignment():
+                    self.ready.set()
+                if not batches:
+                    continue
+                records = _records(batches)
+                # Shielded: a stop while Redis or Kafka is being written waits for the batch.
+                await asyncio.shield(self._handle(records))
+                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+                try:
+                    await consumer.commit(offsets)
+                except CommitFailedError:
+                    # A rebalance took the partitions away; whoever has them now re-reads the
+                    # batch, and the idempotent state makes that harmless.
+                    log.warning("offset commit refused after a rebalance; batch will be re-read")
+        except asyncio.CancelledError:
+            raise
+        except (StoreUnavailableError, PublishError, KafkaError) as exc:
+            log.critical(
+                "state or broker unavailable, consumption stopped", extra={"error": str(exc)}
+            )
+            self.failed = exc
+
+
+def _records(batches: dict[TopicPartition, list[Any]]) -> list[RawRecord]:
+    return [
+        RawRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+        for tp, messages in batches.items()
+        for m in messages
+    ]

@@ -1,0 +1,364 @@
+"""The contact store contract: the same cases on InMemoryContactStore and RedisContactStore.
+
+The Redis store merges in Lua; these cases prove it agrees with the pure transitions of
+recipients.py that the in-memory store applies directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from processor.adapters.keys import Keys
+from processor.adapters.redis_contacts import RedisContactStore
+from processor.contacts import UNREADABLE_STATE, ContactStore, InMemoryContactStore
+from processor.domain.recipients import (
+    MAX_SENDS_SINCE_ENGAGEMENT,
+    ContactState,
+    apply_contact_update,
+    apply_delivery_event,
+    encode_contact,
+)
+from processor.errors import StoreUnavailableError
+from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
+from schemas.events import BounceClass, DeliveryEvent, EventType, Recipient
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
+SHARDS = 16
+Op = DeliveryEvent | ContactUpdate
+
+
+def redis_store(sandbox: Sandbox, client: Redis, shards: int = SHARDS) -> RedisContactStore:
+    """A Redis contact store under the sandbox's prefix."""
+    return RedisContactStore(client, Keys(sandbox.name), campaign_ttl_ms=600_000, shards=shards)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> ContactStore:
+    """Each contact store in turn."""
+    if request.param == "memory":
+        return InMemoryContactStore()
+    sandbox: Sandbox = request.getfixturevalue("sandbox")
+    return redis_store(sandbox, request.getfixturevalue("redis"))
+
+
+def event(
+    contact: str,
+    kind: EventType,
+    at: datetime = T0,
+    *,
+    tenant: str = "t1",
+    campaign: str = "c1",
+    bounce_class: BounceClass | None = None,
+) -> DeliveryEvent:
+    """A delivery event."""
+    return DeliveryEvent(
+        event_id=f"{contact}-{kind}-{at.isoformat()}",
+        tenant_id=tenant,
+        campaign_id=campaign,
+        recipient=Recipient(contact_id=contact, address="x@example.com"),
+        type=kind,
+        bounce_class=bounce_class,
+        occurred_at=at,
+    )
+
+
+def update(contact: str, *, tenant: str = "t1", **fields: Any) -> ContactUpdate:
+    """A contact update."""
+    return ContactUpdate(tenant_id=tenant, contact_id=contact, occurred_at=T0, **fields)
+
+
+def pure(ops: list[Op]) -> dict[tuple[str, str], ContactState]:
+    """The states the pure transitions give, per (tenant, contact)."""
+    states: dict[tuple[str, str], ContactState] = {}
+    for op in ops:
+        if isinstance(op, ContactUpdate):
+            key = (op.tenant_id, op.contact_id)
+            states[key] = apply_contact_update(states.get(key, ContactState.empty()), op)
+        else:
+            key = (op.tenant_id, op.recipient.contact_id)
+            state = states.get(key, ContactState.empty())
+            states[key] = apply_delivery_event(state, op.type, op.bounce_class, op.occurred_at)
+    return states
+
+
+async def apply(store: ContactStore, ops: list[Op], batch: int = 1000) -> None:
+    """Apply ops in order, in batches of consecutive ops of one kind."""
+    run: list[Op] = []
+    for op in [*ops, None]:
+        if run and (op is None or type(op) is not type(run[0]) or len(run) >= batch):
+            if isinstance(run[0], ContactUpdate):
+                await store.apply_updates([o for o in run if isinstance(o, ContactUpdate)])
+            else:
+                await store.apply_events([o for o in run if isinstance(o, DeliveryEvent)])
+            run = []
+        if op is not None:
+            run.append(op)
+
+
+def random_ops(seed: int, n: int) -> list[Op]:
+    """Random events and updates over a few contacts of two tenants, times repeating."""
+    rng = random.Random(seed)  # noqa: S311  # a seeded workload, not cryptography
+    ops: list[Op] = []
+    for _ in range(n):
+        contact = f"c{rng.randrange(12)}"
+        tenant = rng.choice(["t1", "t2"])
+        at = T0 + timedelta(seconds=rng.randrange(-5, 6), microseconds=rng.choice([0, 999_999]))
+        if rng.random() < 0.7:
+            kind = rng.choice(list(EventType))
+            bounce = rng.choice(list(BounceClass)) if kind is EventType.BOUNCE else None
+            ops.append(event(contact, kind, at, tenant=tenant, bounce_class=bounce))
+        else:
+            ops.append(
+                update(
+                    contact,
+                    tenant=tenant,
+                    consent=rng.choice([*ConsentState, None]),
+                    unsubscribed=rng.choice([True, False, None]),
+                    deleted=rng.random() < 0.1,
+                )
+            )
+    return ops
+
+
+async def assert_agrees(store: ContactStore, ops: list[Op]) -> None:
+    """Every contact the ops touch (and an unknown one) reads as the pure transitions give."""
+    expected = pure(ops)
+    for tenant in ("t1", "t2"):
+        ids = [*sorted({c for t, c in expected if t == tenant}), "never-seen"]
+        states = await store.states(tenant, ids)
+        empty = ContactState.empty()
+        assert states == [expected.get((tenant, c), empty) for c in ids]
+
+
+SEQUENCES: dict[str, list[Op]] = {
+    "hard bounce": [event("a", EventType.BOUNCE, bounce_class=BounceClass.HARD)],
+    "soft bounce and block change nothing": [
+        event("a", EventType.BOUNCE, bounce_class=BounceClass.SOFT),
+        event("a", EventType.BOUNCE, bounce_class=BounceClass.BLOCK),
+        event("a", EventType.DELIVERED),
+        event("a", EventType.DEFERRED),
+        event("a", EventType.DROPPED_SUPPRESSED),
+    ],
+    "complaint": [event("a", EventType.COMPLAINT)],
+    "unsubscribe event": [event("a", EventType.UNSUBSCRIBE)],
+    "sends count once per later second": [
+        event("a", EventType.SENT, T0),
+        event("a", EventType.SENT, T0 + timedelta(microseconds=500)),
+        event("a", EventType.SENT, T0 - timedelta(hours=1)),
+        event("a", EventType.SENT, T0 + timedelta(seconds=1)),
+    ],
+    "engagement resets sends and a late one only marks engaged": [
+        event("a", EventType.SENT, T0),
+        event("a", EventType.SENT, T0 + timedelta(seconds=1)),
+        event("a", EventType.OPEN, T0 + timedelta(seconds=2)),
+        event("a", EventType.SENT, T0 + timedelta(seconds=3)),
+        event("a", EventType.CLICK, T0 - timedelta(days=1)),
+    ],
+    "consent granted then revoked": [
+        update("a", consent=ConsentState.GRANTED),
+        update("a", consent=ConsentState.REVOKED),
+    ],
+    "re-subscribed by an update after an unsubscribe event": [
+        event("a", EventType.UNSUBSCRIBE),
+        update("a", unsubscribed=False),
+    ],
+    "deleted stays deleted": [update("a", deleted=True), update("a", deleted=False)],
+    "an update without fields changes nothing": [
+        update("a", consent=ConsentState.GRANTED, unsubscribed=True),
+        update("a"),
+    ],
+    "tenants are separate": [
+        event("a", EventType.COMPLAINT, tenant="t2"),
+        update("a", tenant="t1", consent=ConsentState.REVOKED),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+async def test_each_transition_matches_the_pure_function(store: ContactStore, name: str) -> None:
+    """Each kind of event and update merges exactly as recipients.py defines it."""
+    await apply(store, SEQUENCES[name])
+    await assert_agrees(store, SEQUENCES[name])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_histories_merge_like_the_pure_transitions(
+    store: ContactStore, seed: int
+) -> None:
+    """Random mixes of events and updates, in batches of every size, agree with recipients.py."""
+    ops = random_ops(seed, 600)
+    await apply(store, ops, batch=random.Random(seed).choice([1, 7, 100]))  # noqa: S311  # seeded
+    await assert_agrees(store, ops)
+
+
+async def test_a_replayed_batch_changes_nothing(store: ContactStore) -> None:
+    """Applying the same events and updates again leaves every state as it was."""
+    ops = random_ops(4, 300)
+    await apply(store, ops)
+    await apply(store, ops)
+    await assert_agrees(store, ops)
+
+
+async def seed(store: ContactStore, contact: str, state: ContactState) -> None:
+    """Store a state of tenant t1 as it would be after a long history."""
+    if isinstance(store, InMemoryContactStore):
+        store.contacts["t1", contact] = state
+    else:
+        assert isinstance(store, RedisContactStore)
+        key = store._keys.contacts("t1", contact, store._shards)
+        await store._client.hset(key, contact, encode_contact(state))
+
+
+async def test_sends_since_engagement_saturate(store: ContactStore) -> None:
+    """The send counter stops at its uint16 maximum, and an engagement still resets it."""
+    near = MAX_SENDS_SINCE_ENGAGEMENT - 2
+    await seed(store, "a", ContactState(last_marketing_send_at=T0, sends_since_engagement=near))
+    sends = [event("a", EventType.SENT, T0 + timedelta(seconds=n)) for n in range(1, 5)]
+    await store.apply_events(sends)
+    (state,) = await store.states("t1", ["a"])
+    assert state.sends_since_engagement == MAX_SENDS_SINCE_ENGAGEMENT
+    assert state.last_marketing_send_at == sends[-1].occurred_at
+    await store.apply_events([event("a", EventType.CLICK, T0 + timedelta(seconds=9))])
+    (state,) = await store.states("t1", ["a"])
+    assert (state.sends_since_engagement, state.ever_engaged) == (0, True)
+
+
+async def test_every_event_of_a_campaign_marks_its_contact_attempted(store: ContactStore) -> None:
+    """Any delivery event, or an explicit mark, makes the contact attempted in that campaign."""
+    kinds = list(EventType)
+    soft = BounceClass.SOFT
+    await store.apply_events(
+        [
+            event(f"k{i}", kind, bounce_class=soft if kind is EventType.BOUNCE else None)
+            for i, kind in enumerate(kinds)
+        ]
+    )
+    await store.mark_attempted("t1", "c1", ["marked"])
+    ids = [f"k{i}" for i in range(len(kinds))] + ["marked", "other"]
+    assert await store.attempted("t1", "c1", ids) == [True] * (len(kinds) + 1) + [False]
+    assert await store.attempted("t1", "c2", ["k0"]) == [False]
+    assert await store.attempted("t2", "c1", ["k0"]) == [False]
+    assert await store.attempted("t1", "c1", []) == []
+
+
+def chunk(index: int, ids: list[str], tenant: str = "t1") -> AudienceChunk:
+    """An audience chunk of campaign c1."""
+    recipients = [Recipient(contact_id=c, address=f"{c.encode().hex()}@example.com") for c in ids]
+    return AudienceChunk(
+        tenant_id=tenant, campaign_id="c1", chunk_index=index, recipients=recipients
+    )
+
+
+async def test_audience_chunks_come_back_by_index_and_replace_themselves(
+    store: ContactStore,
+) -> None:
+    """Chunks iterate in numeric index order, exactly as stored; a redelivered index replaces."""
+    stored = {10: chunk(10, ["j"]), 2: chunk(2, ["x"]), 1: chunk(1, ["a", "tab\there", "ü"])}
+    for c in stored.values():
+        assert await store.store_audience_chunk(c) == "t1"
+    stored[2] = chunk(2, ["b", "c"])
+    await store.store_audience_chunk(stored[2])
+    read = [c async for c in store.audience_chunks("t1", "c1")]
+    assert read == [stored[i].recipients for i in (1, 2, 10)]
+    assert [c async for c in store.audience_chunks("t1", "c-unknown")] == []
+
+
+async def test_a_campaign_belongs_to_the_first_tenant_that_planned_it(store: ContactStore) -> None:
+    """Another tenant's chunk of the campaign is refused (the owner is returned) and not kept."""
+    assert await store.campaign_owner("c1") is None
+    await store.store_audience_chunk(chunk(0, ["a"]))
+    assert await store.store_audience_chunk(chunk(1, ["z"], tenant="t2")) == "t1"
+    assert await store.campaign_owner("c1") == "t1"
+    assert [c async for c in store.audience_chunks("t2", "c1")] == []
+    assert len([c async for c in store.audience_chunks("t1", "c1")]) == 1
+
+
+async def test_a_run_claims_each_contact_once(store: ContactStore) -> None:
+    """Within a run a contact is first once, within a list or across calls; runs are separate."""
+    assert await store.claim_first("t1", "c1", "r1", ["a", "b", "a"]) == [True, True, False]
+    assert await store.claim_first("t1", "c1", "r1", ["b", "c", "c"]) == [False, True, False]
+    assert await store.claim_first("t1", "c1", "r2", ["a"]) == [True]
+    await store.end_run("t1", "c1", "r1")
+    assert await store.claim_first("t1", "c1", "r1", ["a"]) == [True]
+    assert await store.claim_first("t1", "c1", "r1", []) == []
+
+
+async def test_the_first_resume_record_wins(store: ContactStore) -> None:
+    """A request's record is saved once; a later save returns the first."""
+    assert await store.resume_record("t1", "c1", "q1") is None
+    assert await store.save_resume_record("t1", "c1", "q1", '{"n": 1}') == '{"n": 1}'
+    assert await store.save_resume_record("t1", "c1", "q1", '{"n": 2}') == '{"n": 1}'
+    assert await store.resume_record("t1", "c1", "q1") == '{"n": 1}'
+    assert await store.resume_record("t1", "c2", "q1") is None
+
+
+# --- Redis only --------------------------------------------------------------------------------
+
+
+async def test_concurrent_workers_lose_no_merge(sandbox: Sandbox, redis: Redis) -> None:
+    """Two workers merging into the same contacts at once keep every flag and every send."""
+    other = Redis.from_url(sandbox.stack["SENDGUARD_REDIS_URL"])
+    workers = [redis_store(sandbox, redis), redis_store(sandbox, other)]
+    ids = [f"c{n}" for n in range(50)]
+    kinds = [EventType.COMPLAINT, EventType.UNSUBSCRIBE, EventType.OPEN]
+    batches = [
+        [event(c, kinds[n % 3], T0 + timedelta(seconds=n)) for c in ids]
+        + [event(c, EventType.SENT, T0 + timedelta(seconds=100 + n)) for c in ids]
+        for n in range(30)
+    ]
+    try:
+        await asyncio.gather(
+            *(workers[n % 2].apply_events(batch) for n, batch in enumerate(batches))
+        )
+    finally:
+        await other.aclose()
+    states = await workers[0].states("t1", ids)
+    assert {s.complained and s.unsubscribed and s.ever_engaged for s in states} == {True}
+    assert {s.last_marketing_send_at for s in states} == {T0 + timedelta(seconds=129)}
+
+
+async def test_a_tenants_contact_shards_share_one_cluster_slot(sandbox: Sandbox) -> None:
+    """Every contact shard key of a tenant hashes to the tenant's slot, for one Lua script."""
+    keys = Keys(sandbox.name)
+    shard_keys = {keys.contacts("acme", f"c{n}", 4096) for n in range(500)}
+    assert len(shard_keys) > 400
+    assert {key_slot(k.encode()) for k in shard_keys} == {key_slot(b"{t:acme}")}
+
+
+async def test_an_unreadable_state_is_kept_and_read_as_revoked_consent(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """A value of an unknown format is left as it is by merges and never reads as mailable."""
+    store = redis_store(sandbox, redis, shards=1)
+    key = Keys(sandbox.name).contacts("t1", "a", 1)
+    foreign = b"\x02" + encode_contact(ContactState())[1:]
+    await redis.hset(key, "a", foreign)
+    await store.apply_events([event("a", EventType.SENT), event("b", EventType.SENT)])
+    assert await redis.hget(key, "a") == foreign
+    states = await store.states("t1", ["a", "b"])
+    assert states[0] == UNREADABLE_STATE
+    assert states[1].sends_since_engagement == 1
+
+
+async def test_redis_errors_become_store_unavailable() -> None:
+    """A Redis that does not answer surfaces as StoreUnavailableError, with the cause kept."""
+    client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    store = RedisContactStore(client, Keys("down"), campaign_ttl_ms=1000)
+    try:
+        with pytest.raises(StoreUnavailableError) as raised:
+            await store.apply_events([event("a", EventType.SENT)])
+        assert raised.value.__cause__ is not None
+        with pytest.raises(StoreUnavailableError):
+            await store.states("t1", ["a"])
+    finally:
+        await client.aclose()
