@@ -1,0 +1,498 @@
+"""Shared benchmark plumbing: the stack, sandboxes, worker processes, workloads and results.
+
+Each benchmark runs the worker as a real `python -m processor worker` process confined to a
+sandbox (its own topic prefix, Redis key prefix, app id and data folder), exactly like the
+integration tests, and writes its results as JSON under `bench/results/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from redis.asyncio import Redis
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+RESULTS = BENCH / "results"
+CACHE = BENCH / ".cache"
+GIT = shutil.which("git") or "git"
+STACK_VARS = ("SENDGUARD_KAFKA_BOOTSTRAP_SERVERS", "SENDGUARD_REDIS_URL")
+
+
+def stack_env() -> dict[str, str]:
+    """Bootstrap servers and Redis URL of the local stack (`scripts/stack.sh up` if unset)."""
+    if all(os.environ.get(name) for name in STACK_VARS):
+        return {name: os.environ[name] for name in STACK_VARS}
+    env_file = REPO / ".stack" / "env"
+    if not env_file.exists():
+        subprocess.run(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+            [str(REPO / "scripts" / "stack.sh"), "up"], check=True, stdout=subprocess.DEVNULL
+        )
+    env: dict[str, str] = {}
+    for line in env_file.read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name.strip()] = value.strip().strip("'\"")
+    return {name: env[name] for name in STACK_VARS}
+
+
+def _first_line(command: list[str]) -> str:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=10)  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
+
+
+def machine_info(redis_version: str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, RAM, versions, commit."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
+    jars = sorted((REPO / ".stack" / "kafka-libs").glob("kafka-server-[0-9]*.jar"))
+    kafka = jars[-1].stem.removeprefix("kafka-server-") if jars else "unknown"
+    import aiokafka  # noqa: PLC0415  # only for its version
+    import redis as redis_py  # noqa: PLC0415  # same as above
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else platform.processor(),
+        "ram_gib": round(int(total.group(1)) / 1024 / 1024, 1) if total else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "kafka": kafka,
+        "redis": redis_version or "unknown",
+        "aiokafka": aiokafka.__version__,
+        "redis_py": redis_py.__version__,
+        "git_commit": _first_line([GIT, "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "git_dirty": bool(
+            subprocess.run(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+                [GIT, "-C", str(REPO), "status", "--porcelain", "--", "processor", "schemas"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+        ),
+        "load_avg_at_start": list(os.getloadavg()),
+    }
+
+
+async def redis_version(url: str) -> str:
+    """The Redis server's version."""
+    client = Redis.from_url(url)
+    try:
+        info = await client.info("server")
+    finally:
+        await client.aclose()
+    return str(info.get("redis_version", "unknown"))
+
+
+def new_name(stem: str) -> str:
+    """A unique sandbox name (topic prefix, key prefix and app id)."""
+    return f"b-{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Sandbox:
+    """One benchmark run's own topic prefix, Redis key prefix, app id and data folder."""
+
+    stack: dict[str, str]
+    name: str
+    topic_name: str = ""
+    """Topic prefix name; defaults to `name` (several apps may share one pre-filled topic)."""
+    partitions: int = 8
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.topic_name:
+            self.topic_name = self.name
+
+    @property
+    def bootstrap(self) -> str:
+        """Kafka bootstrap servers."""
+        return self.stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"]
+
+    @property
+    def redis_url(self) -> str:
+        """Redis URL."""
+        return self.stack["SENDGUARD_REDIS_URL"]
+
+    @property
+    def data_dir(self) -> Path:
+        """Working folder of the run (worker log, Faust data)."""
+        return CACHE / "runs" / self.name
+
+    def topic(self, role: str) -> str:
+        """Full name of a topic role in this sandbox."""
+        return f"{self.topic_name}.{role}"
+
+    def env(self) -> dict[str, str]:
+        """Environment of a `sendguard` process confined to this sandbox."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENDGUARD_")}
+        env.update(self.stack)
+        env.update(
+            {
+                "SENDGUARD_TOPIC_PREFIX": f"{self.topic_name}.",
+                "SENDGUARD_REDIS_KEY_PREFIX": self.name,
+                "SENDGUARD_APP_ID": self.name,
+                "SENDGUARD_DATA_DIR": str(self.data_dir / "data"),
+                "SENDGUARD_TOPIC_PARTITIONS": str(self.partitions),
+                "SENDGUARD_KAFKA_SESSION_TIMEOUT_S": "6",
+                "SENDGUARD_KAFKA_GROUP_INSTANCE_ID": f"{self.name}-worker",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+
+def run_cli(sandbox: Sandbox, *args: str, timeout_s: float = 120) -> str:
+    """Run a `sendguard` command in the sandbox; returns stdout, raises on failure."""
+    sandbox.data_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+        [sys.executable, "-m", "processor", *args],
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=sandbox.data_dir,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sendguard {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of a process (None if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s*(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else None
+
+
+_FAUST_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \[\d+\] \[(\w+)\] (.*)$")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_pids() -> dict[str, int]:
+    """Process ids of the local stack's Kafka broker and Redis server (if known)."""
+    pids = {}
+    for name in ("kafka", "redis"):
+        path = REPO / ".stack" / f"{name}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pids[name] = int(path.read_text().strip())
+    return pids
+
+
+def parse_log_line(raw: str) -> dict[str, Any] | None:
+    """A worker log line as {"at": epoch seconds, "level", "message"}, or None.
+
+    The worker logs JSON lines until Faust starts, then Faust's own format (local time).
+    """
+    found = _FAUST_LINE.match(raw)
+    if found:
+        local = time.mktime(time.strptime(found.group(1), "%Y-%m-%d %H:%M:%S"))
+        return {
+            "at": local + int(found.group(2)) / 1000,
+            "level": found.group(3).lower(),
+            "message": found.group(4).strip(),
+        }
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(raw)
+        if isinstance(parsed, dict) and "at" in parsed:
+            parsed["at"] = datetime.fromisoformat(str(parsed["at"])).timestamp()
+            return parsed
+    return None
+
+
+class WorkerProcess:
+    """`sendguard worker` as a real process (optionally under a profiler)."""
+
+    def __init__(self, sandbox: Sandbox, *, profile_to: Path | None = None) -> None:
+        self.sandbox = sandbox
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = sandbox.data_dir / "worker.log"
+        self.profile_to = profile_to
+        self.peak_rss = 0
+        self.rss_samples: list[int] = []
+
+    def start(self) -> None:
+        """Start the process (does not wait)."""
+        self.sandbox.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "processor", "worker"]
+        if self.profile_to is not None:
+            command = [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "--renderer",
+                "text",
+                "--show-all",
+                "-o",
+                str(self.profile_to),
+                "-m",
+                "processor",
+                "worker",
+            ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+                command,
+                env=self.sandbox.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.sandbox.data_dir,
+            )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The worker's log lines so far, parsed (see `parse_log_line`)."""
+        if not self.log_path.exists():
+            return []
+        parsed = (
+            parse_log_line(raw) for raw in self.log_path.read_text(errors="replace").splitlines()
+        )
+        return [line for line in parsed if line is not None]
+
+    def first_log(self, message: str) -> dict[str, Any] | None:
+        """The first log line whose message starts with `message`."""
+        for line in self.log_lines():
+            if str(line.get("message", "")).startswith(message):
+                return line
+        return None
+
+    def sample_rss(self) -> int | None:
+        """Record and return the current RSS."""
+        if self.process is None:
+            return None
+        rss = rss_bytes(self.process.pid)
+        if rss is not None:
+            self.rss_samples.append(rss)
+            self.peak_rss = max(self.peak_rss, rss)
+        return rss
+
+    async def wait_ready(self, timeout_s: float = 120) -> None:
+        """Wait until Faust and the detection consumer both say they are ready."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+            if "Worker ready" in text and "detection consumer ready" in text:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                break
+            self.sample_rss()
+            await asyncio.sleep(0.1)
+        tail = self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        await self.stop()
+        raise RuntimeError(f"worker did not become ready; log tail:\n{tail}")
+
+    async def stop(self, timeout_s: float = 60) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout_s`."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while self.process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110  # polling a child process
+                await asyncio.sleep(0.1)
+            if self.process.poll() is None:
+                self.process.kill()
+        code = self.process.wait()
+        self.process = None
+        return code
+
+
+async def delete_keys(redis_url: str, prefix: str) -> int:
+    """Delete every Redis key under `prefix:`; returns how many."""
+    client = Redis.from_url(redis_url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{prefix}:*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                deleted += await client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete the topics whose names start with `prefix` (best effort)."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  # only needed here
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except Exception as exc:  # noqa: BLE001  # clean-up must not hide the results
+        print(f"(could not delete topics {prefix}*: {exc})", file=sys.stderr)
+    finally:
+        await admin.close()
+
+
+def bench_start_at() -> datetime:
+    """Workload start: midnight UTC two days ago (events in the past, not in the future)."""
+    today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=2)
+
+
+def event_lines(count: int, seed: int = 1) -> Path:
+    r"""A cached file of `count` events as `key\\tjson` lines: demo mixes, tenants per seed.
+
+    Successive demo mixes (seeds seed, seed+1, ...) with their tenants renamed per seed are
+    merged until `count` events are reached; the file is generated once per day and count.
+    """
+    start_at = bench_start_at()
+    path = CACHE / f"events-{count}-s{seed}-{start_at:%Y%m%d}.tsv"
+    if path.exists():
+        return path
+    from dataclasses import replace  # noqa: PLC0415  # generation only
+
+    from processor.workload import expected_event_count, merged_events, to_json_line  # noqa: PLC0415
+    from processor.workload_profiles import demo_profiles  # noqa: PLC0415  # same as above
+
+    profiles = []
+    expected = 0.0
+    mix = 0
+    while expected < count * 1.05:
+        for p in demo_profiles(seed + mix):
+            profiles.append(replace(p, tenant_id=f"{p.tenant_id}-m{mix}"))
+            expected += expected_event_count(profiles[-1])
+        mix += 1
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    started = time.monotonic()
+    written = 0
+    with tmp.open("w") as out:
+        for event in merged_events(profiles, seed, start_at):
+            out.write(f"{event.tenant_id}:{event.campaign_id}\t{to_json_line(event)}\n")
+            written += 1
+            if written >= count:
+                break
+    tmp.rename(path)
+    print(f"generated {written} events in {time.monotonic() - started:.1f} s -> {path}")
+    return path
+
+
+def read_lines(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs of an `event_lines` file."""
+    with path.open("rb") as source:
+        for line in source:
+            key, _, value = line.rstrip(b"\n").partition(b"\t")
+            yield key, value
+
+
+async def produce_all(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]], partitions: int
+) -> tuple[int, float]:
+    """Produce keyed records fast (acks=1, big batches, no compression); (count, seconds)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=50,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        compression_type=None,
+    )
+    await producer.start()
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(partitions))
+    started = time.monotonic()
+    count = 0
+    batches: dict[int, Any] = {}
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for key, value in records:
+            part = partitioner(key, all_partitions, all_partitions)
+            batch = batches.get(part)
+            if batch is None:
+                batch = batches[part] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=part))
+                batch = batches[part] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+            if len(pending) >= 64:
+                await asyncio.gather(*pending)
+                pending = []
+        for part, batch in batches.items():
+            if batch.record_count():
+                pending.append(await producer.send_batch(batch, topic, partition=part))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return count, time.monotonic() - started
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int = 8) -> dict[int, int]:
+    """High-water mark of each of the `partitions` partitions of `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415  # only needed here
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def median(values: Iterable[float]) -> float:
+    """The median (of at least one value)."""
+    return float(statistics.median(list(values)))
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest-rank on sorted values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return float(ordered[rank])
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write `result` to bench/results/<name>-<UTC stamp>.json and <name>-latest.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(result, indent=2, sort_keys=False, default=str) + "\n"
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(text)
+    (RESULTS / f"{name}-latest.json").write_text(text)
+    return path

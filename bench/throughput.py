@@ -1,0 +1,312 @@
+"""Throughput: events per second of one worker process vs a raw aiokafka `getmany` drain.
+
+Usage: `source .stack/env && .venv/bin/python -m bench.throughput [--events N] [--pairs N]
+[--quick] [--profile]`.
+
+1M seeded demo-mix events (`processor.workload`, keyed `tenant:campaign`) are produced once
+into an 8-partition delivery-events topic. Then, interleaved, N times:
+
+* baseline: a fresh consumer group drains the topic with `getmany` (same fetch settings and
+  batch size as the worker's BatchConsumer) and does nothing with the records; timed from
+  partition assignment to having read every partition's end offset;
+* worker: a fresh `python -m processor worker` (own app id, consumer group and Redis key
+  prefix) reads the same topic; timed from its "partitions assigned" log line to its
+  consumer group's committed offsets reaching the end offsets (every event parsed, windows
+  applied in Redis, decisions published, offsets committed).
+
+Reported: medians, the worker/baseline ratio of each pair and its median, the worker's peak RSS.
+With `--profile` one more worker run is made under pyinstrument (not counted in the medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
+
+from bench.common import (
+    RESULTS,
+    Sandbox,
+    WorkerProcess,
+    cpu_seconds,
+    delete_keys,
+    delete_topics,
+    end_offsets,
+    event_lines,
+    machine_info,
+    median,
+    new_name,
+    produce_all,
+    read_lines,
+    redis_version,
+    run_cli,
+    stack_env,
+    stack_pids,
+    write_result,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+PARTITIONS = 8
+BATCH = 2000
+"""The worker's default `batch_max_events`; the baseline asks for the same batches."""
+BAR = 0.6
+
+
+class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if assigned and self.at is None:
+            self.at = time.time()
+
+
+async def run_baseline(bootstrap: str, topic: str, ends: dict[int, int]) -> dict[str, Any]:
+    """Drain the topic with a fresh group, doing nothing; time assignment -> end offsets."""
+    listener = _Assigned()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    consumer.subscribe([topic], listener=listener)
+    started = time.time()
+    await consumer.start()
+    positions = dict.fromkeys(ends, 0)
+    count = 0
+    try:
+        while any(positions[p] < end for p, end in ends.items()):
+            batches = await consumer.getmany(timeout_ms=50, max_records=BATCH)
+            for tp, messages in batches.items():
+                if messages:
+                    count += len(messages)
+                    positions[tp.partition] = messages[-1].offset + 1
+        done = time.time()
+    finally:
+        await consumer.stop()
+    assigned = listener.at or started
+    seconds = done - assigned
+    return {
+        "events": count,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(count / seconds),
+        "start_to_assigned_s": round(assigned - started, 3),
+    }
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
+    offsets = await admin.list_consumer_group_offsets(group)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+def _steady_rate(timeline: list[tuple[float, int]], total: int) -> float | None:
+    """Events/s between 10% and 90% committed (start-up and tail excluded)."""
+    low = next(((t, c) for t, c in timeline if c >= 0.1 * total), None)
+    high = next(((t, c) for t, c in timeline if c >= 0.9 * total), None)
+    if low is None or high is None or high[0] <= low[0]:
+        return None
+    return (high[1] - low[1]) / (high[0] - low[0])
+
+
+async def run_worker(
+    sandbox: Sandbox,
+    topic: str,
+    total: int,
+    *,
+    profile_to: Path | None = None,
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
+    """Start a fresh worker on the pre-filled topic; time assignment -> all offsets committed."""
+    redis = Redis.from_url(sandbox.redis_url)
+    memory_before = int((await redis.info("memory"))["used_memory"])
+    worker = WorkerProcess(sandbox, profile_to=profile_to)
+    admin = AIOKafkaAdminClient(bootstrap_servers=sandbox.bootstrap)
+    await admin.start()
+    stack_cpu_before = {n: cpu_seconds(p) for n, p in stack_pids().items()}
+    spawned = time.time()
+    worker.start()
+    worker_cpu = 0.0
+    group = f"{sandbox.name}-detect"
+    timeline: list[tuple[float, int]] = []
+    done: float | None = None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            worker.sample_rss()
+            if worker.process is not None:
+                worker_cpu = cpu_seconds(worker.process.pid) or worker_cpu
+            committed = await _committed(admin, group, topic)
+            now = time.time()
+            timeline.append((now, committed))
+            if committed >= total:
+                done = now
+                break
+            if worker.process is not None and worker.process.poll() is not None:
+                break
+        stack_cpu = {
+            n: round((cpu_seconds(p) or 0.0) - (stack_cpu_before.get(n) or 0.0), 1)
+            for n, p in stack_pids().items()
+        }
+        memory_after = int((await redis.info("memory"))["used_memory"])
+        keys = await redis.dbsize()
+    finally:
+        await admin.close()
+        await redis.aclose()
+        code = await worker.stop(timeout_s=120)
+    assigned_line = next(
+        (line for line in worker.log_lines() if line.get("message") == "partitions assigned"),
+        None,
+    )
+    ready_line = worker.first_log("detection consumer ready")
+    if done is None or assigned_line is None:
+        tail = worker.log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"worker run did not finish (exit {code}); log tail:\n{tail}")
+    assigned = float(assigned_line["at"])
+    seconds = done - assigned
+    steady = _steady_rate(timeline, total)
+    return {
+        "events": total,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(total / seconds),
+        "steady_10_90_events_per_s": round(steady) if steady else None,
+        "spawn_to_assigned_s": round(assigned - spawned, 3),
+        "spawn_to_ready_s": round(float(ready_line["at"]) - spawned, 3) if ready_line else None,
+        "worker_cpu_s_incl_startup": round(worker_cpu, 1),
+        "stack_cpu_s_during_run": stack_cpu,
+        "peak_rss_mb": round(worker.peak_rss / 2**20, 1),
+        "median_rss_mb": round(median(worker.rss_samples) / 2**20, 1),
+        "redis_used_memory_delta_mb": round((memory_after - memory_before) / 2**20, 1),
+        "redis_dbsize_after": keys,
+        "exit_code": code,
+    }
+
+
+async def _topic_total(bootstrap: str, topic: str) -> int:
+    return sum((await end_offsets(bootstrap, topic)).values())
+
+
+async def _pair(
+    i: int, stack: dict[str, str], base: str, topic: str, ends: dict[int, int], *, keep: bool
+) -> dict[str, Any]:
+    """One baseline run, then one worker run, on the same pre-filled topic."""
+    bootstrap = stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"]
+    raw = await run_baseline(bootstrap, topic, ends)
+    print(f"pair {i + 1}: baseline {raw['events_per_s']:,} ev/s ({raw['seconds']} s)")
+    sandbox = Sandbox(stack, f"{base}-w{i}", topic_name=base, partitions=PARTITIONS)
+    dead_topic = sandbox.topic("dead-letter")
+    dead_before = await _topic_total(bootstrap, dead_topic)
+    try:
+        worker = await run_worker(sandbox, topic, sum(ends.values()))
+    finally:
+        if not keep:
+            await delete_keys(sandbox.redis_url, sandbox.name)
+    worker["dead_letters"] = await _topic_total(bootstrap, dead_topic) - dead_before
+    ratio = worker["events_per_s"] / raw["events_per_s"]
+    print(
+        f"pair {i + 1}: worker {worker['events_per_s']:,} ev/s ({worker['seconds']} s, "
+        f"steady {worker['steady_10_90_events_per_s']}), ratio {ratio:.3f}, "
+        f"peak RSS {worker['peak_rss_mb']} MB"
+    )
+    return {"baseline": raw, "worker": worker, "ratio": round(ratio, 4)}
+
+
+async def _profiled(
+    stack: dict[str, str], base: str, topic: str, total: int, *, keep: bool
+) -> dict[str, Any]:
+    """One more worker run under pyinstrument (its rate is not comparable)."""
+    sandbox = Sandbox(stack, f"{base}-prof", topic_name=base, partitions=PARTITIONS)
+    out = RESULTS / "throughput-profile.txt"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        profile = await run_worker(sandbox, topic, total, profile_to=out)
+    finally:
+        if not keep:
+            await delete_keys(sandbox.redis_url, sandbox.name)
+    profile["profile"] = str(out)
+    print(f"profiled run: {profile['events_per_s']:,} ev/s under pyinstrument -> {out}")
+    return profile
+
+
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and print/write its results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=3, help="baseline/worker pairs")
+    parser.add_argument("--quick", action="store_true", help="100k events, 1 pair")
+    parser.add_argument("--profile", action="store_true", help="one more worker run profiled")
+    parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.pairs = 100_000, 1
+    stack = stack_env()
+    info = machine_info(await redis_version(stack["SENDGUARD_REDIS_URL"]))
+    base = new_name("tput")
+    topics = Sandbox(stack, base, partitions=PARTITIONS)
+    run_cli(topics, "topics", "create")
+    topic = topics.topic("delivery-events")
+    path = event_lines(args.events)
+    try:
+        produced, produce_s = await produce_all(
+            topics.bootstrap, topic, read_lines(path), PARTITIONS
+        )
+        ends = await end_offsets(topics.bootstrap, topic)
+        total = sum(ends.values())
+        print(f"produced {produced} events into {topic} in {produce_s:.1f} s; end offsets {ends}")
+        pairs = [
+            await _pair(i, stack, base, topic, ends, keep=args.keep) for i in range(args.pairs)
+        ]
+        profile = (
+            await _profiled(stack, base, topic, total, keep=args.keep) if args.profile else None
+        )
+        pauses = await _topic_total(topics.bootstrap, topics.topic("control"))
+    finally:
+        if not args.keep:
+            await delete_topics(topics.bootstrap, base)
+    worker_eps = median(p["worker"]["events_per_s"] for p in pairs)
+    raw_eps = median(p["baseline"]["events_per_s"] for p in pairs)
+    ratio = median(p["ratio"] for p in pairs)
+    result = {
+        "benchmark": "throughput",
+        "command": "python -m bench.throughput " + " ".join(argv or sys.argv[1:]),
+        "machine": info,
+        "events": total,
+        "partitions": PARTITIONS,
+        "produce_seconds": round(produce_s, 1),
+        "pairs": pairs,
+        "control_messages_all_runs": pauses,
+        "median_worker_events_per_s": round(worker_eps),
+        "median_baseline_events_per_s": round(raw_eps),
+        "median_ratio": round(ratio, 4),
+        "median_worker_peak_rss_mb": median(p["worker"]["peak_rss_mb"] for p in pairs),
+        "bar": f"ratio >= {BAR}",
+        "bar_met": ratio >= BAR,
+        "profiled_run": profile,
+    }
+    written = write_result("throughput", result)
+    print(
+        f"\nthroughput: worker {worker_eps:,.0f} ev/s, baseline {raw_eps:,.0f} ev/s, "
+        f"median ratio {ratio:.3f} (bar >= {BAR}: {'met' if ratio >= BAR else 'NOT met'}); "
+        f"N={len(pairs)} pairs -> {written}"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
