@@ -94,8 +94,38 @@ def machine_info(redis_version: str | None = None) -> dict[str, Any]:
                 check=False,
             ).stdout.strip()
         ),
+        "processor_diff_sha256": _diff_digest(),
         "load_avg_at_start": list(os.getloadavg()),
     }
+
+
+def _diff_digest() -> str | None:
+    """Short sha256 of the uncommitted diff of `processor/` and `schemas/` (None if clean)."""
+    import hashlib  # noqa: PLC0415  # only needed here
+
+    diff = subprocess.run(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
+        [GIT, "-C", str(REPO), "diff", "HEAD", "--", "processor", "schemas"],
+        capture_output=True,
+        check=False,
+    ).stdout
+    untracked = subprocess.run(  # noqa: S603  # same as above
+        [
+            GIT,
+            "-C",
+            str(REPO),
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "processor",
+            "schemas",
+        ],
+        capture_output=True,
+        check=False,
+    ).stdout
+    for name in untracked.decode().split():
+        with contextlib.suppress(OSError):
+            diff += (REPO / name).read_bytes()
+    return hashlib.sha256(diff).hexdigest()[:12] if diff else None
 
 
 async def redis_version(url: str) -> str:
@@ -496,3 +526,94 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path.write_text(text)
     (RESULTS / f"{name}-latest.json").write_text(text)
     return path
+
+
+class BackgroundStream:
+    """Produces an `event_lines` file's records at a steady rate (keyed, acks=1) until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str, path: Path, rate: float) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.path = path
+        self.rate = rate
+        self.produced = 0
+        self.started: float | None = None
+        self.stopped: float | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the stream to stop after its current tick."""
+        self._stop.set()
+
+    @property
+    def achieved_rate(self) -> float:
+        """Events/s actually produced so far."""
+        if self.started is None:
+            return 0.0
+        elapsed = (self.stopped or time.monotonic()) - self.started
+        return self.produced / elapsed if elapsed > 0 else 0.0
+
+    async def run(self) -> None:
+        """Produce at `rate` events/s in 10 ms ticks until `stop()` or the file runs out."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks=1, linger_ms=5, compression_type=None
+        )
+        await producer.start()
+        records = read_lines(self.path)
+        pending: list[asyncio.Future[Any]] = []
+        self.started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                target = int(self.rate * (time.monotonic() - self.started))
+                while self.produced < target:
+                    record = next(records, None)
+                    if record is None:
+                        return
+                    key, value = record
+                    pending.append(await producer.send(self.topic, value, key=key))
+                    self.produced += 1
+                if len(pending) >= 1000:
+                    await asyncio.gather(*pending)
+                    pending = []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.01)
+            await asyncio.gather(*pending)
+        finally:
+            self.stopped = time.monotonic()
+            await producer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topic: str, partitions: int = 8) -> int:
+    """Events of `topic` not yet committed by consumer group `group`."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  # only needed here
+
+    ends = await end_offsets(bootstrap, topic, partitions)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    return sum(end - max(0, committed.get(p, 0)) for p, end in ends.items())
+
+
+async def tail(bootstrap: str, topic: str, partitions: int = 8) -> Any:
+    """A group-less consumer of every partition of `topic`, positioned at its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415  # only needed here
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    return consumer
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded."""
+    return [round(x, 2) for x in os.getloadavg()]

@@ -20,7 +20,7 @@ from schemas.audience import ConsentState
 from schemas.events import BounceClass, EventType
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
     from schemas.audience import AudienceChunk, ContactUpdate
     from schemas.events import DeliveryEvent, Recipient
@@ -38,6 +38,38 @@ consent, so the resume filter never mails a contact it cannot judge."""
 def contact_digest(contact_id: str) -> bytes:
     """8-byte digest of a contact id: what the attempted and per-run sets hold."""
     return hashlib.blake2b(contact_id.encode(), digest_size=8).digest()
+
+
+def contact_digests(raw_contact_ids: Iterable[bytes]) -> list[bytes]:
+    """`contact_digest` of each contact id, given as UTF-8."""
+    blake2b = hashlib.blake2b
+    return [blake2b(raw, digest_size=8).digest() for raw in raw_contact_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The recipients of an audience chunk a resume run met first, with what the filter reads.
+
+    Iterates as (recipient, state, attempted) in audience order, like `Candidate`s.
+    """
+
+    recipients: list[Recipient]
+    states: list[ContactState]
+    attempted: list[bool]
+    """Whether the paused campaign already attempted each."""
+
+    def __iter__(self) -> Iterator[tuple[Recipient, ContactState, bool]]:
+        return zip(self.recipients, self.states, self.attempted, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.recipients)
+
+    def slices(self, size: int) -> Iterator[Iterator[tuple[Recipient, ContactState, bool]]]:
+        """The candidates in consecutive runs of at most `size`, each iterating as the whole."""
+        recipients, states, attempted = self.recipients, self.states, self.attempted
+        for start in range(0, len(recipients), size):
+            end = start + size
+            yield zip(recipients[start:end], states[start:end], attempted[start:end], strict=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +171,16 @@ class ContactStore(Protocol):
         """For each contact, in order: is this its first occurrence in the resume run?"""
         ...
 
+    async def candidates(
+        self, tenant_id: str, campaign_id: str, run_id: str, recipients: Sequence[Recipient]
+    ) -> Candidates:
+        """Claim the recipients for the run; those met first, in order, with what the filter reads.
+
+        The same as `claim_first` of their contact ids, then `states` and `attempted` of those
+        met first, in one go: the resume agent's read of each audience chunk.
+        """
+        ...
+
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
         """Forget what a resume run claimed."""
         ...
@@ -232,6 +274,17 @@ class InMemoryContactStore:
             first.append(contact_id not in met)
             met.add(contact_id)
         return first
+
+    async def candidates(
+        self, tenant_id: str, campaign_id: str, run_id: str, recipients: Sequence[Recipient]
+    ) -> Candidates:
+        """See `ContactStore.candidates`."""
+        ids = [r.contact_id for r in recipients]
+        first = await self.claim_first(tenant_id, campaign_id, run_id, ids)
+        kept = [r for r, is_first in zip(recipients, first, strict=True) if is_first]
+        ids = [r.contact_id for r in kept]
+        states = await self.states(tenant_id, ids)
+        return Candidates(kept, states, await self.attempted(tenant_id, campaign_id, ids))
 
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
         """See `ContactStore.end_run`."""

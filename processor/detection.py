@@ -91,6 +91,11 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def parse_event(record: RawRecord, max_future_skew_ms: int) -> DeliveryEvent:
     """Validate one record's value as a DeliveryEvent, or raise InvalidInputError."""
+    return _parse(record, max_future_skew_ms)[0]
+
+
+def _parse(record: RawRecord, max_future_skew_ms: int) -> tuple[DeliveryEvent, int]:
+    """`parse_event`, plus the event's `occurred_at` in epoch ms (computed once)."""
     if not record.value:
         raise InvalidInputError("empty_value", "record has no value")
     try:
@@ -102,15 +107,16 @@ def parse_event(record: RawRecord, max_future_skew_ms: int) -> DeliveryEvent:
             else ("invalid_event")
         )
         raise InvalidInputError(kind, describe_validation_error(exc)) from exc
+    at_ms = to_ms(event.occurred_at)
     if record.timestamp_ms is not None and max_future_skew_ms >= 0:
-        ahead_ms = to_ms(event.occurred_at) - record.timestamp_ms
+        ahead_ms = at_ms - record.timestamp_ms
         if ahead_ms > max_future_skew_ms:
             raise InvalidInputError(
                 "future_event",
                 f"occurred_at is {ahead_ms / 1000:.0f} s after the record's Kafka timestamp "
                 f"(more than the {max_future_skew_ms / 1000:.0f} s allowed clock skew)",
             )
-    return event
+    return event, at_ms
 
 
 @dataclass(slots=True)
@@ -169,25 +175,36 @@ class DetectionService:
         report = BatchReport()
         dead: list[OutboxMessage] = []
         events: list[DeliveryEvent] = []
-        pending: dict[CampaignRef, _Pending] = {}
+        # Keyed by plain (tenant, campaign) tuples and with each partition's `source` built
+        # once: per event, hashing a dataclass and formatting a string showed in profiles.
+        pending: dict[tuple[str, str], _Pending] = {}
+        sources: dict[tuple[str, int], str | None] = {}
+        skew_ms = self._max_future_skew_ms
         for record in records:
             try:
-                event = parse_event(record, self._max_future_skew_ms)
-                facts = EventFacts(
-                    event_id=event.event_id,
-                    counter=counter_for(event.type, event.bounce_class),
-                    at_ms=to_ms(event.occurred_at),
-                    domain=event.recipient.domain,
-                    source=record.source,
-                    offset=record.offset if record.from_kafka else None,
-                )
+                event, at_ms = _parse(record, skew_ms)
             except InvalidInputError as exc:
                 dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
                 continue
+            position = (record.topic, record.partition)
+            if position not in sources:
+                sources[position] = record.source
+            source = sources[position]
+            event_id = event.event_id
+            facts = EventFacts(
+                event_id,
+                counter_for(event.type, event.bounce_class),
+                at_ms,
+                event.recipient.domain,
+                source,
+                record.offset if source is not None else None,
+            )
             events.append(event)
-            ref = CampaignRef(event.tenant_id, event.campaign_id)
-            group = pending.setdefault(ref, _Pending(ref, []))
-            group.items.append((facts, event_digest(event.event_id), facts.at_ms // DAY_MS))
+            key = (event.tenant_id, event.campaign_id)
+            group = pending.get(key)
+            if group is None:
+                group = pending[key] = _Pending(CampaignRef(*key), [])
+            group.items.append((facts, event_digest(event_id), at_ms // DAY_MS))
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
@@ -406,19 +423,24 @@ def _fold(
     write = CampaignWrite(ref, loaded.version, b"", {}, [])
     folded = _Folded(group, state, write)
     batch_seen: set[bytes] = set()
+    stored_seen, new_digests = loaded.seen, write.new_digests_by_day
     for facts, digest, day in group.items:
         if state.already_applied(facts.source, facts.offset):
             folded.replayed += 1
             continue
-        if digest in loaded.seen or digest in batch_seen:
+        if digest in stored_seen or digest in batch_seen:
             folded.duplicates += 1
             state.duplicates += 1
             state.note_offset(facts.source, facts.offset)
             continue
         batch_seen.add(digest)
-        write.new_digests_by_day.setdefault(day, []).append(digest)
+        if day in new_digests:
+            new_digests[day].append(digest)
+        else:
+            new_digests[day] = [digest]
         folded.applied += 1
-        for decision in observe(state, facts, policy, z):
+        decisions = observe(state, facts, policy, z)
+        for decision in decisions:
             write.outbox.append(_decision_message(ref, decision, state, policy))
     folded.late = state.windows.late_events - late_before
     write.blob = encode_state(state)

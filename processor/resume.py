@@ -7,6 +7,7 @@ any replay (only a crash between publishing the set and saving can publish the s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -22,6 +23,7 @@ from processor.domain.recipients import FilterRules, RecipientSetAccumulator
 from processor.domain.windows import CampaignWindows
 from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
 from processor.messages import dead_letter, health_snapshot
+from processor.resume_flow import PublishBehind, read_ahead
 from processor.resume_messages import (
     ResumeRecord,
     chunk_message,
@@ -38,9 +40,9 @@ from schemas.health import CampaignStatus
 from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncGenerator, Callable, Sequence
 
-    from processor.contacts import ContactStore
+    from processor.contacts import Candidates, ContactStore
     from processor.detection import Publisher
     from processor.domain.detector import CampaignState
     from processor.domain.policy import PolicyBook
@@ -50,8 +52,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WRITE_ATTEMPTS = 5
+FILTER_STEP = 2000
+"""Recipients filtered between two returns to the event loop, where the read ahead of the next
+audience chunk moves on (its Redis work then overlaps the filter's Python work)."""
 PUBLISH_GROUP = 16
-"""Recipient-set chunks confirmed per publish: pipelined, yet memory stays bounded."""
+"""Recipient-set chunks confirmed per publish: pipelined, yet memory stays bounded (one group
+in flight while the next fills)."""
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -163,31 +169,33 @@ class ResumeService:
         return state.episode
 
     async def _publish_set(self, request: ResumeRequest) -> ResumeOutcome:
-        """Stream the audience through the filter, publishing chunks as they fill."""
+        """Stream the audience through the filter, publishing chunks as they fill.
+
+        Overlapped: the next audience chunk is read while this one is filtered, and a group of
+        set chunks is acknowledged while the next group is filled.
+        """
         tenant_id, campaign_id = request.tenant_id, request.campaign_id
         clone = clone_campaign_id(campaign_id, request.request_id)
         accumulator = RecipientSetAccumulator(
             rules=self._rules_for(tenant_id), now=request.requested_at, chunk_size=self._chunk_size
         )
+        add = accumulator.add
         run_id = self._run_ids()
         pending: list[OutboxMessage] = []
+        publishing = PublishBehind(self._publisher)
         try:
-            async for planned in self._contacts.audience_chunks(tenant_id, campaign_id):
-                ids = [r.contact_id for r in planned]
-                first = await self._contacts.claim_first(tenant_id, campaign_id, run_id, ids)
-                recipients = [r for r, is_first in zip(planned, first, strict=True) if is_first]
-                ids = [r.contact_id for r in recipients]
-                if not ids:
-                    continue
-                states = await self._contacts.states(tenant_id, ids)
-                attempted = await self._contacts.attempted(tenant_id, campaign_id, ids)
-                for recipient, state, done in zip(recipients, states, attempted, strict=True):
-                    chunk = accumulator.add(recipient, state, attempted=done)
-                    if chunk is not None:
-                        pending.append(chunk_message(request, clone, chunk))
-                if len(pending) >= PUBLISH_GROUP:
-                    await self._publisher.publish(pending)
-                    pending = []
+            batches = read_ahead(self._candidates(tenant_id, campaign_id, run_id))
+            async with contextlib.aclosing(batches):
+                async for candidates in batches:
+                    for part in candidates.slices(FILTER_STEP):
+                        for recipient, state, done in part:
+                            chunk = add(recipient, state, attempted=done)
+                            if chunk is not None:
+                                pending.append(chunk_message(request, clone, chunk))
+                        await asyncio.sleep(0)  # the read ahead takes its next step meanwhile
+                    if len(pending) >= PUBLISH_GROUP:
+                        await publishing.publish(pending)
+                        pending = []
             last = accumulator.finish()
             if last is not None:
                 pending.append(chunk_message(request, clone, last))
@@ -195,11 +203,25 @@ class ResumeService:
             if summary.total_recipients:
                 pending.append(manifest_message(request, clone, summary))
             if pending:
-                await self._publisher.publish(pending)
+                await publishing.publish(pending)
+            await publishing.flush()
         finally:
+            await publishing.abandon()  # only left in flight when failing
             with contextlib.suppress(StoreUnavailableError):  # its scratch set expires anyway
                 await self._contacts.end_run(tenant_id, campaign_id, run_id)
         return set_outcome(request, clone, summary)
+
+    async def _candidates(
+        self, tenant_id: str, campaign_id: str, run_id: str
+    ) -> AsyncGenerator[Candidates, None]:
+        """The audience, chunk by chunk: the recipients met first in the run, with their reads.
+
+        The chunk after is read and decoded while Redis claims and reads this one's contacts.
+        """
+        chunks = read_ahead(self._contacts.audience_chunks(tenant_id, campaign_id))
+        async with contextlib.aclosing(chunks):
+            async for planned in chunks:
+                yield await self._contacts.candidates(tenant_id, campaign_id, run_id, planned)
 
     async def _answer(self, record: ResumeRecord) -> ResumeOutcome:
         """Publish an answer: for an acceptance, re-arm the source and command the resume."""

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,13 @@ class Keys:
         shard = zlib.crc32(contact_id.encode()) % shards
         return f"{self.prefix}:{{t:{tenant_id}}}:contacts:{shard}"
 
+    def contact_shard_prefix(self, tenant_id: str) -> str:
+        """`contacts` without the shard number: that key is this plus `contact_shards(...)`.
+
+        For batch reads, which build the key of each shard once rather than once per contact.
+        """
+        return f"{self.prefix}:{{t:{tenant_id}}}:contacts:"
+
     def campaign_owner(self, campaign_id: str) -> str:
         """String: the tenant that owns a campaign id (set once, with its first audience chunk)."""
         return f"{self.prefix}:owner:{campaign_id}"
@@ -67,3 +78,9 @@ class Keys:
     def outbox_index(self) -> str:
         """Set of state keys whose outbox may still hold unpublished messages."""
         return f"{self.prefix}:outbox"
+
+
+def contact_shards(raw_contact_ids: Iterable[bytes], shards: int) -> list[int]:
+    """The shard number of each contact id (as UTF-8), as `Keys.contacts` picks it."""
+    crc32 = zlib.crc32
+    return [crc32(raw) % shards for raw in raw_contact_ids]

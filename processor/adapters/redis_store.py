@@ -26,8 +26,41 @@ if TYPE_CHECKING:
 
     from processor.adapters.keys import Keys
 
-# Lua's unpack() has a C-stack limit of a few thousand values: add digests in slices.
-_SADD_SLICE = 1000
+# Digests travel as one packed argument per day (8 bytes each, concatenated), not one argument
+# each: building thousands of arguments per campaign cost the worker more CPU than the scripts.
+# Lua's unpack() has a C-stack limit of a few thousand values, so sets are queried and added to
+# in slices of _SLICE.
+_SLICE = 1000
+_DIGEST_SIZE = 8
+
+# Lua: the packed digests of `packed` as a list of slices of at most SLICE members.
+_SLICES = """
+local function slices(packed)
+  local out, members = {}, {}
+  for i = 1, #packed, DIGEST_SIZE do
+    members[#members + 1] = string.sub(packed, i, i + DIGEST_SIZE - 1)
+    if #members == SLICE then out[#out + 1] = members; members = {} end
+  end
+  if #members > 0 then out[#out + 1] = members end
+  return out
+end
+"""
+
+# KEYS: the campaign's state hash, then one seen set per asked day. ARGV: each day's digests.
+# Returns {v, s, o, ov, flags per day}: a day's flags hold one byte per digest, 1 if applied.
+_LOAD_CAMPAIGN = """
+local reply = redis.call('HMGET', KEYS[1], 'v', 's', 'o', 'ov')
+for d = 1, #ARGV do
+  local flags = {}
+  for _, members in ipairs(slices(ARGV[d])) do
+    for _, member in ipairs(redis.call('SMISMEMBER', KEYS[1 + d], unpack(members))) do
+      flags[#flags + 1] = member == 1 and '\\1' or '\\0'
+    end
+  end
+  reply[4 + d] = table.concat(flags)
+end
+return reply
+"""
 
 _COMMIT_CAMPAIGN = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -36,21 +69,25 @@ local nv = v + 1
 redis.call('HSET', KEYS[1], 'v', nv, 's', ARGV[2])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[5], 'ov', nv) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local i = 7
 for d = 1, tonumber(ARGV[6]) do
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  local j = 0
-  while j < n do
-    local k = math.min(n - j, SADD_SLICE)
-    redis.call('SADD', KEYS[1 + d], unpack(ARGV, i + j, i + j + k - 1))
-    j = j + k
+  local packed = ARGV[6 + d]
+  for _, members in ipairs(slices(packed)) do
+    redis.call('SADD', KEYS[1 + d], unpack(members))
   end
-  if n > 0 then redis.call('PEXPIRE', KEYS[1 + d], ARGV[4]) end
-  i = i + n
+  if #packed > 0 then redis.call('PEXPIRE', KEYS[1 + d], ARGV[4]) end
 end
 return nv
-""".replace("SADD_SLICE", str(_SADD_SLICE))
+"""
+
+
+def _with_slices(script: str) -> str:
+    """`script` preceded by the `slices` helper, with its constants filled in."""
+    helper = _SLICES.replace("DIGEST_SIZE", str(_DIGEST_SIZE)).replace("SLICE", str(_SLICE))
+    return helper + script
+
+
+_LOAD_CAMPAIGN = _with_slices(_LOAD_CAMPAIGN)
+_COMMIT_CAMPAIGN = _with_slices(_COMMIT_CAMPAIGN)
 
 _CLEAR_OUTBOX = """
 if redis.call('HGET', KEYS[1], 'ov') == ARGV[1] then
@@ -113,6 +150,7 @@ class RedisStore:
         self._state_ttl_ms = state_ttl_ms
         self._paused_state_ttl_ms = paused_state_ttl_ms
         self._seen_ttl_ms = seen_ttl_ms
+        self._load = client.register_script(_LOAD_CAMPAIGN)
         self._commit = client.register_script(_COMMIT_CAMPAIGN)
         self._clear = client.register_script(_CLEAR_OUTBOX)
         self._save_resume = client.register_script(_SAVE_RESUME)
@@ -126,24 +164,23 @@ class RedisStore:
             async with self._client.pipeline(transaction=False) as pipe:
                 for ask in asks:
                     ref = ask.ref
-                    pipe.hmget(
-                        keys.campaign_state(ref.tenant_id, ref.campaign_id), "v", "s", "o", "ov"
+                    script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
+                    script_keys.extend(
+                        keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
+                        for day in ask.digests_by_day
                     )
-                    for day, digests in ask.digests_by_day.items():
-                        seen_key = keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
-                        pipe.smismember(seen_key, digests)
+                    args = [b"".join(digests) for digests in ask.digests_by_day.values()]
+                    await self._load(keys=script_keys, args=args, client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"loading campaign state failed: {exc}") from exc
-        loaded, cursor = [], 0
-        for ask in asks:
-            version, blob, outbox, outbox_version = replies[cursor]
-            cursor += 1
+        loaded = []
+        for ask, reply in zip(asks, replies, strict=True):
+            version, blob, outbox, outbox_version = reply[:4]
             seen: set[bytes] = set()
-            for digests in ask.digests_by_day.values():
-                flags = replies[cursor]
-                cursor += 1
-                seen.update(d for d, flag in zip(digests, flags, strict=True) if flag)
+            for digests, flags in zip(ask.digests_by_day.values(), reply[4:], strict=True):
+                if b"\x01" in flags:
+                    seen.update(d for d, flag in zip(digests, flags, strict=True) if flag)
             loaded.append(
                 StoredCampaign(
                     blob=blob,
@@ -179,8 +216,7 @@ class RedisStore:
                     ]
                     for day, digests in write.new_digests_by_day.items():
                         script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
-                        args.append(len(digests))
-                        args.extend(digests)
+                        args.append(b"".join(digests))
                     await self._commit(keys=script_keys, args=args, client=pipe)
                 replies = await pipe.execute()
         except RedisError as exc:

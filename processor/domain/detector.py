@@ -7,7 +7,7 @@ because every event is judged on the state right after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from processor.domain.policy import Policy, Reading, Severity, evaluate
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
@@ -49,9 +49,12 @@ def counter_for(event_type: EventType, bounce_class: BounceClass | None) -> Coun
     return _COUNTER_OF_TYPE[event_type]
 
 
-@dataclass(frozen=True, slots=True)
-class EventFacts:
-    """What detection needs to know of one delivery event."""
+class EventFacts(NamedTuple):
+    """What detection needs to know of one delivery event.
+
+    A NamedTuple rather than a frozen dataclass: one is built per event, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) cost more than what it describes.
+    """
 
     event_id: str
     counter: Counter

@@ -202,12 +202,17 @@ class SlidingWindow:
         return total
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
     """Where one event landed: counted, or too late for every window."""
 
     late: bool
     expired_windows: tuple[str, ...]
+
+
+# Shared for the common outcomes (frozen, so sharing is safe): most events move no window.
+_COUNTED = Observation(late=False, expired_windows=())
+_LATE = Observation(late=True, expired_windows=())
 
 
 class CampaignWindows:
@@ -249,15 +254,19 @@ class CampaignWindows:
         """Count one event; advance the watermark if it is the newest seen."""
         if self.is_late(at_ms):
             self.late_events += 1
-            return Observation(late=True, expired_windows=())
-        expired: list[str] = []
-        if self.watermark_ms is None or at_ms > self.watermark_ms:
+            return _LATE
+        windows = self.windows
+        observation = _COUNTED
+        watermark_ms = self.watermark_ms
+        if watermark_ms is None or at_ms > watermark_ms:
             self.watermark_ms = at_ms
-            expired = [window.spec.name for window in self.windows if window.advance(at_ms)]
-        for window in self.windows:
+            expired = tuple([window.spec.name for window in windows if window.advance(at_ms)])
+            if expired:
+                observation = Observation(late=False, expired_windows=expired)
+        for window in windows:
             window.add(counter, at_ms)
         self.lifetime[counter] += 1
-        return Observation(late=False, expired_windows=tuple(expired))
+        return observation
 
     def window(self, name: str) -> tuple[int, ...]:
         """Totals of every counter in a named window ('lifetime' for all time)."""

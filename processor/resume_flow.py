@@ -1,0 +1,84 @@
+"""Overlap for the resume agent's loop: read ahead of the filter, publish behind it.
+
+The filter is Python CPU; reading the next audience chunk and waiting for the broker's acks are
+waits on Redis and Kafka. Both helpers keep order and bound memory: one item read ahead, one
+group of messages in flight while the next is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from processor.detection import Publisher
+    from processor.store import OutboxMessage
+
+_Item = TypeVar("_Item")
+
+
+async def _step(items: AsyncIterator[_Item]) -> tuple[_Item] | None:
+    """The next item, boxed; None at the end."""
+    try:
+        return (await anext(items),)
+    except StopAsyncIteration:
+        return None
+
+
+async def _settle(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` if still running and wait for it to end, swallowing its outcome."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def read_ahead(items: AsyncIterator[_Item]) -> AsyncGenerator[_Item, None]:
+    """`items` in order, getting the next one while the caller works on the one yielded.
+
+    `items` is advanced by one task at a time, so it may claim or read in order. Closing this
+    generator (e.g. with `contextlib.aclosing`) stops the read ahead and closes `items` (if it
+    is an async generator).
+    """
+    ahead: asyncio.Task[tuple[_Item] | None] = asyncio.ensure_future(_step(items))
+    try:
+        while (boxed := await ahead) is not None:
+            ahead = asyncio.ensure_future(_step(items))
+            yield boxed[0]
+    finally:
+        await _settle(ahead)
+        if isinstance(items, AsyncGenerator):
+            await items.aclose()
+
+
+class PublishBehind:
+    """Publishes groups of messages in order, each while the caller builds the next.
+
+    A group is handed to the publisher only once the previous one is acknowledged, so the
+    groups go out in order, and a failure stops everything after it: it is raised by the next
+    `publish` or by `flush`.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._in_flight: asyncio.Task[None] | None = None
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Wait for the previous group's acks (raising its error), then start this group."""
+        await self.flush()
+        self._in_flight = asyncio.ensure_future(self._publisher.publish(messages))
+
+    async def flush(self) -> None:
+        """Wait until every group is acknowledged; raise a group's error."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def abandon(self) -> None:
+        """Stop a group still in flight (the caller is failing anyway)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await _settle(in_flight)
