@@ -23,7 +23,7 @@ from processor.domain.recipients import FilterRules, RecipientSetAccumulator
 from processor.domain.windows import CampaignWindows
 from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
 from processor.messages import dead_letter, health_snapshot
-from processor.resume_flow import PublishBehind, read_ahead
+from processor.resume_flow import PublishBehind, fewer_gc_passes, read_ahead
 from processor.resume_messages import (
     ResumeRecord,
     chunk_message,
@@ -169,33 +169,17 @@ class ResumeService:
         return state.episode
 
     async def _publish_set(self, request: ResumeRequest) -> ResumeOutcome:
-        """Stream the audience through the filter, publishing chunks as they fill.
-
-        Overlapped: the next audience chunk is read while this one is filtered, and a group of
-        set chunks is acknowledged while the next group is filled.
-        """
+        """Stream the audience through the filter, publishing chunks as they fill."""
         tenant_id, campaign_id = request.tenant_id, request.campaign_id
         clone = clone_campaign_id(campaign_id, request.request_id)
         accumulator = RecipientSetAccumulator(
             rules=self._rules_for(tenant_id), now=request.requested_at, chunk_size=self._chunk_size
         )
-        add = accumulator.add
         run_id = self._run_ids()
-        pending: list[OutboxMessage] = []
         publishing = PublishBehind(self._publisher)
         try:
-            batches = read_ahead(self._candidates(tenant_id, campaign_id, run_id))
-            async with contextlib.aclosing(batches):
-                async for candidates in batches:
-                    for part in candidates.slices(FILTER_STEP):
-                        for recipient, state, done in part:
-                            chunk = add(recipient, state, attempted=done)
-                            if chunk is not None:
-                                pending.append(chunk_message(request, clone, chunk))
-                        await asyncio.sleep(0)  # the read ahead takes its next step meanwhile
-                    if len(pending) >= PUBLISH_GROUP:
-                        await publishing.publish(pending)
-                        pending = []
+            with fewer_gc_passes():
+                pending = await self._filter(request, clone, run_id, accumulator, publishing)
             last = accumulator.finish()
             if last is not None:
                 pending.append(chunk_message(request, clone, last))
@@ -210,6 +194,35 @@ class ResumeService:
             with contextlib.suppress(StoreUnavailableError):  # its scratch set expires anyway
                 await self._contacts.end_run(tenant_id, campaign_id, run_id)
         return set_outcome(request, clone, summary)
+
+    async def _filter(
+        self,
+        request: ResumeRequest,
+        clone: str,
+        run_id: str,
+        accumulator: RecipientSetAccumulator,
+        publishing: PublishBehind,
+    ) -> list[OutboxMessage]:
+        """Feed the audience to the filter, publishing full groups of chunks; returns the rest.
+
+        Overlapped: the next audience chunks are read while this one is filtered, and a group
+        of set chunks is acknowledged while the next group fills.
+        """
+        add = accumulator.add
+        pending: list[OutboxMessage] = []
+        batches = read_ahead(self._candidates(request.tenant_id, request.campaign_id, run_id))
+        async with contextlib.aclosing(batches):
+            async for candidates in batches:
+                for part in candidates.slices(FILTER_STEP):
+                    for recipient, state, done in part:
+                        chunk = add(recipient, state, attempted=done)
+                        if chunk is not None:
+                            pending.append(chunk_message(request, clone, chunk))
+                    await asyncio.sleep(0)  # the read ahead takes its next step now
+                if len(pending) >= PUBLISH_GROUP:
+                    await publishing.publish(pending)
+                    pending = []
+        return pending
 
     async def _candidates(
         self, tenant_id: str, campaign_id: str, run_id: str

@@ -1,18 +1,20 @@
-"""Overlap for the resume agent's loop: read ahead of the filter, publish behind it.
+"""The resume agent's loop, kept fast: read ahead of the filter, publish behind it, few GC passes.
 
 The filter is Python CPU; reading the next audience chunk and waiting for the broker's acks are
-waits on Redis and Kafka. Both helpers keep order and bound memory: one item read ahead, one
-group of messages in flight while the next is built.
+waits on Redis and Kafka. The overlap helpers keep order and bound memory: one item read ahead,
+one group of messages in flight while the next is built.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from processor.detection import Publisher
     from processor.store import OutboxMessage
@@ -82,3 +84,40 @@ class PublishBehind:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
             await _settle(in_flight)
+
+
+GC_YOUNG_THRESHOLD = 100_000
+"""Allocations between young-generation collections while a recipient set is built."""
+
+
+class _GcPasses:
+    """The process's GC thresholds, raised while any recipient set is being built."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.saved: tuple[int, int, int] | None = None
+
+    @contextlib.contextmanager
+    def fewer(self) -> Iterator[None]:
+        """Collect the young generation every `GC_YOUNG_THRESHOLD` allocations, not every 700.
+
+        A resume allocates a few objects per planned recipient that live until their chunk is
+        published (a million recipients: millions of objects), so at the default threshold
+        they are traversed over and over by full collections: a third of the resume's CPU in
+        the benchmark. They are not cyclic; refcounting frees them. Process-wide while inside
+        (nests; never lowers a threshold set higher by the process), restored on the way out.
+        """
+        if self.depth == 0:
+            self.saved = gc.get_threshold()
+            young, *older = self.saved
+            gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.saved is not None:
+                gc.set_threshold(*self.saved)
+
+
+fewer_gc_passes = _GcPasses().fewer

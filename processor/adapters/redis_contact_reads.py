@@ -14,8 +14,8 @@ import json
 import logging
 import struct
 import zlib
+from collections import Counter
 from dataclasses import dataclass
-from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from processor.adapters.keys import contact_shards
@@ -69,23 +69,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return table.concat(codes)
 """
 
-# KEYS: contact shards of one tenant (one slot). ARGV[1]: per group of contacts of one shard,
-# `>HH` (index into KEYS, count), the ids' UTF-8 lengths as `>I4` each, then the ids back to
-# back. Returns the stored values in that order, nil for none: one HMGET per group.
+# KEYS: contact shards of one tenant (one slot). ARGV: the contacts grouped by shard, as three
+# packed strings: per group `>HH` (index into KEYS, contact count); per contact `>I4` (UTF-8
+# length of its id); the ids back to back. Returns the stored values in that order, nil for
+# none: one HMGET per group.
 _STATES = """
-local packed, pos, values, n = ARGV[1], 1, {}, 0
-while pos <= #packed do
+local heads, lengths, ids = ARGV[1], ARGV[2], ARGV[3]
+local hp, lp, ip, values, n = 1, 1, 1, {}, 0
+while hp <= #heads do
   local k, count
-  k, count, pos = struct.unpack('>HH', packed, pos)
-  local at, ids = pos, {}
-  pos = pos + 4 * count
+  k, count, hp = struct.unpack('>HH', heads, hp)
+  local group = {}
   for j = 1, count do
-    local len = struct.unpack('>I4', packed, at)
-    at = at + 4
-    ids[j] = string.sub(packed, pos, pos + len - 1)
-    pos = pos + len
+    local len
+    len, lp = struct.unpack('>I4', lengths, lp)
+    group[j] = string.sub(ids, ip, ip + len - 1)
+    ip = ip + len
   end
-  local found = redis.call('HMGET', KEYS[k], unpack(ids))
+  local found = redis.call('HMGET', KEYS[k], unpack(group))
   for j = 1, count do
     n = n + 1
     values[n] = found[j]
@@ -93,7 +94,6 @@ while pos <= #packed do
 end
 return values
 """
-_GROUP_HEAD = struct.Struct(">HH")
 
 
 def pack_audience(recipients: Sequence[Recipient]) -> bytes:
@@ -204,28 +204,32 @@ class ContactReads:
 
         The values come shard by shard: the i-th value is that of contact `raw_ids[order[i]]`.
         """
-        shard_of = contact_shards(raw_ids, self._shards).__getitem__
-        order = sorted(range(len(raw_ids)), key=shard_of)
+        shards = contact_shards(raw_ids, self._shards)
+        order = sorted(range(len(raw_ids)), key=shards.__getitem__)
+        in_order = list(map(raw_ids.__getitem__, order))
         prefix = self._keys.contact_shard_prefix(tenant_id)
         keys: list[str] = []
-        parts: list[bytes] = []
-        size = 0
-        for shard, members in groupby(order, key=shard_of):
-            ids = [raw_ids[index] for index in members]
+        heads: list[int] = []
+        start = end = 0  # the contacts of the call being packed: in_order[start:end]
+        for shard, count in sorted(Counter(shards).items()):  # the groups, as `order` has them
             key = f"{prefix}{shard}"
-            for start in range(0, len(ids), SLICE):
-                piece = ids[start : start + SLICE]
+            for piece in range(0, count, SLICE):
                 keys.append(key)
-                parts.append(_GROUP_HEAD.pack(len(keys), len(piece)))
-                parts.append(struct.pack(f">{len(piece)}I", *map(len, piece)))
-                parts.append(b"".join(piece))
-                size += len(piece)
-                if size >= SLICE:  # so under 2 * SLICE contacts and SLICE keys per call
-                    await self._states(keys=keys, args=[b"".join(parts)], client=pipe)
-                    keys, parts, size = [], [], 0
+                heads += (len(keys), min(count - piece, SLICE))
+                end += heads[-1]
+                if end - start >= SLICE:  # so under 2 * SLICE contacts and SLICE keys per call
+                    await self._queue_states(pipe, keys, heads, in_order[start:end])
+                    keys, heads, start = [], [], end
         if keys:
-            await self._states(keys=keys, args=[b"".join(parts)], client=pipe)
+            await self._queue_states(pipe, keys, heads, in_order[start:end])
         return order
+
+    async def _queue_states(
+        self, pipe: Pipeline, keys: list[str], heads: list[int], ids: list[bytes]
+    ) -> None:
+        lengths = struct.pack(f">{len(ids)}I", *map(len, ids))
+        packed = [struct.pack(f">{len(heads)}H", *heads), lengths, b"".join(ids)]
+        await self._states(keys=keys, args=packed, client=pipe)
 
     @staticmethod
     def claim_codes(replies: Sequence[Any]) -> bytes:

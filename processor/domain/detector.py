@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from processor.domain.policy import Policy, Reading, Severity, evaluate
+from processor.domain.policy import Policy, Reading, Rule, Severity, evaluate
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
 from schemas.events import BounceClass, EventType
 from schemas.health import CampaignStatus
@@ -181,24 +181,34 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
         key = (rule.metric, rule.window)
         if key in settled and facts.counter is not RATE_TERMS[rule.metric][0]:
             continue
-        numerator, denominator = state.windows.rate_terms(
-            rule.metric, rule.window, rule.denominator_lag_ms
-        )
-        reading = evaluate(rule, numerator, denominator, z)
-        if reading.severity is Severity.OK:
-            state.warned_rules.discard(key)
-            # Only a denominator that is still short of its floor, under a numerator that has
-            # met its own, can turn a denominator increment into a breach.
-            if numerator < rule.min_numerator or denominator >= rule.min_denominator:
-                settled.add(key)
-            else:
-                settled.discard(key)
-        else:
-            state.warned_rules.add(key)
-            settled.discard(key)
+        reading = _judge(state, rule, z)
         if worst is None or _more_severe(reading, worst):
             worst = reading
     return _transition(state, facts, worst)
+
+
+def _judge(state: CampaignState, rule: Rule, z: float) -> Reading:
+    """Evaluate one rule now, and keep the warned and settled sets up to date."""
+    key = (rule.metric, rule.window)
+    numerator, denominator = state.windows.rate_terms(
+        rule.metric, rule.window, rule.denominator_lag_ms
+    )
+    active = denominator
+    if rule.denominator_lag_ms:
+        active = state.windows.rate_terms(rule.metric, rule.window)[1]
+    reading = evaluate(rule, numerator, denominator, z, active)
+    if reading.severity is Severity.OK:
+        state.warned_rules.discard(key)
+        # Only a denominator that is still short of its floor, under a numerator that has
+        # met its own, can turn a denominator increment into a breach.
+        if numerator < rule.min_numerator or min(active, denominator) >= rule.min_denominator:
+            state.settled.add(key)
+        else:
+            state.settled.discard(key)
+    else:
+        state.warned_rules.add(key)
+        state.settled.discard(key)
+    return reading
 
 
 def _more_severe(candidate: Reading, current: Reading) -> bool:

@@ -130,14 +130,20 @@ def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
     return max(0.0, (centre - margin) / (1 + z2 / denominator))
 
 
-def evaluate(rule: Rule, numerator: int, denominator: int, z: float) -> Reading:
+def evaluate(
+    rule: Rule, numerator: int, denominator: int, z: float, active: int | None = None
+) -> Reading:
     """Judge one rule on a window's numerator and denominator.
 
-    Both floors must be met for anything but OK. Then PAUSE when the Wilson lower bound
-    exceeds the pause threshold, WARN when it exceeds the warn threshold.
+    Both floors must be met for anything but OK: the numerator's, and the denominator's on
+    `active`, the denominator of the window proper (without the lag; it defaults to
+    `denominator`). A window that has stopped seeing sends is thus not judged on the tail of
+    its feedback: that tail is the lifetime rule's business. Then PAUSE when the Wilson lower
+    bound exceeds the pause threshold, WARN when it exceeds the warn threshold.
     """
     rate = numerator / denominator if denominator else 0.0
-    if numerator < rule.min_numerator or denominator < rule.min_denominator:
+    floor_denominator = denominator if active is None else min(active, denominator)
+    if numerator < rule.min_numerator or floor_denominator < rule.min_denominator:
         return Reading(rule, numerator, denominator, rate, 0.0, Severity.OK)
     bound = wilson_lower_bound(numerator, denominator, z)
     if bound > rule.pause:

@@ -318,13 +318,13 @@ def test_healthy_two_percent_bounce_campaign_never_warns_over_25_hours() -> None
 def _old_sends_then_trickling_bounces() -> tuple[CampaignState, int]:
     """A healthy campaign whose early sends dwarf its later ones; returns it and its start S.
 
-    10 000 sends at the start S of a 24-minute bucket, 300 more 30 min later, and 30 hard
+    10 000 sends at the start S of a 24-minute bucket, 300 more 50 min later (bucket 2), and 30 hard
     bounces from S+1.5h on, 36 min apart (never 10 within an hour: the 1h rule stays OK).
     """
     width = 24 * MINUTE_MS
     start = (T0 // width) * width
     events = [_facts(Counter.SENT, start + i) for i in range(10_000)]
-    events += [_facts(Counter.SENT, start + 30 * MINUTE_MS + i) for i in range(300)]
+    events += [_facts(Counter.SENT, start + 50 * MINUTE_MS + i) for i in range(300)]
     events += [
         _facts(Counter.HARD_BOUNCE, start + 90 * MINUTE_MS + i * 36 * MINUTE_MS) for i in range(30)
     ]
@@ -336,7 +336,8 @@ def _old_sends_then_trickling_bounces() -> tuple[CampaignState, int]:
 def _hard_bounce_24h_severity(state: CampaignState) -> Severity:
     (rule,) = [r for r in DEFAULT_RULES if (r.metric, r.window) == (Metric.HARD_BOUNCE, "24h")]
     terms = state.windows.rate_terms(rule.metric, rule.window, rule.denominator_lag_ms)
-    return evaluate(rule, *terms, DEFAULT.z).severity
+    active = state.windows.rate_terms(rule.metric, rule.window)[1]
+    return evaluate(rule, *terms, DEFAULT.z, active).severity
 
 
 def test_old_sends_leaving_a_lagged_denominator_can_raise_the_24h_bounce_rate() -> None:
@@ -351,6 +352,30 @@ def test_old_sends_leaving_a_lagged_denominator_can_raise_the_24h_bounce_rate() 
     _run(state, [_facts(Counter.OPEN, start + (24 * 60 + 24) * MINUTE_MS)])
     assert state.windows.rate_terms(Metric.HARD_BOUNCE, "24h", 15 * MINUTE_MS) == (30, 300)
     assert _hard_bounce_24h_severity(state) is Severity.PAUSE
+
+
+def test_a_window_that_no_longer_sees_sends_is_not_judged_on_its_feedback_tail() -> None:
+    """A send's feedback tail does not pause it once its own window holds no sends.
+
+    10 300 sends in the first 2 h, a hard bounce every 10 min for 30 h (1.7% overall). At
+    25h42m the lagged 24h denominator still reaches the last ~2 000 sends, over which the
+    bounces of the day would read 7%; but the window proper holds no send, so its floor is
+    unmet and only the lifetime rule (OK) judges.
+    """
+    start = (T0 // (24 * MINUTE_MS)) * 24 * MINUTE_MS
+    events = [_facts(Counter.SENT, start + i * 699) for i in range(10_300)]
+    events += [_facts(Counter.HARD_BOUNCE, start + i * 10 * MINUTE_MS) for i in range(1, 181)]
+    events.sort(key=lambda f: f.at_ms)
+    cut = (
+        start + (25 * 60 + 42) * MINUTE_MS
+    )  # head in bucket 64: lagged from bucket 4, proper from 5
+    state = CampaignState.fresh(DEFAULT_WINDOWS)
+    assert _pauses(_run(state, [f for f in events if f.at_ms <= cut])) == []
+    assert state.windows.rate_terms(Metric.HARD_BOUNCE, "24h")[1] == 0
+    numerator, lagged = state.windows.rate_terms(Metric.HARD_BOUNCE, "24h", 15 * MINUTE_MS)
+    (rule,) = [r for r in DEFAULT_RULES if (r.metric, r.window) == (Metric.HARD_BOUNCE, "24h")]
+    assert evaluate(rule, numerator, lagged, DEFAULT.z).severity is Severity.PAUSE  # tail alone
+    assert _pauses(_run(state, [f for f in events if f.at_ms > cut])) == []
 
 
 def test_a_breach_caused_by_the_lagged_denominator_pauses_at_that_event() -> None:
@@ -551,7 +576,10 @@ def _final_readings(state: CampaignState, policy: Policy) -> dict[tuple[Metric, 
         numerator, denominator = state.windows.rate_terms(
             rule.metric, rule.window, rule.denominator_lag_ms
         )
-        readings[rule.metric, rule.window] = evaluate(rule, numerator, denominator, policy.z)
+        active = state.windows.rate_terms(rule.metric, rule.window)[1]
+        readings[rule.metric, rule.window] = evaluate(
+            rule, numerator, denominator, policy.z, active
+        )
     return {key: reading.severity for key, reading in readings.items()}
 
 
