@@ -330,8 +330,8 @@ def test_default_windowed_rules_lag_their_denominators_by_metric() -> None:
     """Windowed default rules reach back by their metric's feedback lag; lifetime ones do not."""
     assert FEEDBACK_LAG_MS == {
         Metric.HARD_BOUNCE: 15 * 60_000,
-        Metric.COMPLAINT: 6 * HOUR_MS,
-        Metric.UNSUBSCRIBE: 6 * HOUR_MS,
+        Metric.COMPLAINT: 2 * HOUR_MS,
+        Metric.UNSUBSCRIBE: 2 * HOUR_MS,
     }
     for rule in DEFAULT_RULES:
         expected = 0 if rule.window == "lifetime" else FEEDBACK_LAG_MS[rule.metric]
