@@ -55,6 +55,8 @@ class Candidates:
 
     recipients: list[Recipient]
     states: list[ContactState]
+    """The state of each one not yet attempted. For one already attempted it is not read (the
+    filter counts it without judging it): `ContactState.empty()` stands in."""
     attempted: list[bool]
     """Whether the paused campaign already attempted each."""
 
@@ -176,8 +178,9 @@ class ContactStore(Protocol):
     ) -> Candidates:
         """Claim the recipients for the run; those met first, in order, with what the filter reads.
 
-        The same as `claim_first` of their contact ids, then `states` and `attempted` of those
-        met first, in one go: the resume agent's read of each audience chunk.
+        The same as `claim_first` of their contact ids, then `attempted` of those met first and
+        `states` of those of them not attempted, in one go: the resume agent's read of each
+        audience chunk.
         """
         ...
 
@@ -283,8 +286,12 @@ class InMemoryContactStore:
         first = await self.claim_first(tenant_id, campaign_id, run_id, ids)
         kept = [r for r, is_first in zip(recipients, first, strict=True) if is_first]
         ids = [r.contact_id for r in kept]
-        states = await self.states(tenant_id, ids)
-        return Candidates(kept, states, await self.attempted(tenant_id, campaign_id, ids))
+        attempted = await self.attempted(tenant_id, campaign_id, ids)
+        to_read = [c for c, done in zip(ids, attempted, strict=True) if not done]
+        read = iter(await self.states(tenant_id, to_read))
+        empty = ContactState.empty()
+        states = [empty if done else next(read) for done in attempted]
+        return Candidates(kept, states, attempted)
 
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
         """See `ContactStore.end_run`."""

@@ -206,7 +206,8 @@ class ResumeService:
         """Feed the audience to the filter, publishing full groups of chunks; returns the rest.
 
         Overlapped: the next audience chunks are read while this one is filtered, and a group
-        of set chunks is acknowledged while the next group fills.
+        of set chunks is acknowledged while the next group fills. So at most three audience
+        chunks (this one and two read ahead) and two groups of set chunks are held at once.
         """
         add = accumulator.add
         pending: list[OutboxMessage] = []

@@ -103,9 +103,9 @@ class _GcPasses:
 
         A resume allocates a few objects per planned recipient that live until their chunk is
         published (a million recipients: millions of objects), so at the default threshold
-        they are traversed over and over by full collections: a third of the resume's CPU in
-        the benchmark. They are not cyclic; refcounting frees them. Process-wide while inside
-        (nests; never lowers a threshold set higher by the process), restored on the way out.
+        they are traversed over and over by full collections: a quarter of the resume's CPU
+        in the benchmark. They are not cyclic; refcounting frees them. Process-wide while
+        inside (nests; never lowers a threshold set higher by the process), restored after.
         """
         if self.depth == 0:
             self.saved = gc.get_threshold()

@@ -2,10 +2,10 @@
 
 A resume reads, for every planned recipient, whether the run met it before, whether the paused
 campaign attempted it and what sendguard knows of it. Per contact, redis-py's pure-Python
-command packing costs more than Redis's work, so these reads pass the contacts packed into one
-argument to two read scripts, each over the keys of one slot (the campaign's run and attempted
-sets; the tenant's contact shards), queued on the caller's pipeline: one round trip per audience
-chunk. A script call covers at most `SLICE` contacts, so no call blocks Redis for long.
+command packing costs more than Redis's work, so these reads pass the contacts packed into a
+few arguments to two read scripts, each over the keys of one slot (the campaign's run and
+attempted sets; the tenant's contact shards), queued on the caller's pipeline. A script call
+covers at most about `SLICE` contacts, so no call blocks Redis for long.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import json
 import logging
 import struct
 import zlib
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import is_not
 from typing import TYPE_CHECKING, Any
 
 from processor.adapters.keys import contact_shards
@@ -96,31 +98,6 @@ return values
 """
 
 
-def pack_audience(recipients: Sequence[Recipient]) -> bytes:
-    """A chunk of planned recipients as stored: compact and order-preserving."""
-    pairs = [[r.contact_id, r.address] for r in recipients]
-    return _AUDIENCE_FORMAT + zlib.compress(json.dumps(pairs, separators=(",", ":")).encode())
-
-
-def unpack_audience(value: bytes) -> list[Recipient]:
-    """The recipients `pack_audience` stored (validated when they came in, so not again)."""
-    if value[:1] != _AUDIENCE_FORMAT:
-        raise ValueError(f"unknown audience chunk format {value[:1]!r}")
-    pairs = json.loads(zlib.decompress(value[1:]))
-    if not _FAST_CONSTRUCT:
-        return [Recipient.model_construct(contact_id=c, address=a) for c, a in pairs]
-    new, cls, set_attr, fields_set = Recipient.__new__, Recipient, object.__setattr__, _FIELDS_SET
-    recipients = []
-    for contact_id, address in pairs:  # as `trusted_recipient`, inlined: a million calls add up
-        recipient = new(cls)
-        set_attr(recipient, "__dict__", {"contact_id": contact_id, "address": address})
-        set_attr(recipient, "__pydantic_fields_set__", fields_set)
-        set_attr(recipient, "__pydantic_extra__", None)
-        set_attr(recipient, "__pydantic_private__", None)
-        recipients.append(recipient)
-    return recipients
-
-
 _FAST_CONSTRUCT = (
     set(Recipient.model_fields) == {"contact_id", "address"}
     and all(f.alias is None and f.validation_alias is None for f in Recipient.model_fields.values())
@@ -146,6 +123,31 @@ def trusted_recipient(contact_id: str, address: str) -> Recipient:
     object.__setattr__(recipient, "__pydantic_extra__", None)
     object.__setattr__(recipient, "__pydantic_private__", None)
     return recipient
+
+
+def pack_audience(recipients: Sequence[Recipient]) -> bytes:
+    """A chunk of planned recipients as stored: compact and order-preserving."""
+    pairs = [[r.contact_id, r.address] for r in recipients]
+    return _AUDIENCE_FORMAT + zlib.compress(json.dumps(pairs, separators=(",", ":")).encode())
+
+
+def unpack_audience(value: bytes) -> list[Recipient]:
+    """The recipients `pack_audience` stored (validated when they came in, so not again)."""
+    if value[:1] != _AUDIENCE_FORMAT:
+        raise ValueError(f"unknown audience chunk format {value[:1]!r}")
+    pairs = json.loads(zlib.decompress(value[1:]))
+    if not _FAST_CONSTRUCT:
+        return [Recipient.model_construct(contact_id=c, address=a) for c, a in pairs]
+    new, cls, set_attr, fields_set = Recipient.__new__, Recipient, object.__setattr__, _FIELDS_SET
+    recipients = []
+    for contact_id, address in pairs:  # as `trusted_recipient`, inlined: a million calls add up
+        recipient = new(cls)
+        set_attr(recipient, "__dict__", {"contact_id": contact_id, "address": address})
+        set_attr(recipient, "__pydantic_fields_set__", fields_set)
+        set_attr(recipient, "__pydantic_extra__", None)
+        set_attr(recipient, "__pydantic_private__", None)
+        recipients.append(recipient)
+    return recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,15 +206,17 @@ class ContactReads:
 
         The values come shard by shard: the i-th value is that of contact `raw_ids[order[i]]`.
         """
-        shards = contact_shards(raw_ids, self._shards)
-        order = sorted(range(len(raw_ids)), key=shards.__getitem__)
+        groups: defaultdict[int, list[int]] = defaultdict(list)
+        for index, shard in enumerate(contact_shards(raw_ids, self._shards)):
+            groups[shard].append(index)
+        order = list(chain.from_iterable(groups.values()))
         in_order = list(map(raw_ids.__getitem__, order))
         prefix = self._keys.contact_shard_prefix(tenant_id)
         keys: list[str] = []
         heads: list[int] = []
         start = end = 0  # the contacts of the call being packed: in_order[start:end]
-        for shard, count in sorted(Counter(shards).items()):  # the groups, as `order` has them
-            key = f"{prefix}{shard}"
+        for shard, members in groups.items():
+            key, count = f"{prefix}{shard}", len(members)
             for piece in range(0, count, SLICE):
                 keys.append(key)
                 heads += (len(keys), min(count - piece, SLICE))
@@ -238,21 +242,34 @@ class ContactReads:
 
     @staticmethod
     def states(
-        tenant_id: str, raw_ids: Sequence[bytes], order: list[int], replies: Sequence[Any]
+        tenant_id: str,
+        raw_ids: Sequence[bytes],
+        order: list[int],
+        replies: Sequence[Any],
+        *,
+        into: list[ContactState] | None = None,
+        at: Sequence[int] | None = None,
     ) -> list[ContactState]:
-        """The contacts' states, in order, from the replies to `queue_states` (and its order)."""
-        found = [ContactState.empty()] * len(raw_ids)
+        """The contacts' states, from the replies to `queue_states` (and the order it gave).
+
+        In `raw_ids` order; or written into `into`, the state of `raw_ids[i]` at `at[i]`, where
+        the empty state is already in place: the values found are few.
+        """
+        if into is None:
+            into, at = [ContactState.empty()] * len(raw_ids), range(len(raw_ids))
+        elif at is None:
+            raise ValueError("states written into a list need their places")
         decoded: dict[bytes, ContactState] = {}  # many contacts share a value
-        values = [value for reply in replies for value in reply]
-        for at, value in enumerate(values):
-            if value is not None:
-                state = decoded.get(value)
-                if state is None:
-                    state = _decode(tenant_id, raw_ids[order[at]], value)
-                    if state is not UNREADABLE_STATE:
-                        decoded[value] = state
-                found[order[at]] = state
-        return found
+        values = list(chain.from_iterable(replies))
+        for i in compress(range(len(values)), map(is_not, values, repeat(None))):
+            value, index = values[i], order[i]
+            state = decoded.get(value)
+            if state is None:
+                state = _decode(tenant_id, raw_ids[index], value)
+                if state is not UNREADABLE_STATE:
+                    decoded[value] = state
+            into[at[index]] = state
+        return into
 
 
 def _decode(tenant_id: str, raw_id: bytes, value: bytes) -> ContactState:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import struct
+from itertools import compress, count
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from processor.adapters.redis_contact_reads import (
+    CODE_FIRST,
     CODE_FIRST_ATTEMPTED,
     CODE_MET,
     ContactReads,
@@ -28,6 +30,7 @@ from processor.contacts import (
     delivery_op,
     update_ops,
 )
+from processor.domain.recipients import ContactState
 from processor.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -36,7 +39,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
-    from processor.domain.recipients import ContactState
     from schemas.audience import AudienceChunk, ContactUpdate
     from schemas.events import DeliveryEvent, Recipient
 
@@ -276,10 +278,10 @@ class RedisContactStore:
     async def candidates(
         self, tenant_id: str, campaign_id: str, run_id: str, recipients: Sequence[Recipient]
     ) -> Candidates:
-        """See `ContactStore.candidates`: the claim and the reads in one round trip.
+        """See `ContactStore.candidates`: a round trip for the claim, one for the states.
 
-        It reads the state of every contact of the list, not only of those met first: that
-        saves a round trip at the cost of a few reads.
+        The states wait for the claim so that only those of the contacts to judge are read: a
+        campaign paused late has attempted most of its audience.
         """
         if not recipients:
             return Candidates([], [], [])
@@ -287,21 +289,25 @@ class RedisContactStore:
         reads = self._reads
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                claims = await reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
-                order = await reads.queue_states(pipe, tenant_id, lookup.raw_ids)
+                await reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
+                codes = reads.claim_codes(await pipe.execute())
+            judged = list(compress(count(), map(CODE_FIRST.__eq__, codes)))
+            raw_ids = list(map(lookup.raw_ids.__getitem__, judged))
+            async with self._client.pipeline(transaction=False) as pipe:
+                order = await reads.queue_states(pipe, tenant_id, raw_ids)
                 replies = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"reading resume candidates failed: {exc}") from exc
-        codes = reads.claim_codes(replies[:claims])
-        states = reads.states(tenant_id, lookup.raw_ids, order, replies[claims:])
+        states = [ContactState.empty()] * len(codes)
+        reads.states(tenant_id, raw_ids, order, replies, into=states, at=judged)
         kept = list(recipients)
         if lookup.positions is not None:
-            kept = [kept[position] for position in lookup.positions]
+            kept = list(map(kept.__getitem__, lookup.positions))
         if CODE_MET in codes:  # some were met in an earlier chunk of the run
-            first = [i for i, code in enumerate(codes) if code != CODE_MET]
-            kept, states = [kept[i] for i in first], [states[i] for i in first]
-            codes = bytes(codes[i] for i in first)
-        attempted = [code == CODE_FIRST_ATTEMPTED for code in codes]
+            first = list(compress(count(), map(CODE_MET.__ne__, codes)))
+            kept, states = list(map(kept.__getitem__, first)), list(map(states.__getitem__, first))
+            codes = bytes(map(codes.__getitem__, first))
+        attempted = list(map(CODE_FIRST_ATTEMPTED.__eq__, codes))
         return Candidates(kept, states, attempted)
 
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
