@@ -33,9 +33,7 @@ async def test_an_event_reaches_the_worker_and_a_malformed_one_is_dead_lettered(
         topic, value=json.dumps({**good, "event_id": "e2", "type": "exploded"}).encode(), key=b"x"
     )
 
-    letters = await read_topic(
-        sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 2
-    )
+    letters = await read_topic(sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 2)
     # Keyed differently, the two land on different partitions: their order is not defined.
     by_type = {m["error_type"]: m for m in letters}
     assert sorted(by_type) == ["invalid_event", "invalid_json"]
