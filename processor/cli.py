@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,6 +284,50 @@ def demo(
             yield RawRecord(FILE_TOPIC, 0, number, None, line.encode(), None)
 
     _run_replay(records(), policy_path, None, "", no_progress=no_progress, total=total)
+
+
+@main.command("lock")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--campaign", "campaign_id", required=True)
+@click.option("--by", "locked_by", required=True, help="Who locks it (shown to requesters).")
+@click.option("--reason", default="", help="Why, for the record.")
+def lock_command(tenant_id: str, campaign_id: str, locked_by: str, reason: str) -> None:
+    """Lock a campaign's pause: only a privileged resume request may lift it."""
+    lock = json.dumps(
+        {"by": locked_by, "reason": reason, "at": datetime.now(tz=UTC).isoformat()},
+        separators=(",", ":"),
+    )
+    _set_lock(tenant_id, campaign_id, lock)
+    click.echo(f"locked {tenant_id}:{campaign_id} (by {locked_by})")
+
+
+@main.command("unlock")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--campaign", "campaign_id", required=True)
+def unlock_command(tenant_id: str, campaign_id: str) -> None:
+    """Lift the operator lock of a campaign's pause (the pause itself stays)."""
+    _set_lock(tenant_id, campaign_id, None)
+    click.echo(f"unlocked {tenant_id}:{campaign_id}")
+
+
+def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> None:
+    from processor.policy_file import load_policy_file  # noqa: PLC0415  # keep `sendguard --help` fast
+    from processor.store import CampaignRef  # noqa: PLC0415  # same as above
+
+    settings = load_settings()
+
+    async def run() -> None:
+        client = build_redis(settings)
+        try:
+            store = build_store(settings, client, load_policy_file(settings.policy_file))
+            await store.set_campaign_lock(CampaignRef(tenant_id, campaign_id), lock)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    except SendguardError as exc:
+        _fail(str(exc))
 
 
 @main.group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from dataclasses import replace
@@ -164,6 +165,14 @@ class ResumeService:
             detail = (
                 f"tenant {ref.tenant_id} is paused as a whole: only a privileged request "
                 "may resume its campaigns"
+            )
+            return rejected_outcome(request, RejectionReason.PRIVILEGED_PAUSE, detail)
+        lock = None if request.privileged else await self._store.campaign_lock(ref)
+        if lock is not None:
+            by = json.loads(lock).get("by", "an operator")
+            detail = (
+                f"campaign {ref.campaign_id}'s pause is locked by {by}: only a privileged "
+                "request may resume it"
             )
             return rejected_outcome(request, RejectionReason.PRIVILEGED_PAUSE, detail)
         return state.episode

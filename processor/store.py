@@ -125,6 +125,14 @@ class DetectionStore(Protocol):
         """Write a re-armed campaign state after a resume (compare-and-set)."""
         ...
 
+    async def campaign_lock(self, ref: CampaignRef) -> str | None:
+        """The operator lock on a campaign's pause (JSON text), if any."""
+        ...
+
+    async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
+        """Set (or, with None, lift) the operator lock on a campaign's pause."""
+        ...
+
 
 class InMemoryStore:
     """The embedded store for replay and tests: dictionaries, same semantics as Redis."""
@@ -137,6 +145,7 @@ class InMemoryStore:
         self.tenant_episodes: dict[str, int] = {}
         self.paused_tenants: set[str] = set()
         self.unpublished_tenant_pauses: dict[str, TenantEscalation] = {}
+        self.locks: dict[CampaignRef, str] = {}
 
     async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
         """See `DetectionStore.load_campaigns`."""
@@ -215,3 +224,14 @@ class InMemoryStore:
             return False
         self.campaigns[ref] = (version + 1, blob)
         return True
+
+    async def campaign_lock(self, ref: CampaignRef) -> str | None:
+        """See `DetectionStore.campaign_lock`."""
+        return self.locks.get(ref)
+
+    async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
+        """See `DetectionStore.set_campaign_lock`."""
+        if lock is None:
+            self.locks.pop(ref, None)
+        else:
+            self.locks[ref] = lock

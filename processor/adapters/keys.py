@@ -36,6 +36,10 @@ class Keys:
         """Hash chunk index -> packed recipients of the planned audience."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:audience"
 
+    def campaign_lock(self, tenant_id: str, campaign_id: str) -> str:
+        """String: the operator lock of a campaign's pause (JSON: by, reason, at)."""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:lock"
+
     def resume_outcome(self, tenant_id: str, campaign_id: str, request_id: str) -> str:
         """String: the outcome already given to a resume request, as JSON (idempotency)."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:resume:{request_id}"

@@ -290,6 +290,27 @@ class RedisStore:
             raise StoreUnavailableError(f"saving a resumed campaign failed: {exc}") from exc
         return bool(reply)
 
+    async def campaign_lock(self, ref: CampaignRef) -> str | None:
+        """See `DetectionStore.campaign_lock`."""
+        try:
+            lock = await self._client.get(self._keys.campaign_lock(ref.tenant_id, ref.campaign_id))
+        except RedisError as exc:
+            raise StoreUnavailableError(f"reading a campaign lock failed: {exc}") from exc
+        if lock is None:
+            return None
+        return lock.decode() if isinstance(lock, bytes) else str(lock)
+
+    async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
+        """See `DetectionStore.set_campaign_lock` (kept as long as a paused state)."""
+        key = self._keys.campaign_lock(ref.tenant_id, ref.campaign_id)
+        try:
+            if lock is None:
+                await self._client.delete(key)
+            else:
+                await self._client.set(key, lock, px=self._paused_state_ttl_ms)
+        except RedisError as exc:
+            raise StoreUnavailableError(f"writing a campaign lock failed: {exc}") from exc
+
 
 def _ref_member(ref: CampaignRef) -> str:
     return f"{ref.tenant_id}:{ref.campaign_id}"

@@ -337,6 +337,16 @@ async def test_both_stores_name_an_escalations_campaigns_in_the_same_order(
 # --- resume ----------------------------------------------------------------------------------
 
 
+async def test_an_operator_lock_is_kept_until_lifted(store: DetectionStore) -> None:
+    """A campaign lock reads back as set, only for its campaign, and is gone once lifted."""
+    assert await store.campaign_lock(REF) is None
+    await store.set_campaign_lock(REF, '{"by": "ops"}')
+    assert await store.campaign_lock(REF) == '{"by": "ops"}'
+    assert await store.campaign_lock(CampaignRef(REF.tenant_id, "other")) is None
+    await store.set_campaign_lock(REF, None)
+    assert await store.campaign_lock(REF) is None
+
+
 async def test_saving_a_resumed_state_is_compare_and_set(store: DetectionStore) -> None:
     """save_resume writes only at the current version, and bumps it like a commit does."""
     assert await store.commit_campaigns([write(0, b"paused")]) == [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,20 @@ async def test_a_tenant_wide_pause_is_lifted_only_by_a_privileged_request() -> N
     assert refused.rejection is RejectionReason.PRIVILEGED_PAUSE
     assert accepted.accepted
     assert accepted.total_recipients == 2
+
+
+async def test_an_operator_locked_pause_needs_a_privileged_request() -> None:
+    """A pause an operator locked (`sendguard lock`) is lifted only by a privileged request."""
+    world = World()
+    await world.plan("t1", "c1", [["a", "b"]])
+    world.pause("t1", "c1")
+    lock = json.dumps({"by": "ops-jane", "reason": "legal hold"})
+    await world.store.set_campaign_lock(CampaignRef("t1", "c1"), lock)
+    refused = await world.service.handle(request())
+    accepted = await world.service.handle(request(request_id="r2", privileged=True))
+    assert refused.rejection is RejectionReason.PRIVILEGED_PAUSE
+    assert "ops-jane" in refused.detail
+    assert accepted.accepted
 
 
 async def test_no_engaged_recipient_left_is_rejected_with_the_counts() -> None:
