@@ -310,8 +310,8 @@ class ResumeService:
             return None
 
 
-class AudienceIntake:
-    """Stores planned audience chunks; a chunk of another tenant's campaign is dead-lettered."""
+class _Intake:
+    """An input handler: the contact store it feeds, and where its dead letters go."""
 
     def __init__(
         self,
@@ -323,6 +323,10 @@ class AudienceIntake:
         self._contacts = contacts
         self._publisher = publisher
         self._wall_clock = wall_clock
+
+
+class AudienceIntake(_Intake):
+    """Stores planned audience chunks; a chunk of another tenant's campaign is dead-lettered."""
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Store each chunk; bad input is dead-lettered, never raised."""
@@ -341,19 +345,8 @@ class AudienceIntake:
             await self._publisher.publish(dead)
 
 
-class ContactUpdateIntake:
+class ContactUpdateIntake(_Intake):
     """Merges contact updates from other systems into contact state, a batch at a time."""
-
-    def __init__(
-        self,
-        contacts: ContactStore,
-        publisher: Publisher,
-        *,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
-    ) -> None:
-        self._contacts = contacts
-        self._publisher = publisher
-        self._wall_clock = wall_clock
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Merge the batch's updates in order; bad input is dead-lettered, never raised.
