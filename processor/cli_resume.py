@@ -117,8 +117,8 @@ def resume(
     from pydantic import ValidationError  # noqa: PLC0415  # same as above
 
     from processor.cli import load_settings  # noqa: PLC0415  # cli.py imports this module
-    from processor.detection import describe_validation_error  # noqa: PLC0415  # same as above
     from processor.errors import SendguardError  # noqa: PLC0415  # same as above
+    from processor.event_input import describe_validation_error  # noqa: PLC0415  # same as above
     from schemas.resume import ResumeRequest  # noqa: PLC0415  # same as above
 
     settings = load_settings()

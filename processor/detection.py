@@ -8,14 +8,11 @@ replayed or redelivered record is never counted twice. Decisions are stored with
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
-
-from pydantic import ValidationError
 
 from processor.domain.codec import StateDecodeError, decode_state, encode_state
 from processor.domain.detector import (
@@ -27,6 +24,7 @@ from processor.domain.detector import (
     observe,
 )
 from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
+from processor.event_input import event_digest, parse_with_time
 from processor.messages import (
     RawRecord,
     dead_letter,
@@ -44,7 +42,6 @@ from processor.store import (
     StoredCampaign,
 )
 from schemas.control import PauseCommand
-from schemas.events import DeliveryEvent
 from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
 
@@ -52,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from processor.domain.policy import Policy, PolicyBook
+    from schemas.events import DeliveryEvent
 
 log = logging.getLogger(__name__)
 
@@ -73,50 +71,6 @@ class ContactSink(Protocol):
     async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
         """Merge the events into contact state and campaigns' attempted sets."""
         ...
-
-
-def event_digest(event_id: str) -> bytes:
-    """8-byte digest of an event id: what the dedup sets hold."""
-    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """'field.path: message' for each problem, joined: names the offending field."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(p) for p in error["loc"]) or "(message)"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
-
-
-def parse_event(record: RawRecord, max_future_skew_ms: int) -> DeliveryEvent:
-    """Validate one record's value as a DeliveryEvent, or raise InvalidInputError."""
-    return _parse(record, max_future_skew_ms)[0]
-
-
-def _parse(record: RawRecord, max_future_skew_ms: int) -> tuple[DeliveryEvent, int]:
-    """`parse_event`, plus the event's `occurred_at` in epoch ms (computed once)."""
-    if not record.value:
-        raise InvalidInputError("empty_value", "record has no value")
-    try:
-        event = DeliveryEvent.model_validate_json(record.value)
-    except ValidationError as exc:
-        kind = (
-            "invalid_json"
-            if any(e["type"] == "json_invalid" for e in exc.errors())
-            else ("invalid_event")
-        )
-        raise InvalidInputError(kind, describe_validation_error(exc)) from exc
-    at_ms = to_ms(event.occurred_at)
-    if record.timestamp_ms is not None and max_future_skew_ms >= 0:
-        ahead_ms = at_ms - record.timestamp_ms
-        if ahead_ms > max_future_skew_ms:
-            raise InvalidInputError(
-                "future_event",
-                f"occurred_at is {ahead_ms / 1000:.0f} s after the record's Kafka timestamp "
-                f"(more than the {max_future_skew_ms / 1000:.0f} s allowed clock skew)",
-            )
-    return event, at_ms
 
 
 @dataclass(slots=True)
@@ -182,7 +136,7 @@ class DetectionService:
         skew_ms = self._max_future_skew_ms
         for record in records:
             try:
-                event, at_ms = _parse(record, skew_ms)
+                event, at_ms = parse_with_time(record, skew_ms)
             except InvalidInputError as exc:
                 dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
                 continue

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from processor.detection import describe_validation_error
 from processor.domain.codec import StateDecodeError, decode_state, encode_state
 from processor.domain.recipients import FilterRules, RecipientSetAccumulator
 from processor.domain.windows import CampaignWindows
 from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
+from processor.event_input import describe_validation_error
 from processor.messages import dead_letter, health_snapshot
 from processor.resume_flow import PublishBehind, fewer_gc_passes, read_ahead
 from processor.resume_messages import (

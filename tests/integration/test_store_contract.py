@@ -17,9 +17,10 @@ import pytest
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_store import RedisStore
-from processor.detection import DetectionService, event_digest
+from processor.detection import DetectionService
 from processor.domain.codec import decode_state
 from processor.domain.policy import PolicyBook
+from processor.event_input import event_digest
 from processor.messages import RawRecord
 from processor.store import (
     CampaignAsk,
