@@ -22,6 +22,7 @@ from processor.adapters.redis_contact_reads import (
     pack_audience,
     unpack_audience,
 )
+from processor.adapters.redis_values import get_text
 from processor.contacts import (
     ATTEMPTED_EVENT_TYPES,
     Candidates,
@@ -247,13 +248,8 @@ class RedisContactStore:
 
     async def campaign_owner(self, campaign_id: str) -> str | None:
         """See `ContactStore.campaign_owner`."""
-        try:
-            owner = await self._client.get(self._keys.campaign_owner(campaign_id))
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading a campaign owner failed: {exc}") from exc
-        if owner is None:
-            return None
-        return owner.decode() if isinstance(owner, bytes) else str(owner)
+        key = self._keys.campaign_owner(campaign_id)
+        return await get_text(self._client, key, "reading a campaign owner")
 
     async def claim_first(
         self, tenant_id: str, campaign_id: str, run_id: str, contact_ids: Sequence[str]
@@ -321,13 +317,7 @@ class RedisContactStore:
     async def resume_record(self, tenant_id: str, campaign_id: str, request_id: str) -> str | None:
         """See `ContactStore.resume_record`."""
         key = self._keys.resume_outcome(tenant_id, campaign_id, request_id)
-        try:
-            value = await self._client.get(key)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading a resume record failed: {exc}") from exc
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return await get_text(self._client, key, "reading a resume record")
 
     async def save_resume_record(
         self, tenant_id: str, campaign_id: str, request_id: str, record: str

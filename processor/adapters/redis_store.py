@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from processor.adapters.redis_values import get_text
 from processor.errors import StoreUnavailableError
 from processor.store import (
     CampaignAsk,
@@ -292,13 +293,8 @@ class RedisStore:
 
     async def campaign_lock(self, ref: CampaignRef) -> str | None:
         """See `DetectionStore.campaign_lock`."""
-        try:
-            lock = await self._client.get(self._keys.campaign_lock(ref.tenant_id, ref.campaign_id))
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading a campaign lock failed: {exc}") from exc
-        if lock is None:
-            return None
-        return lock.decode() if isinstance(lock, bytes) else str(lock)
+        key = self._keys.campaign_lock(ref.tenant_id, ref.campaign_id)
+        return await get_text(self._client, key, "reading a campaign lock")
 
     async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
         """See `DetectionStore.set_campaign_lock` (kept as long as a paused state)."""
