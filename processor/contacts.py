@@ -14,7 +14,7 @@ from processor.domain.recipients import (
     ContactState,
     apply_contact_update,
     apply_delivery_event,
-    stored_instant,
+    stored_seconds,
 )
 from schemas.audience import ConsentState
 from schemas.events import BounceClass, EventType
@@ -22,8 +22,9 @@ from schemas.events import BounceClass, EventType
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
+    from processor.event_input import EventView
     from schemas.audience import AudienceChunk, ContactUpdate
-    from schemas.events import DeliveryEvent, Recipient
+    from schemas.events import Recipient
 
 ATTEMPTED_EVENT_TYPES = frozenset(EventType)
 """Event types that show a campaign already attempted a contact: every type. Besides sent,
@@ -87,11 +88,11 @@ class ContactOp:
     at: int = 0
 
 
-def _seconds(event: DeliveryEvent) -> int:
-    return int(stored_instant(event.occurred_at).timestamp())
+def _seconds(event: EventView) -> int:
+    return stored_seconds(event.occurred_at)
 
 
-def delivery_op(event: DeliveryEvent) -> ContactOp | None:
+def delivery_op(event: EventView) -> ContactOp | None:
     """The merge step of a delivery event (mirrors `apply_delivery_event`), or None."""
     match event.type:
         case EventType.BOUNCE if event.bounce_class is BounceClass.HARD:
@@ -127,7 +128,7 @@ class ContactStore(Protocol):
     detection's `ContactSink` (`apply_events`).
     """
 
-    async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
+    async def apply_events(self, events: Sequence[EventView]) -> None:
         """Merge delivery events into contact state and mark their campaigns' attempted sets."""
         ...
 
@@ -210,7 +211,7 @@ class InMemoryContactStore:
         self.runs: dict[tuple[str, str, str], set[str]] = {}
         self.records: dict[tuple[str, str, str], str] = {}
 
-    async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
+    async def apply_events(self, events: Sequence[EventView]) -> None:
         """See `ContactStore.apply_events`."""
         for event in events:
             key = (event.tenant_id, event.recipient.contact_id)

@@ -8,6 +8,7 @@ replayed or redelivered record is never counted twice. Decisions are stored with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,10 +22,10 @@ from processor.domain.detector import (
     EventFacts,
     PauseDecision,
     counter_for,
-    observe,
+    observe_run,
 )
 from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
-from processor.event_input import event_digest, parse_with_time
+from processor.event_input import event_digest, parse_batch
 from processor.messages import (
     RawRecord,
     dead_letter,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from processor.domain.policy import Policy, PolicyBook
-    from schemas.events import DeliveryEvent
+    from processor.event_input import EventView
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Publisher(Protocol):
 class ContactSink(Protocol):
     """Takes what delivery events teach about contacts (idempotent merges)."""
 
-    async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
+    async def apply_events(self, events: Sequence[EventView]) -> None:
         """Merge the events into contact state and campaigns' attempted sets."""
         ...
 
@@ -128,18 +129,19 @@ class DetectionService:
         """
         report = BatchReport()
         dead: list[OutboxMessage] = []
-        events: list[DeliveryEvent] = []
+        events: list[EventView] = []
         # Keyed by plain (tenant, campaign) tuples and with each partition's `source` built
         # once: per event, hashing a dataclass and formatting a string showed in profiles.
         pending: dict[tuple[str, str], _Pending] = {}
         sources: dict[tuple[str, int], str | None] = {}
         skew_ms = self._max_future_skew_ms
-        for record in records:
-            try:
-                event, at_ms = parse_with_time(record, skew_ms)
-            except InvalidInputError as exc:
-                dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
+        for record, parsed in zip(records, parse_batch(records, skew_ms), strict=True):
+            if isinstance(parsed, InvalidInputError):
+                dead.append(
+                    dead_letter(record, parsed.error_type, parsed.reason, self._wall_clock())
+                )
                 continue
+            event, at_ms = parsed
             position = (record.topic, record.partition)
             if position not in sources:
                 sources[position] = record.source
@@ -162,19 +164,24 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
+        campaigns = self._apply_all_campaigns(list(pending.values()), report)
         if self._contacts is not None and events:
-            # Contact merges are idempotent, so they go first: a crash after them but before the
-            # campaign write replays them harmlessly, never the other way round.
-            await self._contacts.apply_events(events)
-        todo = list(pending.values())
+            # Contact merges are idempotent and get every event of the batch (duplicates too),
+            # so the two writes may finish in any order: a crash between them replays the batch
+            # harmlessly. Run together, Redis merges contacts while this process folds windows.
+            await asyncio.gather(self._contacts.apply_events(events), campaigns)
+        else:
+            await campaigns
+        return report
+
+    async def _apply_all_campaigns(self, todo: list[_Pending], report: BatchReport) -> None:
         for _attempt in range(MAX_WRITE_ATTEMPTS):
             if not todo:
-                break
+                return
             todo = await self._apply_campaigns(todo, report)
         if todo:
             refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
             raise RuntimeError(f"campaign state kept changing under us (another worker?): {refs}")
-        return report
 
     async def apply_isolating(self, records: Sequence[RawRecord]) -> BatchReport:
         """`apply`, but a record that trips an unexpected error is dead-lettered on its own.
@@ -378,6 +385,9 @@ def _fold(
     folded = _Folded(group, state, write)
     batch_seen: set[bytes] = set()
     stored_seen, new_digests = loaded.seen, write.new_digests_by_day
+    fresh: list[EventFacts] = []
+    # Offsets of fresh events are noted when they are observed, after this loop: a batch holds
+    # each partition's records in offset order, so none of them can be a replay of another.
     for facts, digest, day in group.items:
         if state.already_applied(facts.source, facts.offset):
             folded.replayed += 1
@@ -392,10 +402,10 @@ def _fold(
             new_digests[day].append(digest)
         else:
             new_digests[day] = [digest]
-        folded.applied += 1
-        decisions = observe(state, facts, policy, z)
-        for decision in decisions:
-            write.outbox.append(_decision_message(ref, decision, state, policy))
+        fresh.append(facts)
+    folded.applied = len(fresh)
+    for decision in observe_run(state, fresh, policy, z):
+        write.outbox.append(_decision_message(ref, decision, state, policy))
     folded.late = state.windows.late_events - late_before
     write.blob = encode_state(state)
     write.paused = state.status is CampaignStatus.PAUSED

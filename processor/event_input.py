@@ -1,18 +1,144 @@
-"""Delivery-event records in: validation into `DeliveryEvent`, clear reasons, dedup digests.
+"""Delivery-event records in: validation into events, clear reasons, dedup digests.
 
 Shared by every input path, so a rejection reads the same on the dead-letter topic whatever
-consumed the record.
+consumed the record. `schemas.events.DeliveryEvent` is the contract; a msgspec decoder that
+accepts a strict subset of it reads the common case about seven times faster, and anything it
+does not accept is judged by the pydantic model itself (which also words the rejection).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
+import msgspec
 from pydantic import ValidationError
 
 from processor.errors import InvalidInputError
 from processor.messages import RawRecord, to_ms
-from schemas.events import DeliveryEvent
+from schemas.events import BounceClass, DeliveryEvent, EventType
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class RecipientView(Protocol):
+    """What consumers of an event read of its recipient."""
+
+    @property
+    def contact_id(self) -> str: ...  # noqa: D102 - named like the contract's field
+    @property
+    def address(self) -> str: ...  # noqa: D102 - named like the contract's field
+    @property
+    def domain(self) -> str: ...  # noqa: D102 - named like the contract's property
+
+
+class EventView(Protocol):
+    """A validated delivery event: a `DeliveryEvent` or the fast decoder's `LeanEvent`."""
+
+    @property
+    def event_id(self) -> str: ...  # noqa: D102 - named like the contract's field
+    @property
+    def tenant_id(self) -> str: ...  # noqa: D102 - named like the contract's field
+    @property
+    def campaign_id(self) -> str: ...  # noqa: D102 - named like the contract's field
+    @property
+    def recipient(self) -> RecipientView: ...  # noqa: D102 - named like the contract's field
+    @property
+    def type(self) -> EventType: ...  # noqa: D102 - named like the contract's field
+    @property
+    def bounce_class(self) -> BounceClass | None: ...  # noqa: D102 - contract's field
+    @property
+    def occurred_at(self) -> datetime: ...  # noqa: D102 - named like the contract's field
+
+
+# The fast decoder must accept nothing the contract rejects (tests/unit/test_event_input.py
+# checks it with hypothesis). The contract strips surrounding whitespace before it checks a
+# string; the fast one rejects such strings instead, so the contract handles them. Python's
+# whitespace is wider than pydantic-core's (Rust), so these checks reject more, never less.
+# Patterns are checked in `_fast_ok`, not by msgspec: its per-field regex calls cost 8x the
+# decoding itself.
+_IDENTIFIER = re.compile(r"[^\s:](?:[^:\x00-\x1f]*[^\s:])?")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
+_KNOWN_IDENTIFIERS_MAX = 100_000
+"""Identifiers recur (one campaign, many events): those that passed are remembered, up to this."""
+
+
+def _text(min_length: int, max_length: int) -> msgspec.Meta:
+    return msgspec.Meta(min_length=min_length, max_length=max_length)
+
+
+class LeanRecipient(msgspec.Struct, frozen=True):
+    """The recipient of a fast-decoded event (same fields as `schemas.events.Recipient`)."""
+
+    contact_id: Annotated[str, _text(1, 320)]
+    address: Annotated[str, _text(3, 320)]
+
+    @property
+    def domain(self) -> str:
+        """The recipient's mail domain, lower-cased."""
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+class LeanEvent(msgspec.Struct, frozen=True):
+    """A fast-decoded delivery event (same fields and meaning as `DeliveryEvent`)."""
+
+    event_id: Annotated[str, _text(1, 256)]
+    tenant_id: Annotated[str, _text(1, 200)]
+    campaign_id: Annotated[str, _text(1, 200)]
+    recipient: LeanRecipient
+    type: EventType
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    bounce_class: BounceClass | None = None
+    schema_version: Literal[1] = 1
+    provider: Annotated[str, _text(1, 64)] = "sendguard"
+    provider_message_id: Annotated[str, _text(1, 512)] | None = None
+    provider_event_id: Annotated[str, _text(1, 512)] | None = None
+
+
+_DECODE_ONE = msgspec.json.Decoder(LeanEvent).decode
+_DECODE_MANY = msgspec.json.Decoder(list[LeanEvent]).decode
+
+
+_known_identifiers: set[str] = set()
+
+
+def _identifier_ok(text: str) -> bool:
+    if text in _known_identifiers:
+        return True
+    if _IDENTIFIER.fullmatch(text) is None:
+        return False
+    if len(_known_identifiers) >= _KNOWN_IDENTIFIERS_MAX:
+        _known_identifiers.clear()
+    _known_identifiers.add(text)
+    return True
+
+
+def _trimmed(text: str | None) -> bool:
+    # str.strip returns the very object when there is nothing to strip.
+    return text is None or text.strip() is text
+
+
+def _fast_ok(event: LeanEvent) -> bool:
+    """What the contract checks beyond msgspec's types and lengths (see the comment above)."""
+    if (event.type is EventType.BOUNCE) is (event.bounce_class is None):
+        return False
+    # Other offsets are normalized by the contract's path (rare: providers send UTC).
+    if event.occurred_at.tzinfo is not UTC:
+        return False
+    recipient = event.recipient
+    return (
+        _ADDRESS.fullmatch(recipient.address) is not None
+        and _identifier_ok(event.tenant_id)
+        and _identifier_ok(event.campaign_id)
+        and _trimmed(event.event_id)
+        and _trimmed(recipient.contact_id)
+        and _trimmed(event.provider)
+        and _trimmed(event.provider_message_id)
+        and _trimmed(event.provider_event_id)
+    )
 
 
 def event_digest(event_id: str) -> bytes:
@@ -29,17 +155,66 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_event(record: RawRecord, max_future_skew_ms: int) -> DeliveryEvent:
-    """Validate one record's value as a DeliveryEvent, or raise InvalidInputError."""
+def parse_event(record: RawRecord, max_future_skew_ms: int) -> EventView:
+    """Validate one record's value as a delivery event, or raise InvalidInputError."""
     return parse_with_time(record, max_future_skew_ms)[0]
 
 
-def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[DeliveryEvent, int]:
+def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[EventView, int]:
     """`parse_event`, plus the event's `occurred_at` in epoch ms (computed once)."""
     if not record.value:
         raise InvalidInputError("empty_value", "record has no value")
+    event: EventView
     try:
-        event = DeliveryEvent.model_validate_json(record.value)
+        fast = _DECODE_ONE(record.value)
+    except msgspec.DecodeError:
+        event = _contract_event(record.value)
+    else:
+        event = fast if _fast_ok(fast) else _contract_event(record.value)
+    return event, _checked_ms(event, record, max_future_skew_ms)
+
+
+def parse_batch(
+    records: Sequence[RawRecord], max_future_skew_ms: int
+) -> list[tuple[EventView, int] | InvalidInputError]:
+    """`parse_with_time` of each record, decoding the batch in one call when it is all valid.
+
+    A batch is decoded as one JSON array of the values; that is only trusted when it yields
+    exactly one event per record (a value holding `{..},{..}` would otherwise shift them).
+    """
+    values = [record.value for record in records]
+    if all(values):
+        try:
+            decoded = _DECODE_MANY(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]  # all() ruled None out
+        except msgspec.DecodeError:
+            decoded = None
+        if decoded is not None and len(decoded) == len(records):
+            results: list[tuple[EventView, int] | InvalidInputError] = []
+            for event, record in zip(decoded, records, strict=True):
+                try:
+                    if _fast_ok(event):
+                        results.append((event, _checked_ms(event, record, max_future_skew_ms)))
+                    else:
+                        results.append(parse_with_time(record, max_future_skew_ms))
+                except InvalidInputError as exc:
+                    results.append(exc)
+            return results
+    return [_parse_or_error(record, max_future_skew_ms) for record in records]
+
+
+def _parse_or_error(
+    record: RawRecord, max_future_skew_ms: int
+) -> tuple[EventView, int] | InvalidInputError:
+    try:
+        return parse_with_time(record, max_future_skew_ms)
+    except InvalidInputError as exc:
+        return exc
+
+
+def _contract_event(value: bytes) -> DeliveryEvent:
+    """The contract's verdict on a value the fast decoder did not accept."""
+    try:
+        return DeliveryEvent.model_validate_json(value)
     except ValidationError as exc:
         kind = (
             "invalid_json"
@@ -47,6 +222,9 @@ def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[Deliver
             else ("invalid_event")
         )
         raise InvalidInputError(kind, describe_validation_error(exc)) from exc
+
+
+def _checked_ms(event: EventView, record: RawRecord, max_future_skew_ms: int) -> int:
     at_ms = to_ms(event.occurred_at)
     if record.timestamp_ms is not None and max_future_skew_ms >= 0:
         ahead_ms = at_ms - record.timestamp_ms
@@ -56,4 +234,4 @@ def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[Deliver
                 f"occurred_at is {ahead_ms / 1000:.0f} s after the record's Kafka timestamp "
                 f"(more than the {max_future_skew_ms / 1000:.0f} s allowed clock skew)",
             )
-    return event, at_ms
+    return at_ms

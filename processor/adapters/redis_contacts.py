@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.event_input import EventView
     from schemas.audience import AudienceChunk, ContactUpdate
-    from schemas.events import DeliveryEvent, Recipient
+    from schemas.events import Recipient
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class RedisContactStore:
         self._mark_attempted = client.register_script(_MARK_ATTEMPTED)
         self._reads = ContactReads(client, keys, shards)
 
-    async def apply_events(self, events: Sequence[DeliveryEvent]) -> None:
+    async def apply_events(self, events: Sequence[EventView]) -> None:
         """See `ContactStore.apply_events`: one pipeline, one merge script per tenant."""
         ops: list[tuple[str, str, ContactOp]] = []
         attempted: dict[tuple[str, str], list[str]] = {}

@@ -45,9 +45,13 @@ def stored_instant(moment: datetime) -> datetime:
     The transitions store only such instants, so a state survives the codec unchanged and a
     replayed event compares equal to what its first delivery stored.
     """
+    return _EPOCH + timedelta(seconds=stored_seconds(moment))
+
+
+def stored_seconds(moment: datetime) -> int:
+    """The epoch seconds of `stored_instant(moment)`."""
     _require_aware(moment, "timestamp")
-    seconds = min(max(_epoch_seconds(moment), 1), _MAX_EPOCH_SECONDS)
-    return _EPOCH + timedelta(seconds=seconds)
+    return min(max(_epoch_seconds(moment), 1), _MAX_EPOCH_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,15 @@ Pure and synchronous. Time is an integer of milliseconds since the epoch, always
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from schemas.control import Metric
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class Counter(IntEnum):
@@ -159,21 +164,24 @@ class SlidingWindow:
 
     def add(self, counter: Counter, at_ms: int) -> bool:
         """Count one event at `at_ms` (call `advance` first); True if in the window proper."""
+        return self.add_to_bucket(counter, at_ms // self._width, 1)
+
+    def add_to_bucket(self, counter: int, bucket: int, count: int) -> bool:
+        """Count `count` events in bucket number `bucket`; True if in the window proper."""
         head = self.head
         if counter >= WINDOWED_COUNTERS or head is None:
             return False
-        bucket = at_ms // self._width
         ring = self._ring
         if bucket <= head - ring or bucket > head:
             return False
-        self._counts[(bucket % ring) * WINDOWED_COUNTERS + counter] += 1
+        self._counts[(bucket % ring) * WINDOWED_COUNTERS + counter] += count
         if self._since:
             for key in self._since:
                 if key[0] == counter and bucket >= key[1]:
-                    self._since[key] += 1
+                    self._since[key] += count
         if bucket <= head - self._window:
             return False
-        self.sums[counter] += 1
+        self.sums[counter] += count
         return True
 
     def total(self, counter: Counter) -> int:
@@ -210,6 +218,21 @@ class Observation:
     expired_windows: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CountPlan:
+    """Events counted at once: per (counter, bucket of `_unit_ms`), plus late ones."""
+
+    counts: dict[tuple[int, int], int]
+    late: int
+    watermark_ms: int
+    late_before_ms: int
+    """Events before this instant are late (the same for every event of the plan)."""
+
+    def added(self, counter: int) -> int:
+        """How many of the plan's events count towards `counter`."""
+        return sum(n for (c, _), n in self.counts.items() if c == counter)
+
+
 # Shared for the common outcomes (frozen, so sharing is safe): most events move no window.
 _COUNTED = Observation(late=False, expired_windows=())
 _LATE = Observation(late=True, expired_windows=())
@@ -223,7 +246,15 @@ class CampaignWindows:
     neither reopen expired history nor skew a rate. Out-of-order events inside a window count.
     """
 
-    __slots__ = ("_finest_first", "late_events", "lifetime", "longest", "watermark_ms", "windows")
+    __slots__ = (
+        "_finest_first",
+        "_unit_ms",
+        "late_events",
+        "lifetime",
+        "longest",
+        "watermark_ms",
+        "windows",
+    )
 
     def __init__(
         self,
@@ -242,6 +273,8 @@ class CampaignWindows:
         self.lifetime = lifetime if lifetime is not None else [0] * LIFETIME_COUNTERS
         self.late_events = late_events
         self._finest_first = sorted(self.windows, key=lambda w: w.spec.bucket_ms)
+        # The widest span that never straddles a bucket edge of any window.
+        self._unit_ms = math.gcd(*(w.spec.bucket_ms for w in self.windows))
 
     def is_late(self, at_ms: int) -> bool:
         """True if an event at `at_ms` is too old for the longest window."""
@@ -267,6 +300,55 @@ class CampaignWindows:
             window.add(counter, at_ms)
         self.lifetime[counter] += 1
         return observation
+
+    def plan_in_place(
+        self, counters: Sequence[int], times_ms: Sequence[int], start: int
+    ) -> tuple[CountPlan | None, int]:
+        """How events from `start` on would count, up to the first that would move a window.
+
+        Returns the plan of events[start:end] and `end` (the index of that event, or the
+        length); no plan before the first event ever. Nothing changes until `apply`: the caller
+        first decides whether counting them at once is the same as counting them one by one
+        (see detector.observe_run).
+        """
+        newest = self.watermark_ms
+        if newest is None:
+            return None, start
+        edges: list[int] = []  # the first instant after each window's head bucket
+        for window in self.windows:
+            if window.head is None:
+                return None, start
+            edges.append((window.head + 1) * window.spec.bucket_ms)
+        longest = self.windows[self.longest].spec
+        late_before_ms = edges[self.longest] - longest.buckets * longest.bucket_ms
+        move_from_ms = min(edges)
+        unit = self._unit_ms
+        counts: dict[tuple[int, int], int] = {}
+        late = 0
+        end, total = start, len(times_ms)
+        while end < total:
+            at_ms = times_ms[end]
+            if at_ms < late_before_ms:
+                late += 1
+            elif at_ms >= move_from_ms:
+                break
+            else:
+                key = (counters[end], at_ms // unit)
+                counts[key] = counts.get(key, 0) + 1
+                newest = max(newest, at_ms)
+            end += 1
+        return CountPlan(counts, late, newest, late_before_ms), end
+
+    def apply(self, plan: CountPlan) -> None:
+        """Count a plan's events (the windows must not have changed since `plan_in_place`)."""
+        unit, lifetime = self._unit_ms, self.lifetime
+        for (counter, unit_bucket), count in plan.counts.items():
+            lifetime[counter] += count
+            at_ms = unit_bucket * unit
+            for window in self.windows:
+                window.add_to_bucket(counter, at_ms // window.spec.bucket_ms, count)
+        self.late_events += plan.late
+        self.watermark_ms = plan.watermark_ms
 
     def window(self, name: str) -> tuple[int, ...]:
         """Totals of every counter in a named window ('lifetime' for all time)."""
