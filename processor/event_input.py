@@ -65,8 +65,8 @@ _IDENTIFIER = re.compile(r"[^\s:](?:[^:\x00-\x1f]*[^\s:])?")
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 """RFC 3339 in UTC with at most microseconds: what providers send, read alike by both paths."""
-_KNOWN_IDENTIFIERS_MAX = 100_000
-"""Identifiers recur (one campaign, many events): those that passed are remembered, up to this."""
+_KNOWN_CAMPAIGNS_MAX = 100_000
+"""Identifiers recur (one campaign, many events): pairs that passed are remembered, up to this."""
 
 
 def _text(min_length: int, max_length: int) -> msgspec.Meta:
@@ -116,23 +116,19 @@ _DECODE_ONE = msgspec.json.Decoder(LeanEvent).decode
 _DECODE_MANY = msgspec.json.Decoder(list[LeanEvent]).decode
 
 
-_known_identifiers: set[str] = set()
+_known_campaigns: set[tuple[str, str]] = set()
 
 
-def _identifier_ok(text: str) -> bool:
-    if text in _known_identifiers:
+def _campaign_ok(tenant_id: str, campaign_id: str) -> bool:
+    key = (tenant_id, campaign_id)
+    if key in _known_campaigns:
         return True
-    if _IDENTIFIER.fullmatch(text) is None:
+    if _IDENTIFIER.fullmatch(tenant_id) is None or _IDENTIFIER.fullmatch(campaign_id) is None:
         return False
-    if len(_known_identifiers) >= _KNOWN_IDENTIFIERS_MAX:
-        _known_identifiers.clear()
-    _known_identifiers.add(text)
+    if len(_known_campaigns) >= _KNOWN_CAMPAIGNS_MAX:
+        _known_campaigns.clear()
+    _known_campaigns.add(key)
     return True
-
-
-def _trimmed(text: str | None) -> bool:
-    # str.strip returns the very object when there is nothing to strip.
-    return text is None or text.strip() is text
 
 
 def _fast_ok(event: LeanEvent) -> bool:
@@ -140,23 +136,24 @@ def _fast_ok(event: LeanEvent) -> bool:
     if (event.type is EventType.BOUNCE) is (event.bounce_class is None):
         return False
     # Other shapes and offsets are read and normalized by the contract's path.
-    text = event.occurred_at_text
-    if _TIMESTAMP.fullmatch(text) is None:
+    if _TIMESTAMP.fullmatch(event.occurred_at_text) is None:
         return False
     try:
         event.occurred_at  # noqa: B018 - parsed (and cached) here, where a bad date declines
     except ValueError:  # e.g. 2026-02-30
         return False
     recipient = event.recipient
+    # str.strip returns the very object when there is nothing to strip.
+    event_id, contact_id, provider = event.event_id, recipient.contact_id, event.provider
+    message_id, provider_event_id = event.provider_message_id, event.provider_event_id
     return (
         _ADDRESS.fullmatch(recipient.address) is not None
-        and _identifier_ok(event.tenant_id)
-        and _identifier_ok(event.campaign_id)
-        and _trimmed(event.event_id)
-        and _trimmed(recipient.contact_id)
-        and _trimmed(event.provider)
-        and _trimmed(event.provider_message_id)
-        and _trimmed(event.provider_event_id)
+        and _campaign_ok(event.tenant_id, event.campaign_id)
+        and event_id.strip() is event_id
+        and contact_id.strip() is contact_id
+        and provider.strip() is provider
+        and (message_id is None or message_id.strip() is message_id)
+        and (provider_event_id is None or provider_event_id.strip() is provider_event_id)
     )
 
 
