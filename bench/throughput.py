@@ -14,7 +14,13 @@ into an 8-partition delivery-events topic. Then, interleaved, N times:
   consumer group's committed offsets reaching the end offsets (every event parsed, windows
   applied in Redis, decisions published, offsets committed).
 
-Reported: medians, the worker/baseline ratio of each pair and its median, the worker's peak RSS.
+Each pair also drains the topic twice more in this process, as references that split the
+worker's cost: once building and parsing every record (`parse`), once running the whole
+detection on an in-memory store, without Redis, contact state or publishing
+(`detect-in-memory`).
+
+Reported: medians, the worker/baseline ratio of each pair and its median, the references'
+ratios, the worker's peak RSS.
 With `--profile` one more worker run is made under pyinstrument (not counted in the medians).
 """
 
@@ -51,14 +57,24 @@ from bench.common import (
     stack_pids,
     write_result,
 )
+from processor.detection import DetectionService
+from processor.domain.policy import PolicyBook
+from processor.event_input import parse_batch
+from processor.messages import RawRecord
+from processor.store import InMemoryStore
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
+
+    from processor.store import OutboxMessage
 
 PARTITIONS = 8
 BATCH = 2000
 """The worker's default `batch_max_events`; the baseline asks for the same batches."""
 BAR = 0.6
+REFERENCE_STAGES = ("parse", "detect-in-memory")
+"""In-process drains that do part of the worker's job, to show where its time goes."""
 
 
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -73,8 +89,41 @@ class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka sh
             self.at = time.time()
 
 
-async def run_baseline(bootstrap: str, topic: str, ends: dict[int, int]) -> dict[str, Any]:
-    """Drain the topic with a fresh group, doing nothing; time assignment -> end offsets."""
+class _NoPublisher:
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        pass
+
+
+def _stage_handler(stage: str) -> Callable[[list[RawRecord]], Awaitable[object]] | None:
+    """What a reference drain does with each batch (None: nothing)."""
+    if stage == "drain":
+        return None
+    if stage == "parse":
+
+        async def parse(records: list[RawRecord]) -> object:
+            return parse_batch(records, 15 * 60_000)
+
+        return parse
+    if stage == "detect-in-memory":
+        book = PolicyBook()
+        service = DetectionService(
+            InMemoryStore(), _NoPublisher(), lambda: book, publish_periodic_health=False
+        )
+        return service.apply
+    raise ValueError(stage)
+
+
+async def run_baseline(
+    bootstrap: str, topic: str, ends: dict[int, int], stage: str = "drain"
+) -> dict[str, Any]:
+    """Drain the topic with a fresh group; time assignment -> end offsets.
+
+    `stage` says what is done with each batch: nothing ("drain", the baseline), or, as
+    references that split the worker's cost, sendguard's event parsing ("parse": records
+    built and validated) or its whole detection on an in-memory store without Redis, contact
+    state or publishing ("detect-in-memory").
+    """
+    handle = _stage_handler(stage)
     listener = _Assigned()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -97,12 +146,21 @@ async def run_baseline(bootstrap: str, topic: str, ends: dict[int, int]) -> dict
                 if messages:
                     count += len(messages)
                     positions[tp.partition] = messages[-1].offset + 1
+            if handle is not None and batches:
+                await handle(
+                    [
+                        RawRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                        for tp, messages in batches.items()
+                        for m in messages
+                    ]
+                )
         done = time.time()
     finally:
         await consumer.stop()
     assigned = listener.at or started
     seconds = done - assigned
     return {
+        "stage": stage,
         "events": count,
         "seconds": round(seconds, 3),
         "events_per_s": round(count / seconds),
@@ -209,6 +267,15 @@ async def _pair(
     bootstrap = stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"]
     raw = await run_baseline(bootstrap, topic, ends)
     print(f"pair {i + 1}: baseline {raw['events_per_s']:,} ev/s ({raw['seconds']} s)")
+    references = {}
+    for stage in REFERENCE_STAGES:
+        reference = await run_baseline(bootstrap, topic, ends, stage)
+        reference["ratio"] = round(reference["events_per_s"] / raw["events_per_s"], 4)
+        references[stage] = reference
+        print(
+            f"pair {i + 1}: reference {stage} {reference['events_per_s']:,} ev/s, "
+            f"ratio {reference['ratio']:.3f}"
+        )
     sandbox = Sandbox(stack, f"{base}-w{i}", topic_name=base, partitions=PARTITIONS)
     dead_topic = sandbox.topic("dead-letter")
     dead_before = await _topic_total(bootstrap, dead_topic)
@@ -224,7 +291,12 @@ async def _pair(
         f"steady {worker['steady_10_90_events_per_s']}), ratio {ratio:.3f}, "
         f"peak RSS {worker['peak_rss_mb']} MB"
     )
-    return {"baseline": raw, "worker": worker, "ratio": round(ratio, 4)}
+    return {
+        "baseline": raw,
+        "references": references,
+        "worker": worker,
+        "ratio": round(ratio, 4),
+    }
 
 
 async def _profiled(
@@ -282,6 +354,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     worker_eps = median(p["worker"]["events_per_s"] for p in pairs)
     raw_eps = median(p["baseline"]["events_per_s"] for p in pairs)
     ratio = median(p["ratio"] for p in pairs)
+    reference_ratios = {
+        stage: median(p["references"][stage]["ratio"] for p in pairs) for stage in REFERENCE_STAGES
+    }
     result = {
         "benchmark": "throughput",
         "command": "python -m bench.throughput " + " ".join(argv or sys.argv[1:]),
@@ -294,6 +369,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_worker_events_per_s": round(worker_eps),
         "median_baseline_events_per_s": round(raw_eps),
         "median_ratio": round(ratio, 4),
+        "median_reference_ratios": reference_ratios,
         "median_worker_peak_rss_mb": median(p["worker"]["peak_rss_mb"] for p in pairs),
         "bar": f"ratio >= {BAR}",
         "bar_met": ratio >= BAR,
@@ -305,6 +381,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"median ratio {ratio:.3f} (bar >= {BAR}: {'met' if ratio >= BAR else 'NOT met'}); "
         f"N={len(pairs)} pairs -> {written}"
     )
+    for stage in REFERENCE_STAGES:
+        print(f"  reference {stage}: median ratio {reference_ratios[stage]:.3f}")
     return result
 
 
