@@ -1,12 +1,15 @@
 """Damage: messages a sending pipeline sends into a bad list before it reads the pause command.
 
-Usage: `source .stack/env && .venv/bin/python -m bench.damage [--rate R] [--runs N] [--quick]`.
+Usage: `source .stack/env && .venv/bin/python -m bench.damage [--rate R] [--runs N]
+[--delay async|smtp] [--quick]`.
 
 A fresh `python -m processor worker` runs in its own sandbox. This process plays the sending
 pipeline: it sends one campaign at R messages/s (default 2,000), producing a `sent` event per
 message (occurred_at = now) into delivery-events, and the hard bounces come back after a
-lognormal delay (median 5 s, sigma 0.8, clipped to [2, 60] s) as `bounce`/`hard` events
-(occurred_at = when they come back). It stops sending as soon as a consumer tailing
+lognormal delay as `bounce`/`hard` events (occurred_at = when they come back): with
+`--delay async` (the default) median 5 s, sigma 0.8, clipped to [2, 60] s, as bounce
+notifications come; with `--delay smtp` median 0.3 s, sigma 0.6, clipped to [0.05, 3] s, as
+rejections during the SMTP transaction come. It stops sending as soon as a consumer tailing
 `<prefix>control` reads the campaign's pause command. Two scenarios, N runs each (seeds 1..N):
 
 * `bad-list`: 20% of recipients hard-bounce from the first message (the spike begins at once);
@@ -65,9 +68,32 @@ PARTITIONS = 8
 BAD_RATE = 0.20
 HEALTHY_RATE = 0.005
 ONSET_AFTER = 10_000
-DELAY_MEDIAN_S = 5.0
-DELAY_SIGMA = 0.8
-DELAY_MIN_S, DELAY_MAX_S = 2.0, 60.0
+
+
+@dataclass(frozen=True)
+class DelayModel:
+    """How long a hard bounce takes to come back: lognormal, clipped."""
+
+    median_s: float
+    sigma: float
+    min_s: float
+    max_s: float
+
+    def describe(self) -> str:
+        """One line for the results."""
+        return (
+            f"lognormal median {self.median_s} s, sigma {self.sigma}, "
+            f"clipped to [{self.min_s}, {self.max_s}] s"
+        )
+
+
+DELAYS = {
+    # Bounce notifications (DSNs, provider webhooks) after the message was accepted.
+    "async": DelayModel(5.0, 0.8, 2.0, 60.0),
+    # Rejections during the SMTP transaction (550 5.1.1 at RCPT TO), reported by the MTA as
+    # soon as the transaction ends: most hard bounces of a bad list are of this kind.
+    "smtp": DelayModel(0.3, 0.6, 0.05, 3.0),
+}
 CADENCES_S = {"hourly": 3600, "every_5_min": 300}
 RULE: Rule = next(
     r for r in DEFAULT_RULES if r.metric is Metric.HARD_BOUNCE and r.window == "lifetime"
@@ -84,16 +110,18 @@ def holds(bounces: int, sends: int) -> bool:
 class Outcomes:
     """Per message: does it hard-bounce, and after how long (seeded, independent of timing)."""
 
-    def __init__(self, seed: int, onset: int) -> None:
+    def __init__(self, seed: int, onset: int, delay: DelayModel) -> None:
         self._rng = random.Random(seed)
         self.onset = onset
+        self._delay = delay
 
     def next(self, index: int) -> float | None:
         """Bounce delay in seconds of message `index` (taken in order), or None."""
         p = BAD_RATE if index >= self.onset else HEALTHY_RATE
         bounce = self._rng.random() < p
-        delay = self._rng.lognormvariate(math.log(DELAY_MEDIAN_S), DELAY_SIGMA)
-        return min(DELAY_MAX_S, max(DELAY_MIN_S, delay)) if bounce else None
+        model = self._delay
+        delay = self._rng.lognormvariate(math.log(model.median_s), model.sigma)
+        return min(model.max_s, max(model.min_s, delay)) if bounce else None
 
 
 def _line(  # one event's fields
@@ -129,7 +157,13 @@ class Run:
 
 
 async def live_run(  # noqa: C901, PLR0917  # the pipeline's one loop
-    scenario: str, seed: int, rate: float, sandbox: Sandbox, consumer: Any, timeout_s: float
+    scenario: str,
+    seed: int,
+    rate: float,
+    delay: DelayModel,
+    sandbox: Sandbox,
+    consumer: Any,
+    timeout_s: float,
 ) -> Run:
     """Send until the pause command for this campaign is read (or `timeout_s`)."""
     onset = ONSET_AFTER if scenario == "onset" else 0
@@ -137,7 +171,7 @@ async def live_run(  # noqa: C901, PLR0917  # the pipeline's one loop
     tenant, campaign = f"dmg{uuid.uuid4().hex[:6]}", f"{scenario}-s{seed}"
     key = f"{tenant}:{campaign}".encode()
     topic = sandbox.topic("delivery-events")
-    outcomes = Outcomes(seed, onset)
+    outcomes = Outcomes(seed, onset, delay)
     producer = AIOKafkaProducer(bootstrap_servers=sandbox.bootstrap, acks=1, linger_ms=5)
     await producer.start()
     due: list[tuple[float, int]] = []
@@ -162,15 +196,15 @@ async def live_run(  # noqa: C901, PLR0917  # the pipeline's one loop
             now = time.time()
             while len(run.sends) < int((now - started) * rate):
                 i = len(run.sends)
-                delay = outcomes.next(i)
+                bounce_after = outcomes.next(i)
                 run.sends.append(now)
                 pending.append(
                     await producer.send(
                         topic, _line(f"s{i}", tenant, campaign, i, now, bounce=False), key=key
                     )
                 )
-                if delay is not None:
-                    heapq.heappush(due, (now + delay, i))
+                if bounce_after is not None:
+                    heapq.heappush(due, (now + bounce_after, i))
             while due and due[0][0] <= now:
                 _, i = heapq.heappop(due)
                 run.bounces.append((now, i))
@@ -232,20 +266,22 @@ def analyse(run: Run) -> dict[str, Any]:
     return out
 
 
-def periodic(seed: int, onset: int, rate: float, horizon: int = 600) -> dict[str, Any]:
+def periodic(
+    seed: int, onset: int, rate: float, delay: DelayModel, horizon: int = 600
+) -> dict[str, Any]:
     """Damage of checking the rule every hour / 5 minutes, on the same outcomes, ideal schedule.
 
     The stream is simulated for `horizon` seconds; the rule is checked at every whole second of
     it. From its first hold on it holds at every second simulated (checked), and after that the
     returned bounce rate only climbs towards 20%, so a check at any later time finds it holding.
     """
-    outcomes = Outcomes(seed, onset)
+    outcomes = Outcomes(seed, onset, delay)
     total = int(horizon * rate)
     arrivals = []
     for i in range(total):
-        delay = outcomes.next(i)
-        if delay is not None:
-            arrivals.append(i / rate + delay)
+        bounce_after = outcomes.next(i)
+        if bounce_after is not None:
+            arrivals.append(i / rate + bounce_after)
     arrivals.sort()
 
     def holds_at(t: float) -> bool:
@@ -280,10 +316,14 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=2000, help="messages/s")
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario")
     parser.add_argument("--quick", action="store_true", help="2 runs per scenario")
+    parser.add_argument(
+        "--delay", choices=sorted(DELAYS), default="async", help="bounce delay model"
+    )
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = 2
+    delay = DELAYS[args.delay]
     stack = stack_env()
     info = machine_info(await redis_version(stack["SENDGUARD_REDIS_URL"]))
     sandbox = Sandbox(stack, new_name("dmg"), partitions=PARTITIONS)
@@ -298,7 +338,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         for scenario in ("bad-list", "onset"):
             for seed in range(1, args.runs + 1):
                 load = load_average()
-                run = await live_run(scenario, seed, args.rate, sandbox, consumer, 120)
+                run = await live_run(scenario, seed, args.rate, delay, sandbox, consumer, 120)
                 row = analyse(run)
                 worker.sample_rss()
                 row["load_avg"] = load
@@ -324,7 +364,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     for scenario in ("bad-list", "onset"):
         rows = [r for r in runs if r["scenario"] == scenario]
         onset = rows[0]["onset_after_sends"]
-        sim = [periodic(r["seed"], onset, args.rate) for r in rows]
+        sim = [periodic(r["seed"], onset, args.rate, delay) for r in rows]
         damage = median(r["damage_sends_after_onset"] for r in rows)
         scenarios[scenario] = {
             "runs": len(rows),
@@ -352,8 +392,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bad_rate": BAD_RATE,
         "healthy_rate": HEALTHY_RATE,
         "onset_after": ONSET_AFTER,
-        "bounce_delay": f"lognormal median {DELAY_MEDIAN_S} s, sigma {DELAY_SIGMA}, "
-        f"clipped to [{DELAY_MIN_S}, {DELAY_MAX_S}] s",
+        "bounce_delay": f"{args.delay}: {delay.describe()}",
         "rule": f"hard bounce: Wilson lower bound > {RULE.pause}, >= {RULE.min_denominator} "
         f"sends, >= {RULE.min_numerator} bounces",
         "bar": f"damage < {BAR:.0f} sends (1.5 x min sends)",
