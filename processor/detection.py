@@ -385,14 +385,23 @@ def _fold(
     folded = _Folded(group, state, write)
     batch_seen: set[bytes] = set()
     stored_seen, new_digests = loaded.seen, write.new_digests_by_day
-    fresh: list[EventFacts] = []
-    # Offsets of fresh events are noted when they are observed, after this loop: a batch holds
-    # each partition's records in offset order, so none of them can be a replay of another.
+    run: list[EventFacts] = []
+
+    def observe_stretch() -> None:
+        for decision in observe_run(state, run, policy, z):
+            write.outbox.append(_decision_message(ref, decision, state, policy))
+        folded.applied += len(run)
+        run.clear()
+
+    # Fresh events are observed in stretches, and their offsets noted then: a batch holds each
+    # partition's records in offset order, so none of them can be a replay of another. A
+    # duplicate ends a stretch, so that every snapshot counts the duplicates before it only.
     for facts, digest, day in group.items:
         if state.already_applied(facts.source, facts.offset):
             folded.replayed += 1
             continue
         if digest in stored_seen or digest in batch_seen:
+            observe_stretch()
             folded.duplicates += 1
             state.duplicates += 1
             state.note_offset(facts.source, facts.offset)
@@ -402,10 +411,8 @@ def _fold(
             new_digests[day].append(digest)
         else:
             new_digests[day] = [digest]
-        fresh.append(facts)
-    folded.applied = len(fresh)
-    for decision in observe_run(state, fresh, policy, z):
-        write.outbox.append(_decision_message(ref, decision, state, policy))
+        run.append(facts)
+    observe_stretch()
     folded.late = state.windows.late_events - late_before
     write.blob = encode_state(state)
     write.paused = state.status is CampaignStatus.PAUSED
