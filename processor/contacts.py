@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from processor.domain.recipients import (
+    MAX_STORED_SECONDS,
     ContactState,
     apply_contact_update,
     apply_delivery_event,
-    stored_seconds,
 )
 from schemas.audience import ConsentState
 from schemas.events import BounceClass, EventType
@@ -89,7 +89,8 @@ class ContactOp:
 
 
 def _seconds(event: EventView) -> int:
-    return stored_seconds(event.occurred_at)
+    # Floored epoch seconds, as `stored_seconds(event.occurred_at)` gives them.
+    return min(max(event.at_ms // 1000, 1), MAX_STORED_SECONDS)
 
 
 def delivery_op(event: EventView) -> ContactOp | None:

@@ -8,10 +8,10 @@ does not accept is judged by the pydantic model itself (which also words the rej
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 import msgspec
@@ -53,6 +53,8 @@ class EventView(Protocol):
     def bounce_class(self) -> BounceClass | None: ...  # noqa: D102 - contract's field
     @property
     def occurred_at(self) -> datetime: ...  # noqa: D102 - named like the contract's field
+    @property
+    def at_ms(self) -> int: ...  # noqa: D102 - named like the contract's property
 
 
 # The fast decoder must accept nothing the contract rejects (tests/unit/test_event_input.py
@@ -66,7 +68,7 @@ _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 """RFC 3339 in UTC with at most microseconds: what providers send, read alike by both paths."""
 _KNOWN_CAMPAIGNS_MAX = 100_000
-"""Identifiers recur (one campaign, many events): pairs that passed are remembered, up to this."""
+"""Identifiers recur (one campaign, many events): verdicts on this many pairs are remembered."""
 
 
 def _text(min_length: int, max_length: int) -> msgspec.Meta:
@@ -85,11 +87,12 @@ class LeanRecipient(msgspec.Struct, frozen=True):
         return self.address.rsplit("@", 1)[1].lower()
 
 
-class LeanEvent(msgspec.Struct, frozen=True, dict=True):
+class LeanEvent(msgspec.Struct):
     """A fast-decoded delivery event (same fields and meaning as `DeliveryEvent`).
 
-    `occurred_at` is read as text and parsed by `_fast_ok`: msgspec rounds a seventh
-    fractional digit where the contract truncates it, so only the common shape is taken here.
+    `occurred_at` is read as text and parsed by `_fast_ok`, which sets `at_ms`: msgspec rounds
+    a seventh fractional digit where the contract truncates it, so only the common shape is
+    taken here.
     """
 
     event_id: Annotated[str, _text(1, 256)]
@@ -105,8 +108,10 @@ class LeanEvent(msgspec.Struct, frozen=True, dict=True):
     provider: Annotated[str, _text(1, 64)] = "sendguard"
     provider_message_id: Annotated[str, _text(1, 512)] | None = None
     provider_event_id: Annotated[str, _text(1, 512)] | None = None
+    at_ms: int = 0
+    """`occurred_at` in epoch ms, set by `_fast_ok` (whatever the input said)."""
 
-    @cached_property
+    @property
     def occurred_at(self) -> datetime:
         """When it happened (UTC); `_fast_ok` has checked the text's shape."""
         return datetime.fromisoformat(self.occurred_at_text)
@@ -116,19 +121,12 @@ _DECODE_ONE = msgspec.json.Decoder(LeanEvent).decode
 _DECODE_MANY = msgspec.json.Decoder(list[LeanEvent]).decode
 
 
-_known_campaigns: set[tuple[str, str]] = set()
-
-
+@functools.lru_cache(maxsize=_KNOWN_CAMPAIGNS_MAX)
 def _campaign_ok(tenant_id: str, campaign_id: str) -> bool:
-    key = (tenant_id, campaign_id)
-    if key in _known_campaigns:
-        return True
-    if _IDENTIFIER.fullmatch(tenant_id) is None or _IDENTIFIER.fullmatch(campaign_id) is None:
-        return False
-    if len(_known_campaigns) >= _KNOWN_CAMPAIGNS_MAX:
-        _known_campaigns.clear()
-    _known_campaigns.add(key)
-    return True
+    return (
+        _IDENTIFIER.fullmatch(tenant_id) is not None
+        and _IDENTIFIER.fullmatch(campaign_id) is not None
+    )
 
 
 def _fast_ok(event: LeanEvent) -> bool:
@@ -139,7 +137,7 @@ def _fast_ok(event: LeanEvent) -> bool:
     if _TIMESTAMP.fullmatch(event.occurred_at_text) is None:
         return False
     try:
-        event.occurred_at  # noqa: B018 - parsed (and cached) here, where a bad date declines
+        event.at_ms = to_ms(event.occurred_at)
     except ValueError:  # e.g. 2026-02-30
         return False
     recipient = event.recipient
@@ -241,7 +239,7 @@ def _contract_event(value: bytes) -> DeliveryEvent:
 
 
 def _checked_ms(event: EventView, record: RawRecord, max_future_skew_ms: int) -> int:
-    at_ms = to_ms(event.occurred_at)
+    at_ms = event.at_ms
     if record.timestamp_ms is not None and max_future_skew_ms >= 0:
         ahead_ms = at_ms - record.timestamp_ms
         if ahead_ms > max_future_skew_ms:

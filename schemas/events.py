@@ -92,6 +92,11 @@ class DeliveryEvent(InputMessage):
         return self
 
     @property
+    def at_ms(self) -> int:
+        """`occurred_at` in epoch milliseconds."""
+        return int(self.occurred_at.timestamp() * 1000)
+
+    @property
     def key(self) -> str:
         """The Kafka key this event is partitioned by."""
         return f"{self.tenant_id}:{self.campaign_id}"

@@ -27,7 +27,8 @@ MAX_SENDS_SINCE_ENGAGEMENT = 0xFFFF
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_SECOND = timedelta(seconds=1)
-_MAX_EPOCH_SECONDS = 0xFFFF_FFFF
+MAX_STORED_SECONDS = 0xFFFF_FFFF
+"""The latest instant a contact state can hold (2106), in epoch seconds."""
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -51,7 +52,7 @@ def stored_instant(moment: datetime) -> datetime:
 def stored_seconds(moment: datetime) -> int:
     """The epoch seconds of `stored_instant(moment)`."""
     _require_aware(moment, "timestamp")
-    return min(max(_epoch_seconds(moment), 1), _MAX_EPOCH_SECONDS)
+    return min(max(_epoch_seconds(moment), 1), MAX_STORED_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

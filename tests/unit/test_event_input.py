@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from processor.contacts import delivery_op
+from processor.domain.recipients import stored_seconds
 from processor.errors import InvalidInputError
 from processor.event_input import (
     _DECODE_ONE,
@@ -291,3 +293,21 @@ def test_rejections_name_the_field_and_kind() -> None:
         ("empty_value", "record has no value"),
         ("invalid_event", "(message)"),
     ]
+
+
+NAIVE_BOUNDS = (datetime(1969, 1, 1), datetime(2107, 1, 1))  # noqa: DTZ001 - hypothesis wants naive bounds with `timezones`
+
+
+@settings(max_examples=500, deadline=None)
+@given(moment=st.datetimes(*NAIVE_BOUNDS, timezones=st.just(UTC)))
+def test_contact_seconds_from_at_ms_equal_the_stored_instant(moment: datetime) -> None:
+    """Contact merges take seconds from `at_ms`; the in-memory store from `occurred_at`."""
+    text = moment.isoformat().replace("+00:00", "Z")
+    sent = {k: v for k, v in VALID.items() if k != "bounce_class"} | {
+        "type": "sent",
+        "occurred_at": text,
+    }
+    event, _ = parse_with_time(RawRecord("events", 0, 1, None, json.dumps(sent).encode(), None), -1)
+    op = delivery_op(event)
+    assert op is not None
+    assert op.at == stored_seconds(moment)
