@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import zlib
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
@@ -341,16 +342,18 @@ class RedisContactStore:
         doing: str,
     ) -> None:
         """One pipeline: a merge script per tenant, then each campaign's attempted set."""
-        by_tenant: dict[str, tuple[dict[str, int], list[bytes]]] = {}
-        contacts_key, shards, head = self._keys.contacts, self._shards, _OP_HEAD.pack
+        # Per tenant: its shard numbers in the order first met (an op names its shard by that
+        # position among the script's KEYS) and the packed ops.
+        by_tenant: dict[str, tuple[dict[int, int], list[bytes]]] = {}
+        shards, head, crc32 = self._shards, _OP_HEAD.pack, zlib.crc32
         for tenant_id, contact_id, op in ops:
             tenant = by_tenant.get(tenant_id)
             if tenant is None:
                 tenant = by_tenant[tenant_id] = ({}, [])
             shard_index, packed = tenant
-            key = contacts_key(tenant_id, contact_id, shards)
-            position = shard_index.setdefault(key, len(shard_index) + 1)
             raw_id = contact_id.encode()
+            # The shard as `Keys.contacts` (and `contact_shards`) pick it.
+            position = shard_index.setdefault(crc32(raw_id) % shards, len(shard_index) + 1)
             packed.append(head(position, op.code.encode(), op.at, len(raw_id)))
             packed.append(raw_id)
         if not by_tenant and not attempted:
@@ -359,8 +362,13 @@ class RedisContactStore:
         keys = self._keys
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for shard_index, packed in by_tenant.values():
-                    await self._merge(keys=list(shard_index), args=[b"".join(packed)], client=pipe)
+                for tenant_id, (shard_index, packed) in by_tenant.items():
+                    prefix = keys.contact_shard_prefix(tenant_id)
+                    await self._merge(
+                        keys=[f"{prefix}{shard}" for shard in shard_index],
+                        args=[b"".join(packed)],
+                        client=pipe,
+                    )
                 for (tenant_id, campaign_id), contact_ids in attempted.items():
                     digests = b"".join({contact_digest(c) for c in contact_ids})
                     # An active campaign keeps its audience and owner until it can be resumed.
