@@ -1,7 +1,8 @@
 """A campaign's detection state and how one event changes it: counts, status and decisions.
 
 Pure: the same events in the same order give the same decisions whatever the batch boundaries,
-because every event is judged on the state right after it.
+because every event is judged on the state right after it (`observe_run` skips the judging only
+where it provably cannot decide anything).
 """
 
 from __future__ import annotations

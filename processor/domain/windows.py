@@ -114,16 +114,25 @@ class SlidingWindow:
         # Running sums of `sum_since` spans, keyed (counter, first bucket); they stay exact under
         # `add` and are dropped when the head moves, so a lagged denominator is O(1) per event.
         self._since: dict[tuple[int, int], int] = {}
-        size = spec.ring_size * WINDOWED_COUNTERS
+        size = self._ring * WINDOWED_COUNTERS
         self._counts = counts if counts is not None else [0] * size
         if len(self._counts) != size:
             raise ValueError(f"window {spec.name!r}: wrong number of stored counts")
-        self.sums = [0] * WINDOWED_COUNTERS
-        if head is not None:
-            for bucket in range(head - spec.buckets + 1, head + 1):
-                base = (bucket % spec.ring_size) * WINDOWED_COUNTERS
-                for counter in range(WINDOWED_COUNTERS):
-                    self.sums[counter] += self._counts[base + counter]
+        self.sums = [0] * WINDOWED_COUNTERS if head is None else self._window_sums(head)
+
+    def _window_sums(self, head: int) -> list[int]:
+        """Per counter, the total of the window proper's buckets (slices: run once per load)."""
+        ring, width = self._ring, WINDOWED_COUNTERS
+        first = (head - self._window + 1) % ring
+        end = first + self._window
+        spans = [(first, end)] if end <= ring else [(first, ring), (0, end - ring)]
+        counts = self._counts
+        return [
+            sum(
+                sum(counts[start * width + counter : stop * width : width]) for start, stop in spans
+            )
+            for counter in range(width)
+        ]
 
     @property
     def counts(self) -> list[int]:
