@@ -17,7 +17,8 @@ produce acknowledgement (acks=1, linger 0) to the pause command being returned b
 consumer's `getmany`, both on this process's clock (also reported from the send call).
 
 Reported: p50/p90/p99/max over the crossings (p99 of fewer than 100 crossings is their
-maximum, nearest rank), the achieved background rate, the worker's lag and RSS.
+maximum, nearest rank), the achieved background rate, the worker's lag and RSS, and how many
+cores the driver, the worker, Kafka and Redis kept busy during the crossings.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench.common import (
     BackgroundStream,
     Sandbox,
     WorkerProcess,
+    cpu_seconds,
     delete_keys,
     delete_topics,
     event_lines,
@@ -50,6 +52,7 @@ from bench.common import (
     redis_version,
     run_cli,
     stack_env,
+    stack_pids,
     tail,
     write_result,
 )
@@ -167,6 +170,31 @@ async def _sample(worker: WorkerProcess, sandbox: Sandbox, samples: list[dict[st
             samples.append({"at": time.time(), "lag": lag})
 
 
+def _cpu_now(worker: WorkerProcess) -> dict[str, float]:
+    """CPU seconds so far of this driver, the worker and the stack, and the wall clock."""
+    now = {"wall": time.monotonic(), "driver": time.process_time()}
+    pids = dict(stack_pids())
+    if worker.process is not None:
+        pids["worker"] = worker.process.pid
+    for name, pid in pids.items():
+        used = cpu_seconds(pid)
+        if used is not None:
+            now[name] = used
+    return now
+
+
+def _cores_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Cores each process kept busy in between (CPU seconds / wall seconds), and their total."""
+    wall = after["wall"] - before["wall"]
+    cores = {
+        name: round((after[name] - before[name]) / wall, 2)
+        for name in after
+        if name != "wall" and name in before
+    }
+    cores["total"] = round(sum(cores.values()), 2)
+    return cores
+
+
 async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR0915  # one linear script
     """Run the benchmark and print/write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -200,6 +228,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
     load_start: list[float] = []
     load_end: list[float] = []
     warmup_s = 0.0
+    cores: dict[str, float] = {}
     try:
         await worker.wait_ready()
         consumer = await tail(sandbox.bootstrap, sandbox.topic("control"), PARTITIONS)
@@ -217,6 +246,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             await asyncio.sleep(1)
         warmup_s = round(time.monotonic() - (background.started or 0), 1)
         load_start = load_average()
+        cpu_before = _cpu_now(worker)
         run_id = uuid.uuid4().hex[:4]
         for k in range(args.crossings):
             started = time.monotonic()
@@ -227,6 +257,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             print(f"crossing {k + 1}: {results[-1].get('latency_from_ack_ms')} ms")
             await asyncio.sleep(max(0.0, args.interval - (time.monotonic() - started)))
         load_end = load_average()
+        cores = _cores_used(cpu_before, _cpu_now(worker))
         background.stop()
     finally:
         for task in tasks:
@@ -283,6 +314,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
                 default=None,
             ),
         },
+        "cpu_cores_during_crossings": cores,
         "worker_rss_mb": {
             "median": round(median(worker.rss_samples) / 2**20, 1) if worker.rss_samples else None,
             "peak": round(worker.peak_rss / 2**20, 1),
@@ -298,6 +330,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
         f"{result['background_rate_achieved']} ev/s, max lag {max(lags, default=None)} events "
         f"(bar p99 < {BAR_MS:.0f} ms: {'met' if met else 'NOT met'}) -> {written}"
     )
+    print(f"cores busy during the crossings: {cores}")
     return result
 
 
