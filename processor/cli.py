@@ -122,6 +122,7 @@ def worker() -> None:
             contacts=contacts,
             max_future_skew_ms=int(settings.max_future_skew_s * 1000),
             health_min_interval_s=settings.health_min_interval_s,
+            state_cache_campaigns=settings.state_cache_campaigns,
         )
 
     wiring = Wiring(detection=detection, reload_policy=holder.reload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from processor.domain.policy import Policy, PolicyBook
+    from processor.domain.windows import WindowSpec
     from processor.event_input import EventView
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,15 @@ class BatchReport:
     campaigns: set[CampaignRef] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedState:
+    """A campaign's state as this worker last wrote it, and the blob it wrote."""
+
+    blob: bytes
+    windows: tuple[WindowSpec, ...]
+    state: CampaignState
+
+
 @dataclass(slots=True)
 class _Pending:
     ref: CampaignRef
@@ -109,6 +120,7 @@ class DetectionService:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
         monotonic: Callable[[], float] = time.monotonic,
         publish_periodic_health: bool = True,
+        state_cache_campaigns: int = 10_000,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -120,6 +132,11 @@ class DetectionService:
         self._monotonic = monotonic
         self._publish_periodic_health = publish_periodic_health
         self._last_health: dict[CampaignRef, float] = {}
+        # Decoded states of campaigns this worker committed last, least recently used first.
+        # Redis stays the truth: one is used only while the stored blob is still the one it
+        # wrote, and it is taken out while folded, so a failed write never leaves it changed.
+        self._states: OrderedDict[CampaignRef, _CachedState] = OrderedDict()
+        self._state_cache_campaigns = state_cache_campaigns
 
     async def apply(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply one batch; returns after its decisions and dead letters are published.
@@ -218,13 +235,7 @@ class DetectionService:
 
     async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:
         book = self._policy_book()
-        asks = []
-        for group in todo:
-            by_day: dict[int, list[bytes]] = {}
-            for _facts, digest, day in group.items:
-                by_day.setdefault(day, []).append(digest)
-            asks.append(CampaignAsk(group.ref, by_day))
-        stored = await self._store.load_campaigns(asks)
+        stored = await self._store.load_campaigns([_ask(group) for group in todo])
         for group, loaded in zip(todo, stored, strict=True):
             if loaded.outbox:
                 await self._deliver_outbox(group.ref, loaded.outbox, loaded.outbox_version)
@@ -235,6 +246,8 @@ class DetectionService:
         results = await self._store.commit_campaigns([f.write for f in folded])
         retry = [f.group for f, written in zip(folded, results, strict=True) if not written]
         done = [f for f, written in zip(folded, results, strict=True) if written]
+        for f in done:
+            self._remember(f.group.ref, f.write.blob, f.state, book)
         decided = [m for f in done for m in f.write.outbox]
         if decided:
             await self._publisher.publish(decided)
@@ -263,6 +276,14 @@ class DetectionService:
         return retry
 
     def _decode(self, ref: CampaignRef, blob: bytes | None, book: PolicyBook) -> CampaignState:
+        cached = self._states.pop(ref, None)
+        if (
+            cached is not None
+            and blob is not None
+            and cached.blob == blob
+            and cached.windows == book.windows
+        ):
+            return cached.state
         if blob is None:
             return CampaignState.fresh(book.windows)
         try:
@@ -273,6 +294,16 @@ class DetectionService:
                 extra={"tenant_id": ref.tenant_id, "campaign_id": ref.campaign_id},
             )
             return CampaignState.fresh(book.windows)
+
+    def _remember(
+        self, ref: CampaignRef, blob: bytes, state: CampaignState, book: PolicyBook
+    ) -> None:
+        if self._state_cache_campaigns <= 0:
+            return
+        self._states[ref] = _CachedState(blob, book.windows, state)
+        self._states.move_to_end(ref)
+        while len(self._states) > self._state_cache_campaigns:
+            self._states.popitem(last=False)
 
     async def _deliver_outbox(
         self, ref: CampaignRef, outbox: list[OutboxMessage], version: int
@@ -367,6 +398,14 @@ class _Folded:
     duplicates: int = 0
     replayed: int = 0
     late: int = 0
+
+
+def _ask(group: _Pending) -> CampaignAsk:
+    """What to load for a campaign: its state, and which of the batch's digests it has seen."""
+    by_day: dict[int, list[bytes]] = {}
+    for _facts, digest, day in group.items:
+        by_day.setdefault(day, []).append(digest)
+    return CampaignAsk(group.ref, by_day)
 
 
 def _fold(

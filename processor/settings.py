@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     health_min_interval_s: float = Field(
         default=5.0, ge=0, description="Least time between two unprompted health snapshots."
     )
+    state_cache_campaigns: int = Field(
+        default=10_000,
+        ge=0,
+        description="Campaign states kept decoded between batches (about 5 KB each; 0: none).",
+    )
     max_future_skew_s: float = Field(
         default=900, ge=0, description="Events stamped further ahead of Kafka time are rejected."
     )
