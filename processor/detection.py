@@ -249,15 +249,6 @@ class DetectionService:
         for f in done:
             self._remember(f.group.ref, f.write.blob, f.state, book)
         decided = [m for f in done for m in f.write.outbox]
-        if decided:
-            await self._publisher.publish(decided)
-        await self._after_publish_all(
-            [
-                (f.group.ref, f.write.outbox, f.write.expected_version + 1)
-                for f in done
-                if f.write.outbox
-            ]
-        )
         periodic: list[OutboxMessage] = []
         for f in done:
             report.campaigns.add(f.group.ref)
@@ -270,8 +261,16 @@ class DetectionService:
             message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
             if message is not None:
                 periodic.append(message)
-        if periodic:
-            await self._publisher.publish(periodic)
+        if decided or periodic:
+            # One acknowledged send for the batch: decisions first, then routine snapshots.
+            await self._publisher.publish(decided + periodic)
+        await self._after_publish_all(
+            [
+                (f.group.ref, f.write.outbox, f.write.expected_version + 1)
+                for f in done
+                if f.write.outbox
+            ]
+        )
         report.published.extend(decided + periodic)
         return retry
 

@@ -103,6 +103,10 @@ class BatchConsumer:
         if consumer is None:
             return
         wait_ms = self._settings.batch_max_wait_ms
+        # A batch's offsets are committed while the next batch is read and applied (one commit
+        # in flight at a time, in order): the round trip is off the path of every event. A
+        # crash before it lands only re-reads an applied batch, which the state makes harmless.
+        committing: asyncio.Task[None] | None = None
         try:
             while True:
                 batches = await consumer.getmany(
@@ -110,25 +114,36 @@ class BatchConsumer:
                 )
                 if consumer.assignment():
                     self.ready.set()
+                if committing is not None and committing.done():
+                    await committing  # raises if the commit failed
+                    committing = None
                 if not batches:
                     continue
                 records = _records(batches)
                 # Shielded: a stop while Redis or Kafka is being written waits for the batch.
                 await asyncio.shield(self._handle(records))
                 offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-                try:
-                    await consumer.commit(offsets)
-                except CommitFailedError:
-                    # A rebalance took the partitions away; whoever has them now re-reads the
-                    # batch, and the idempotent state makes that harmless.
-                    log.warning("offset commit refused after a rebalance; batch will be re-read")
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(_commit(consumer, offsets))
         except asyncio.CancelledError:
+            if committing is not None:
+                await asyncio.gather(committing, return_exceptions=True)
             raise
         except (StoreUnavailableError, PublishError, KafkaError) as exc:
             log.critical(
                 "state or broker unavailable, consumption stopped", extra={"error": str(exc)}
             )
             self.failed = exc
+
+
+async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    try:
+        await consumer.commit(offsets)
+    except CommitFailedError:
+        # A rebalance took the partitions away; whoever has them now re-reads the batch, and
+        # the idempotent state makes that harmless.
+        log.warning("offset commit refused after a rebalance; batch will be re-read")
 
 
 def _records(batches: dict[TopicPartition, list[Any]]) -> list[RawRecord]:
