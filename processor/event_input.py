@@ -2,8 +2,8 @@
 
 Shared by every input path, so a rejection reads the same on the dead-letter topic whatever
 consumed the record. `schemas.events.DeliveryEvent` is the contract; a msgspec decoder that
-accepts a strict subset of it reads the common case about seven times faster, and anything it
-does not accept is judged by the pydantic model itself (which also words the rejection).
+accepts a strict subset of it reads the common case several times faster, and anything it does
+not accept is judged by the pydantic model itself (which also words the rejection).
 """
 
 from __future__ import annotations
