@@ -379,6 +379,12 @@ async def delete_keys(redis_url: str, prefix: str) -> int:
     return deleted
 
 
+async def remove_sandbox(sandbox: Sandbox) -> None:
+    """Delete a sandbox's Redis keys and topics (what a benchmark run leaves behind)."""
+    await delete_keys(sandbox.redis_url, sandbox.name)
+    await delete_topics(sandbox.bootstrap, sandbox.name)
+
+
 async def delete_topics(bootstrap: str, prefix: str) -> None:
     """Delete the topics whose names start with `prefix` (best effort)."""
     from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  # only needed here

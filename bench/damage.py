@@ -48,14 +48,13 @@ from aiokafka import AIOKafkaProducer
 from bench.common import (
     Sandbox,
     WorkerProcess,
-    delete_keys,
-    delete_topics,
     group_lag,
     load_average,
     machine_info,
     median,
     new_name,
     redis_version,
+    remove_sandbox,
     run_cli,
     stack_env,
     tail,
@@ -358,8 +357,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
             await consumer.stop()
         await worker.stop()
         if not args.keep:
-            await delete_keys(sandbox.redis_url, sandbox.name)
-            await delete_topics(sandbox.bootstrap, sandbox.name)
+            await remove_sandbox(sandbox)
     scenarios: dict[str, Any] = {}
     for scenario in ("bad-list", "onset"):
         rows = [r for r in runs if r["scenario"] == scenario]

@@ -40,8 +40,6 @@ from bench.common import (
     Sandbox,
     WorkerProcess,
     cpu_seconds,
-    delete_keys,
-    delete_topics,
     event_lines,
     group_lag,
     load_average,
@@ -50,6 +48,7 @@ from bench.common import (
     new_name,
     percentile,
     redis_version,
+    remove_sandbox,
     run_cli,
     stack_env,
     stack_pids,
@@ -271,8 +270,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             await consumer.stop()
         await worker.stop()
         if not args.keep:
-            await delete_keys(sandbox.redis_url, sandbox.name)
-            await delete_topics(sandbox.bootstrap, sandbox.name)
+            await remove_sandbox(sandbox)
     timed = [r["latency_from_ack_ms"] for r in results if not r.get("timeout")]
     from_send = [r["latency_from_send_ms"] for r in results if not r.get("timeout")]
     timeouts = sum(1 for r in results if r.get("timeout"))

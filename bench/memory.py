@@ -37,8 +37,6 @@ from bench.common import (
     BackgroundStream,
     Sandbox,
     WorkerProcess,
-    delete_keys,
-    delete_topics,
     event_lines,
     group_lag,
     load_average,
@@ -47,6 +45,7 @@ from bench.common import (
     new_name,
     produce_all,
     redis_version,
+    remove_sandbox,
     run_cli,
     stack_env,
     write_result,
@@ -264,8 +263,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
         await redis.aclose()
         await worker.stop()
         if not args.keep:
-            await delete_keys(sandbox.redis_url, sandbox.name)
-            await delete_topics(sandbox.bootstrap, sandbox.name)
+            await remove_sandbox(sandbox)
     rss_median = round(median(steady) / 2**20, 1) if steady else None
     per_id = measured["bytes_per_event_id"]
     bars = {
