@@ -23,6 +23,7 @@ from processor.adapters.redis_contact_reads import (
     pack_audience,
     unpack_audience,
 )
+from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
 from processor.contacts import (
     ATTEMPTED_EVENT_TYPES,
@@ -360,28 +361,26 @@ class RedisContactStore:
             return
         ttl = self._campaign_ttl_ms
         keys = self._keys
+        pipe = ScriptPipeline()
+        for tenant_id, (shard_index, packed) in by_tenant.items():
+            prefix = keys.contact_shard_prefix(tenant_id)
+            pipe.script(
+                self._merge, [f"{prefix}{shard}" for shard in shard_index], [b"".join(packed)]
+            )
+        for (tenant_id, campaign_id), contact_ids in attempted.items():
+            digests = b"".join({contact_digest(c) for c in contact_ids})
+            # An active campaign keeps its audience and owner until it can be resumed.
+            pipe.script(
+                self._mark_attempted,
+                [
+                    keys.campaign_attempted(tenant_id, campaign_id),
+                    keys.campaign_audience(tenant_id, campaign_id),
+                ],
+                [digests, ttl],
+            )
+            pipe.command("PEXPIRE", keys.campaign_owner(campaign_id), ttl)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for tenant_id, (shard_index, packed) in by_tenant.items():
-                    prefix = keys.contact_shard_prefix(tenant_id)
-                    await self._merge(
-                        keys=[f"{prefix}{shard}" for shard in shard_index],
-                        args=[b"".join(packed)],
-                        client=pipe,
-                    )
-                for (tenant_id, campaign_id), contact_ids in attempted.items():
-                    digests = b"".join({contact_digest(c) for c in contact_ids})
-                    # An active campaign keeps its audience and owner until it can be resumed.
-                    await self._mark_attempted(
-                        keys=[
-                            keys.campaign_attempted(tenant_id, campaign_id),
-                            keys.campaign_audience(tenant_id, campaign_id),
-                        ],
-                        args=[digests, ttl],
-                        client=pipe,
-                    )
-                    pipe.pexpire(keys.campaign_owner(campaign_id), ttl)
-                replies = await pipe.execute()
+            replies = await pipe.execute(self._client)
         except RedisError as exc:
             raise StoreUnavailableError(f"{doing} failed: {exc}") from exc
         unread = sum(int(reply[1]) for reply in replies[: len(by_tenant)])

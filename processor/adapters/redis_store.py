@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
 from processor.errors import StoreUnavailableError
 from processor.store import (
@@ -161,18 +162,18 @@ class RedisStore:
     async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
         """See `DetectionStore.load_campaigns`: one pipeline for the whole batch."""
         keys = self._keys
+        pipe = ScriptPipeline()
+        for ask in asks:
+            ref = ask.ref
+            script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
+            script_keys.extend(
+                keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
+                for day in ask.digests_by_day
+            )
+            args = [b"".join(digests) for digests in ask.digests_by_day.values()]
+            pipe.script(self._load, script_keys, args)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for ask in asks:
-                    ref = ask.ref
-                    script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
-                    script_keys.extend(
-                        keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
-                        for day in ask.digests_by_day
-                    )
-                    args = [b"".join(digests) for digests in ask.digests_by_day.values()]
-                    await self._load(keys=script_keys, args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await pipe.execute(self._client)
         except RedisError as exc:
             raise StoreUnavailableError(f"loading campaign state failed: {exc}") from exc
         loaded = []
@@ -196,30 +197,29 @@ class RedisStore:
     async def commit_campaigns(self, writes: list[CampaignWrite]) -> list[bool]:
         """See `DetectionStore.commit_campaigns`: one compare-and-set script per campaign."""
         keys = self._keys
+        pipe = ScriptPipeline()
+        if any(w.outbox for w in writes):
+            # Indexed before the write, so a crash right after it cannot hide the outbox.
+            pipe.command(
+                "SADD", keys.outbox_index(), *{_ref_member(w.ref) for w in writes if w.outbox}
+            )
+        for write in writes:
+            ref = write.ref
+            script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
+            args: list[Any] = [
+                write.expected_version,
+                write.blob,
+                self._paused_state_ttl_ms if write.paused else self._state_ttl_ms,
+                self._seen_ttl_ms,
+                encode_outbox(write.outbox) if write.outbox else "",
+                len(write.new_digests_by_day),
+            ]
+            for day, digests in write.new_digests_by_day.items():
+                script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
+                args.append(b"".join(digests))
+            pipe.script(self._commit, script_keys, args)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                if any(w.outbox for w in writes):
-                    # Indexed before the write, so a crash right after it cannot hide the outbox.
-                    pipe.sadd(
-                        keys.outbox_index(),
-                        *{_ref_member(w.ref) for w in writes if w.outbox},
-                    )
-                for write in writes:
-                    ref = write.ref
-                    script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
-                    args: list[Any] = [
-                        write.expected_version,
-                        write.blob,
-                        self._paused_state_ttl_ms if write.paused else self._state_ttl_ms,
-                        self._seen_ttl_ms,
-                        encode_outbox(write.outbox) if write.outbox else "",
-                        len(write.new_digests_by_day),
-                    ]
-                    for day, digests in write.new_digests_by_day.items():
-                        script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
-                        args.append(b"".join(digests))
-                    await self._commit(keys=script_keys, args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await pipe.execute(self._client)
         except RedisError as exc:
             raise StoreUnavailableError(f"writing campaign state failed: {exc}") from exc
         results = replies[1:] if any(w.outbox for w in writes) else replies
