@@ -7,6 +7,7 @@ without acking, so the unapplied records are read again after the restart.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -235,4 +236,16 @@ async def _apply_or_crash(
 def run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, log_level: str) -> None:
     """Run the app until SIGTERM or SIGINT, then stop cleanly (this call exits the process)."""
     worker = faust.Worker(app, loop=loop, loglevel=log_level, quiet=True, redirect_stdouts=False)
+    freeze_startup_heap()
     worker.execute_from_commandline()
+
+
+def freeze_startup_heap() -> None:
+    """Keep the objects made at start-up out of the garbage collector's full collections.
+
+    Faust, aiokafka and pydantic leave about 90,000 long-lived objects after start-up; every
+    full collection walked them all, stopping the worker for 70-100 ms every few seconds at
+    10,000 events/s (bench.latency). Frozen, those collections take 5-8 ms.
+    """
+    gc.collect()
+    gc.freeze()
