@@ -1,20 +1,20 @@
 """Decision latency: crossing event acknowledged by Kafka -> pause command readable on control.
 
 Usage: `source .stack/env && .venv/bin/python -m bench.latency [--rate R] [--crossings N]
-[--interval S] [--quick]`.
+[--interval S] [--quick] [--profile]`.
 
-A fresh `python -m processor worker` runs in its own sandbox. A background stream of the
-throughput benchmark's seeded demo-mix events (`bench.common.event_lines`, as they are) is
-produced into its delivery-events topic at a steady R events/s (default 3,000; the issue's
-bar is at half the rate one worker sustains in the throughput benchmark, so run it with that
-`--rate` too). On top,
-every S seconds, one more campaign (its own tenant, so no tenant escalation) is made to cross
-the hard-bounce rule: 200 `sent` events and n*-1 hard bounces (occurred_at = now), then, half
-an interval later, the n*-th hard bounce alone, where n* is the smallest bounce count for
-which `processor.domain.policy.evaluate` of the default hard-bounce rule over 200 sends says
-PAUSE. A consumer tails `<prefix>control`; a crossing's latency is from the crossing event's
-produce acknowledgement (acks=1, linger 0) to the pause command being returned by that
-consumer's `getmany`, both on this process's clock (also reported from the send call).
+A fresh `python -m processor worker` runs in its own sandbox. A background stream of the throughput
+benchmark's seeded demo-mix events (`bench.common.event_lines`, as they are) is produced into its
+delivery-events topic at a steady R events/s by a separate process (`bench.background`, like the MTA
+on another machine; default 3,000 events/s; the issue's bar is at half the rate one worker sustains
+in the throughput benchmark, so run it with that `--rate` too). On top, every S seconds, one more
+campaign (its own tenant, so no tenant escalation) is made to cross the hard-bounce rule: 200 `sent`
+events and n*-1 hard bounces (occurred_at = now), then, half an interval later, the n*-th hard
+bounce alone, where n* is the smallest bounce count for which `processor.domain.policy.evaluate` of
+the default hard-bounce rule over 200 sends says PAUSE. A consumer tails `<prefix>control`; a
+crossing's latency is from the crossing event's produce acknowledgement (acks=1, linger 0) to the
+pause command being returned by that consumer's `getmany`, both on this process's clock (also
+reported from the send call).
 
 Reported: p50/p90/p99/max over the crossings (p99 of fewer than 100 crossings is their
 maximum, nearest rank), the achieved background rate, the worker's lag and RSS, and how many
@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.common import (
+    RESULTS,
     BackgroundStream,
     Sandbox,
     WorkerProcess,
@@ -169,10 +170,12 @@ async def _sample(worker: WorkerProcess, sandbox: Sandbox, samples: list[dict[st
             samples.append({"at": time.time(), "lag": lag})
 
 
-def _cpu_now(worker: WorkerProcess) -> dict[str, float]:
-    """CPU seconds so far of this driver, the worker and the stack, and the wall clock."""
+def _cpu_now(worker: WorkerProcess, background: BackgroundStream) -> dict[str, float]:
+    """CPU seconds so far of this driver, its producer, the worker and the stack, and the clock."""
     now = {"wall": time.monotonic(), "driver": time.process_time()}
     pids = dict(stack_pids())
+    if background.pid is not None:
+        pids["producer"] = background.pid
     if worker.process is not None:
         pids["worker"] = worker.process.pid
     for name, pid in pids.items():
@@ -205,6 +208,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
     )
     parser.add_argument("--quick", action="store_true", help="30 crossings, 0.5 s apart")
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    parser.add_argument(
+        "--profile", action="store_true", help="worker under pyinstrument (latency-profile.txt)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.crossings, args.interval, args.warmup = 30, 0.5, 5.0
@@ -215,13 +221,16 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
     sandbox = Sandbox(stack, new_name("lat"), partitions=PARTITIONS)
     run_cli(sandbox, "topics", "create")
     topic = sandbox.topic("delivery-events")
-    worker = WorkerProcess(sandbox)
+    worker = WorkerProcess(
+        sandbox, profile_to=RESULTS / "latency-profile.txt" if args.profile else None
+    )
     worker.start()
     background = BackgroundStream(sandbox.bootstrap, topic, path, args.rate)
     producer = AIOKafkaProducer(bootstrap_servers=sandbox.bootstrap, acks=1, linger_ms=0)
     watch = PauseWatch()
     lag_samples: list[dict[str, Any]] = []
     tasks: list[asyncio.Task[None]] = []
+    producing: asyncio.Task[None] | None = None
     results: list[dict[str, Any]] = []
     consumer: Any = None
     load_start: list[float] = []
@@ -232,9 +241,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
         await worker.wait_ready()
         consumer = await tail(sandbox.bootstrap, sandbox.topic("control"), PARTITIONS)
         await producer.start()
+        producing = asyncio.create_task(background.run())
         tasks = [
             asyncio.create_task(watch.run(consumer)),
-            asyncio.create_task(background.run()),
             asyncio.create_task(_sample(worker, sandbox, lag_samples)),
         ]
         await asyncio.sleep(args.warmup)
@@ -245,7 +254,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             await asyncio.sleep(1)
         warmup_s = round(time.monotonic() - (background.started or 0), 1)
         load_start = load_average()
-        cpu_before = _cpu_now(worker)
+        cpu_before = _cpu_now(worker, background)
         run_id = uuid.uuid4().hex[:4]
         for k in range(args.crossings):
             started = time.monotonic()
@@ -256,9 +265,14 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             print(f"crossing {k + 1}: {results[-1].get('latency_from_ack_ms')} ms")
             await asyncio.sleep(max(0.0, args.interval - (time.monotonic() - started)))
         load_end = load_average()
-        cores = _cores_used(cpu_before, _cpu_now(worker))
+        cores = _cores_used(cpu_before, _cpu_now(worker, background))
         background.stop()
+        await producing
     finally:
+        if producing is not None:
+            background.stop()
+            with contextlib.suppress(Exception):
+                await producing
         for task in tasks:
             task.cancel()
         for task in tasks:
