@@ -14,8 +14,10 @@ into an 8-partition delivery-events topic. Then, interleaved, N times:
   consumer group's committed offsets reaching the end offsets (every event parsed, windows
   applied in Redis, decisions published, offsets committed).
 
-Each pair also drains the topic twice more in this process, as references that split the
-worker's cost: once building and parsing every record (`parse`), once running the whole
+Each pair also drains the topic three more times in this process, as references that split
+the worker's cost: once doing the least any Python detector of these events must do, one
+msgspec decode per batch into typed structs and a dict count per campaign and type, no checks
+(`floor`); once building and parsing every record (`parse`); once running the whole
 detection on an in-memory store, without Redis, contact state or publishing
 (`detect-in-memory`).
 
@@ -31,8 +33,10 @@ import asyncio
 import sys
 import time
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
@@ -59,7 +63,7 @@ from bench.common import (
 )
 from processor.detection import DetectionService
 from processor.domain.policy import PolicyBook
-from processor.event_input import parse_batch
+from processor.event_input import LeanEvent, parse_batch
 from processor.messages import RawRecord
 from processor.store import InMemoryStore
 
@@ -73,8 +77,10 @@ PARTITIONS = 8
 BATCH = 2000
 """The worker's default `batch_max_events`; the baseline asks for the same batches."""
 BAR = 0.6
-REFERENCE_STAGES = ("parse", "detect-in-memory")
+REFERENCE_STAGES = ("floor", "parse", "detect-in-memory")
 """In-process drains that do part of the worker's job, to show where its time goes."""
+Fetched = dict[TopicPartition, list[Any]]
+"""What `getmany` returns."""
 
 
 class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -94,14 +100,35 @@ class _NoPublisher:
         pass
 
 
-def _stage_handler(stage: str) -> Callable[[list[RawRecord]], Awaitable[object]] | None:
-    """What a reference drain does with each batch (None: nothing)."""
+_DECODE_FLOOR = msgspec.json.Decoder(list[LeanEvent]).decode
+
+
+def _raw_records(batches: Fetched) -> list[RawRecord]:
+    return [
+        RawRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+        for tp, messages in batches.items()
+        for m in messages
+    ]
+
+
+def _stage_handler(stage: str) -> Callable[[Fetched], Awaitable[object]] | None:
+    """What a reference drain does with each `getmany` result (None: nothing)."""
     if stage == "drain":
         return None
+    if stage == "floor":
+        counts: Counter[tuple[str, str, str]] = Counter()
+
+        async def floor(batches: Fetched) -> object:
+            values = [m.value for messages in batches.values() for m in messages]
+            events = _DECODE_FLOOR(b"[" + b",".join(values) + b"]")
+            counts.update((e.tenant_id, e.campaign_id, e.type) for e in events)
+            return counts
+
+        return floor
     if stage == "parse":
 
-        async def parse(records: list[RawRecord]) -> object:
-            return parse_batch(records, 15 * 60_000)
+        async def parse(batches: Fetched) -> object:
+            return parse_batch(_raw_records(batches), 15 * 60_000)
 
         return parse
     if stage == "detect-in-memory":
@@ -109,7 +136,11 @@ def _stage_handler(stage: str) -> Callable[[list[RawRecord]], Awaitable[object]]
         service = DetectionService(
             InMemoryStore(), _NoPublisher(), lambda: book, publish_periodic_health=False
         )
-        return service.apply
+
+        async def detect(batches: Fetched) -> object:
+            return await service.apply(_raw_records(batches))
+
+        return detect
     raise ValueError(stage)
 
 
@@ -119,9 +150,11 @@ async def run_baseline(
     """Drain the topic with a fresh group; time assignment -> end offsets.
 
     `stage` says what is done with each batch: nothing ("drain", the baseline), or, as
-    references that split the worker's cost, sendguard's event parsing ("parse": records
-    built and validated) or its whole detection on an in-memory store without Redis, contact
-    state or publishing ("detect-in-memory").
+    references that split the worker's cost: the least any Python detector of these events
+    must do ("floor": the values decoded into typed structs in one msgspec call per batch and
+    counted per campaign and type in a dict, no checks), sendguard's event parsing ("parse":
+    records built and validated) or its whole detection on an in-memory store without Redis,
+    contact state or publishing ("detect-in-memory").
     """
     handle = _stage_handler(stage)
     listener = _Assigned()
@@ -147,13 +180,7 @@ async def run_baseline(
                     count += len(messages)
                     positions[tp.partition] = messages[-1].offset + 1
             if handle is not None and batches:
-                await handle(
-                    [
-                        RawRecord(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
-                        for tp, messages in batches.items()
-                        for m in messages
-                    ]
-                )
+                await handle(batches)
         done = time.time()
     finally:
         await consumer.stop()
