@@ -136,8 +136,13 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     )
     names = topic_names(settings)
 
-    def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Awaitable[Any]]:
-        return app.producer.send(topic, key, value, None, None, None)
+    async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
+        try:
+            return await app.producer.send(topic, key, value, None, None, None)
+        except faust.exceptions.NotReady as exc:
+            # Faust's own error, not aiokafka's: without this a batch in flight while the
+            # producer stops would look like a bad record and be split up and dead-lettered.
+            raise PublishError(f"Kafka producer is not running: {exc}") from exc
 
     publisher = ConfirmedPublisher(send, names)
     detection = wiring.detection(publisher)
@@ -151,6 +156,12 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         detection.apply_isolating,
     )
     app.add_dependency(_ConsumerService(consumer, app))
+
+    @app.on_before_shutdown.connect
+    async def finish_detection(_sender: object, /, *_args: object, **_kwargs: object) -> None:
+        # Sent before the producer is flushed and stopped; dependencies stop after it, so
+        # the batch in flight finishes (and publishes) while Kafka can still be written.
+        await consumer.stop()
 
     _resume_agents(app, settings, wiring, publisher)
 

@@ -97,6 +97,7 @@ class BatchConsumer:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+            log.info("batch consumer stopped", extra={"topic": self._topic})
 
     async def _run(self) -> None:
         consumer = self._consumer

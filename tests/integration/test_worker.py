@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING
@@ -59,3 +61,53 @@ def test_a_bad_setting_stops_the_worker_with_the_variable_named(sandbox: Sandbox
     result = run_cli(sandbox, "worker", timeout_s=30)
     assert result.returncode == 2
     assert "SENDGUARD_REDIS_URL" in result.stderr
+
+
+async def test_sigterm_mid_stream_finishes_the_batch_in_flight_without_dead_letters(
+    sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer
+) -> None:
+    """Stopping while batches are applied publishes their decisions before Kafka is closed.
+
+    Each new campaign's first health snapshot is published with its batch, so a stop that
+    closed the producer under a batch in flight used to turn valid records into dead letters.
+    """
+    await worker.start()
+    topic = sandbox.topic("delivery-events")
+
+    async def stream() -> None:
+        for wave in range(10_000):
+            now = time.time()
+            await produce(
+                producer,
+                topic,
+                [
+                    event(
+                        event_id=f"e{wave}-{c}",
+                        tenant="acme",
+                        campaign=f"c{wave}-{c}",
+                        kind="sent",
+                        at=now,
+                        contact=f"u{c}",
+                    )
+                    for c in range(200)
+                ],
+            )
+
+    streaming = asyncio.create_task(stream())
+    try:
+        await read_topic(sandbox, sandbox.topic("health"), until=lambda m: len(m) >= 1000)
+        code = await worker.stop()  # while the stream goes on, so a batch is in flight
+    finally:
+        streaming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await streaming
+
+    assert code == 0
+    log = worker.log_text()
+    # The race itself is rare; the order that rules it out is not.
+    assert "batch consumer stopped" in log
+    assert log.index("batch consumer stopped") < log.index("Producer]: Stopping")
+    assert "dead-lettered" not in log
+    assert "Producer service not yet started" not in log
+    letters = await read_topic(sandbox, sandbox.topic("dead-letter"), until=bool, timeout_s=3)
+    assert letters == []
