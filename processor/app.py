@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 import mode
+from faust.exceptions import NotReady
 
 from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
@@ -139,7 +140,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
         try:
             return await app.producer.send(topic, key, value, None, None, None)
-        except faust.exceptions.NotReady as exc:
+        except NotReady as exc:
             # Faust's own error, not aiokafka's: without this a batch in flight while the
             # producer stops would look like a bad record and be split up and dead-lettered.
             raise PublishError(f"Kafka producer is not running: {exc}") from exc
