@@ -17,12 +17,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
-from bench.common import read_lines
+from bench.common import PartitionBatches, read_lines
 
 TICK_S = 0.01
 
@@ -39,41 +37,27 @@ async def produce(bootstrap: str, topic: str, path: Path, rate: float) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, compression_type=None)
     await producer.start()
-    partitions = sorted(await producer.partitions_for(topic))
-    partitioner = DefaultPartitioner()
+    out = PartitionBatches(producer, topic, sorted(await producer.partitions_for(topic)))
     records = read_lines(path)
     produced = 0
-    pending: list[asyncio.Future[Any]] = []
     started = reported = time.monotonic()
     try:
         while not stop.is_set():
             target = int(rate * (time.monotonic() - started))
-            batches: dict[int, Any] = {}
             while produced < target:
                 record = next(records, None)
                 if record is None:
                     return
-                key, value = record
-                part = partitioner(key, partitions, partitions)
-                batch = batches.get(part)
-                if batch is None:
-                    batch = batches[part] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=part))
-                    batch = batches[part] = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
+                await out.add(*record)
                 produced += 1
-            for part, batch in batches.items():
-                pending.append(await producer.send_batch(batch, topic, partition=part))
-            if len(pending) >= 256:
-                await asyncio.gather(*pending)
-                pending = []
+            await out.send()
+            await out.settle(more_than=255)
             if time.monotonic() - reported >= 1:
                 reported = time.monotonic()
                 _report(produced, started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
-        await asyncio.gather(*pending)
+        await out.settle()
     finally:
         _report(produced, started)
         await producer.stop()
