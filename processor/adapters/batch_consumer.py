@@ -118,15 +118,8 @@ class BatchConsumer:
                 if committing is not None and committing.done():
                     await committing  # raises if the commit failed
                     committing = None
-                if not batches:
-                    continue
-                records = _records(batches)
-                # Shielded: a stop while Redis or Kafka is being written waits for the batch.
-                await asyncio.shield(self._handle(records))
-                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(_commit(consumer, offsets))
+                if batches:
+                    committing = await self._apply(consumer, batches, committing)
         except asyncio.CancelledError:
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
@@ -136,6 +129,44 @@ class BatchConsumer:
                 "state or broker unavailable, consumption stopped", extra={"error": str(exc)}
             )
             self.failed = exc
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[Any]],
+        committing: asyncio.Task[None] | None,
+    ) -> asyncio.Task[None]:
+        """Apply one batch, then start committing it; returns that commit, in flight."""
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        handling = asyncio.ensure_future(self._handle(_records(batches)))
+        try:
+            # Shielded: a stop while Redis or Kafka is being written must not cut the batch in
+            # half. shield() alone would let stop() return (and the app close its producer)
+            # under the batch, so the stop waits for it here, then commits it.
+            await asyncio.shield(handling)
+        except asyncio.CancelledError:
+            await _finish_then_commit(consumer, handling, committing, offsets)
+            raise
+        if committing is not None:
+            await committing  # one commit in flight at a time, in order
+        return asyncio.create_task(_commit(consumer, offsets))
+
+
+async def _finish_then_commit(
+    consumer: AIOKafkaConsumer,
+    handling: asyncio.Future[object],
+    committing: asyncio.Task[None] | None,
+    offsets: dict[TopicPartition, int],
+) -> None:
+    """On stop: let the batch in flight finish, and commit it if it was applied."""
+    (outcome,) = await asyncio.gather(handling, return_exceptions=True)
+    if committing is not None:
+        await asyncio.gather(committing, return_exceptions=True)
+    if isinstance(outcome, BaseException):
+        # Not committed: the next worker reads the batch again, which the state makes harmless.
+        log.warning("batch in flight at stop failed", extra={"error": str(outcome)})
+        return
+    await asyncio.gather(_commit(consumer, offsets), return_exceptions=True)
 
 
 async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -1,0 +1,113 @@
+"""BatchConsumer on the real broker: a stop waits for the batch in flight and commits it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
+
+from processor.adapters.batch_consumer import BatchConsumer
+from processor.adapters.kafka import declare_topics
+from processor.settings import Settings
+from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aiokafka import AIOKafkaProducer
+
+    from processor.messages import RawRecord
+    from tests.integration.conftest import Sandbox
+
+
+def _settings(sandbox: Sandbox) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=sandbox.bootstrap,
+        redis_url=SecretStr(sandbox.stack["SENDGUARD_REDIS_URL"]),
+        topic_prefix=f"{sandbox.name}.",
+        redis_key_prefix=sandbox.name,
+        topic_partitions=1,
+        kafka_session_timeout_s=6,
+        batch_max_wait_ms=20,
+    )
+
+
+async def _committed(sandbox: Sandbox, group: str, tp: TopicPartition) -> int | None:
+    probe = AIOKafkaConsumer(bootstrap_servers=sandbox.bootstrap, group_id=group)
+    await probe.start()
+    try:
+        committed: int | None = await probe.committed(tp)
+        return committed
+    finally:
+        await probe.stop()
+
+
+async def test_stop_during_a_batch_returns_only_after_the_batch_finished_and_was_committed(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """stop() called while `handle` runs waits for it; the batch's offsets are committed.
+
+    Before, shield() let stop() return under the batch, and the app then closed the Kafka
+    producer the batch was still publishing with.
+    """
+    settings = _settings(sandbox)
+    await declare_topics(settings)
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    for n in range(5):
+        await producer.send_and_wait(topic, value=f"v{n}".encode(), key=b"k")
+
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(records: Sequence[RawRecord]) -> None:
+        entered.set()
+        await release.wait()
+        handled.extend((r.value or b"").decode() for r in records)
+
+    group = f"{sandbox.name}-group"
+    consumer = BatchConsumer(settings, topic, group, handle)
+    await consumer.start()
+    await asyncio.wait_for(entered.wait(), timeout=30)
+
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(0.3)
+    assert not stopping.done(), "stop() returned while the batch was still being applied"
+    release.set()
+    await asyncio.wait_for(stopping, timeout=30)
+
+    assert handled == [f"v{n}" for n in range(5)]
+    assert consumer.failed is None
+    assert await _committed(sandbox, group, TopicPartition(topic, 0)) == 5
+
+
+async def test_a_batch_that_fails_during_the_stop_is_not_committed(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """If the batch in flight fails while stopping, its offsets stay uncommitted (re-read)."""
+    settings = _settings(sandbox)
+    await declare_topics(settings)
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    await producer.send_and_wait(topic, value=b"v", key=b"k")
+
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handle(_records: Sequence[RawRecord]) -> None:
+        entered.set()
+        await release.wait()
+        message = "Kafka producer is not running"
+        raise RuntimeError(message)
+
+    group = f"{sandbox.name}-group"
+    consumer = BatchConsumer(settings, topic, group, handle)
+    await consumer.start()
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(0.1)
+    release.set()
+    await asyncio.wait_for(stopping, timeout=30)
+
+    assert await _committed(sandbox, group, TopicPartition(topic, 0)) is None
