@@ -61,6 +61,8 @@ class StoredCampaign:
     outbox: list[OutboxMessage]
     outbox_version: int
     seen: set[bytes]
+    speculative: bool = False
+    """Not read from the store: the worker's own cached state, digests unchecked."""
 
 
 @dataclass(slots=True)
@@ -74,6 +76,10 @@ class CampaignWrite:
     outbox: list[OutboxMessage]
     paused: bool = False
     """A paused campaign's state is kept longer, until it is resumed."""
+    speculative: bool = False
+    """Folded from this worker's cached state, without loading: the stored digests were not
+    checked. Refused (like a conflict) if any new digest was already applied or an outbox
+    awaits delivery, so the caller loads and folds again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +173,9 @@ class InMemoryStore:
         results = []
         for write in writes:
             version = self.campaigns.get(write.ref, (0, b""))[0]
-            if version != write.expected_version:
+            if version != write.expected_version or (
+                write.speculative and self._seen_or_outbox(write)
+            ):
                 results.append(False)
                 continue
             self.campaigns[write.ref] = (version + 1, write.blob)
@@ -177,6 +185,14 @@ class InMemoryStore:
                 self.outboxes[write.ref] = (version + 1, list(write.outbox))
             results.append(True)
         return results
+
+    def _seen_or_outbox(self, write: CampaignWrite) -> bool:
+        if write.ref in self.outboxes:
+            return True
+        return any(
+            not self.seen.get((write.ref, day), set()).isdisjoint(digests)
+            for day, digests in write.new_digests_by_day.items()
+        )
 
     async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
         """See `DetectionStore.clear_outbox`."""

@@ -64,9 +64,28 @@ end
 return reply
 """
 
-_COMMIT_CAMPAIGN = """
+# KEYS: the state hash, then one seen set per day. ARGV: expected version, state blob, state
+# TTL, seen TTL, outbox ('' for none), number of days, then each day's packed new digests.
+# Returns the new version, or 0 if refused.
+_CHECK_VERSION = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
+"""
+
+# A speculative write (folded from the worker's cached state, see CampaignWrite) is refused if
+# the fold could have been wrong: an outbox to deliver first, or a digest already applied.
+_CHECK_UNSEEN = """
+if redis.call('HEXISTS', KEYS[1], 'o') == 1 then return 0 end
+for d = 1, tonumber(ARGV[6]) do
+  for _, members in ipairs(slices(ARGV[6 + d])) do
+    for _, member in ipairs(redis.call('SMISMEMBER', KEYS[1 + d], unpack(members))) do
+      if member == 1 then return 0 end
+    end
+  end
+end
+"""
+
+_WRITE_CAMPAIGN = """
 local nv = v + 1
 redis.call('HSET', KEYS[1], 'v', nv, 's', ARGV[2])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[5], 'ov', nv) end
@@ -89,7 +108,8 @@ def _with_slices(script: str) -> str:
 
 
 _LOAD_CAMPAIGN = _with_slices(_LOAD_CAMPAIGN)
-_COMMIT_CAMPAIGN = _with_slices(_COMMIT_CAMPAIGN)
+_COMMIT_CAMPAIGN = _with_slices(_CHECK_VERSION + _WRITE_CAMPAIGN)
+_COMMIT_SPECULATIVE = _with_slices(_CHECK_VERSION + _CHECK_UNSEEN + _WRITE_CAMPAIGN)
 
 _CLEAR_OUTBOX = """
 if redis.call('HGET', KEYS[1], 'ov') == ARGV[1] then
@@ -154,6 +174,7 @@ class RedisStore:
         self._seen_ttl_ms = seen_ttl_ms
         self._load = client.register_script(_LOAD_CAMPAIGN)
         self._commit = client.register_script(_COMMIT_CAMPAIGN)
+        self._commit_speculative = client.register_script(_COMMIT_SPECULATIVE)
         self._clear = client.register_script(_CLEAR_OUTBOX)
         self._save_resume = client.register_script(_SAVE_RESUME)
         self._record_pause = client.register_script(_RECORD_PAUSE)
@@ -217,7 +238,8 @@ class RedisStore:
             for day, digests in write.new_digests_by_day.items():
                 script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
                 args.append(b"".join(digests))
-            pipe.script(self._commit, script_keys, args)
+            script = self._commit_speculative if write.speculative else self._commit
+            pipe.script(script, script_keys, args)
         try:
             replies = await pipe.execute(self._client)
         except RedisError as exc:

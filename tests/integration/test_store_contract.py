@@ -196,6 +196,48 @@ async def test_thousands_of_digests_in_one_write_are_all_remembered(
     assert loaded.seen == set(written)
 
 
+async def test_a_speculative_write_is_refused_if_a_digest_was_applied_before(
+    store: DetectionStore,
+) -> None:
+    """A write folded without loading is refused when one of its digests is already stored.
+
+    The same write, not speculative, is accepted: only a loaded fold has checked the digests.
+    """
+    assert await store.commit_campaigns([write(0, b"one", digests={DAY: [digest(1)]})]) == [True]
+    repeat = write(1, b"two", digests={DAY: [digest(2), digest(1)]})
+    repeat.speculative = True
+    assert await store.commit_campaigns([repeat]) == [False]
+    assert ((await load(store)).blob, (await load(store)).version) == (b"one", 1)
+
+    fresh = write(1, b"two", digests={DAY + 1: [digest(1)], DAY: [digest(3)]})
+    fresh.speculative = True
+    assert await store.commit_campaigns([fresh]) == [True]
+    loaded = await load(store, digests={DAY: [digest(2), digest(3)]})
+    assert (loaded.blob, loaded.version, loaded.seen) == (b"two", 2, {digest(3)})
+
+
+async def test_a_speculative_write_is_refused_while_an_outbox_awaits_delivery(
+    store: DetectionStore,
+) -> None:
+    """A write folded without loading never passes an outbox it did not see."""
+    assert await store.commit_campaigns([write(0, b"one", outbox=[decision(1)])]) == [True]
+    blind = write(1, b"two")
+    blind.speculative = True
+    assert await store.commit_campaigns([blind]) == [False]
+    await store.clear_outbox(REF, 1)
+    assert await store.commit_campaigns([blind]) == [True]
+
+
+async def test_a_speculative_write_at_a_stale_version_is_refused(store: DetectionStore) -> None:
+    """The version check holds for speculative writes too."""
+    assert await store.commit_campaigns([write(0, b"one")]) == [True]
+    assert await store.commit_campaigns([write(1, b"other worker")]) == [True]
+    stale = write(1, b"mine")
+    stale.speculative = True
+    assert await store.commit_campaigns([stale]) == [False]
+    assert (await load(store)).blob == b"other worker"
+
+
 # --- outbox ----------------------------------------------------------------------------------
 
 
@@ -560,3 +602,37 @@ async def test_tenant_escalation_does_not_depend_on_batch_boundaries(
     assert command["paused_campaigns"] == ["a", "b", "c"]
     for name in SPLITS.keys() - {"small"}:
         assert tenant_pauses[name] == tenant_pauses["small"], name
+
+
+async def test_a_campaign_this_worker_wrote_last_is_not_loaded_unless_a_duplicate_comes(
+    store: DetectionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next batch of a campaign folds the cached state with no load; a redelivery reloads.
+
+    The redelivered copy (same event id, later offset) is still counted once, as a duplicate.
+    """
+    loads: list[list[CampaignRef]] = []
+    real_load = store.load_campaigns
+
+    async def counting(asks: list[CampaignAsk]) -> list[StoredCampaign]:
+        loads.append([ask.ref for ask in asks])
+        return await real_load(asks)
+
+    monkeypatch.setattr(store, "load_campaigns", counting)
+    service = DetectionService(
+        store, RecordingPublisher(), lambda: BOOK, publish_periodic_health=False
+    )
+    bodies = recipient_events("acme", "spring", 30, at=NOW_MS / 1000 - 600)
+    records = to_records([(0, body) for body in [*bodies, bodies[3]]])
+
+    await service.apply(records[:20])
+    await service.apply(records[20:40])
+    assert loads == [[REF]]  # the first batch only
+
+    report = await service.apply(records[40:])
+    assert loads == [[REF], [REF]]  # refused speculatively, loaded, folded again
+    assert (report.applied, report.duplicates) == (20, 1)
+    (loaded,) = await store.load_campaigns([CampaignAsk(REF)])
+    assert loaded.blob is not None
+    state = decode_state(loaded.blob, BOOK.windows)
+    assert state.duplicates == 1
