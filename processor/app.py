@@ -21,12 +21,14 @@ from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
 from processor.errors import PublishError, StoreUnavailableError
 from processor.messages import RawRecord
+from processor.settings import WorkerRole
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable, Sequence
 
+    from processor.contact_merge import ContactMergeService
     from processor.detection import DetectionService, Publisher
     from processor.resume import AudienceIntake, ContactUpdateIntake, ResumeService
     from processor.settings import Settings
@@ -42,11 +44,14 @@ RESUME_INPUT_BATCH = 8
 class Wiring:
     """What the app needs from the outside, built by the CLI (or a test)."""
 
-    detection: Callable[[Publisher], DetectionService]
+    detection: Callable[[Publisher], DetectionService] | None = None
+    contact_merge: Callable[[], ContactMergeService] | None = None
     reload_policy: Callable[[], bool] | None = None
     audience: Callable[[Publisher], AudienceIntake] | None = None
     contact_updates: Callable[[Publisher], ContactUpdateIntake] | None = None
     resume: Callable[[Publisher], ResumeService] | None = None
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Run when the app stops (clients the use cases opened)."""
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -84,13 +89,26 @@ def to_raw_record(event: Any) -> RawRecord:
     )
 
 
+class _Closers(mode.Service):
+    """Closes the wiring's clients when the app stops."""
+
+    def __init__(self, closers: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        super().__init__()
+        self._closers = closers
+
+    async def on_stop(self) -> None:
+        for close in self._closers:
+            await close()
+
+
 class _ConsumerService(mode.Service):
     """Runs a BatchConsumer with the app; crashes the app if the consumer failed."""
 
-    def __init__(self, consumer: BatchConsumer, app: faust.App) -> None:
+    def __init__(self, consumer: BatchConsumer, app: faust.App, name: str) -> None:
         super().__init__()
         self._consumer = consumer
         self._app = app
+        self._name = name
 
     async def on_start(self) -> None:
         await self._consumer.start()
@@ -106,7 +124,7 @@ class _ConsumerService(mode.Service):
                 await self._app.crash(self._consumer.failed)
                 return
             if not announced and self._consumer.ready.is_set():
-                log.info("detection consumer ready")
+                log.info(f"{self._name} consumer ready")  # noqa: G004  # a fixed set of names
                 announced = True
             await self.sleep(0.2)
 
@@ -146,25 +164,61 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
             raise PublishError(f"Kafka producer is not running: {exc}") from exc
 
     publisher = ConfirmedPublisher(send, names)
-    detection = wiring.detection(publisher)
-
     # Delivery events are the hot path: whole batches straight from aiokafka (see
-    # adapters/batch_consumer.py), committed by us after each batch is applied.
-    consumer = BatchConsumer(
-        settings,
-        settings.topic(TopicRole.DELIVERY_EVENTS),
-        f"{settings.app_id}-detect",
-        detection.apply_isolating,
-    )
-    app.add_dependency(_ConsumerService(consumer, app))
+    # adapters/batch_consumer.py), committed by us after each batch is applied. Detection and
+    # the contact merge read them in groups of their own, so a pause never waits for contacts.
+    consumers: list[BatchConsumer] = []
+    if wiring.detection is not None:
+        detection = wiring.detection(publisher)
+        consumers.append(
+            _batch_consumer(app, settings, WorkerRole.DETECT, detection.apply_isolating)
+        )
+        _outbox_sweep(app, detection)
+    if wiring.contact_merge is not None:
+        merge = wiring.contact_merge()
+        consumers.append(_batch_consumer(app, settings, WorkerRole.CONTACTS, merge.apply))
 
     @app.on_before_shutdown.connect
-    async def finish_detection(_sender: object, /, *_args: object, **_kwargs: object) -> None:
+    async def finish_batches(_sender: object, /, *_args: object, **_kwargs: object) -> None:
         # Sent before the producer is flushed and stopped; dependencies stop after it, so
         # the batch in flight finishes (and publishes) while Kafka can still be written.
-        await consumer.stop()
+        for consumer in consumers:
+            await consumer.stop()
 
     _resume_agents(app, settings, wiring, publisher)
+    if wiring.closers:
+        app.add_dependency(_Closers(wiring.closers))
+
+    async def on_start() -> None:
+        if wiring.reload_policy is not None:
+            reload_policy = wiring.reload_policy
+            app.loop.add_signal_handler(signal.SIGHUP, reload_policy)
+
+    app.task(on_start)
+    return app
+
+
+def contact_group(settings: Settings) -> str:
+    """The consumer group of the contact merge (the resume agent waits for its commits)."""
+    return f"{settings.app_id}-{WorkerRole.CONTACTS.value}"
+
+
+def _batch_consumer(
+    app: faust.App,
+    settings: Settings,
+    role: WorkerRole,
+    handle: Callable[[Sequence[RawRecord]], Awaitable[object]],
+) -> BatchConsumer:
+    """A batch consumer of the delivery events in group `<app id>-<role>`, run with the app."""
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    consumer = BatchConsumer(settings, topic, role.value, handle)
+    name = "detection" if role is WorkerRole.DETECT else "contact"
+    app.add_dependency(_ConsumerService(consumer, app, name))
+    return consumer
+
+
+def _outbox_sweep(app: faust.App, detection: DetectionService) -> None:
+    """Publish outboxes a crash left behind: at start-up, then every few seconds."""
 
     async def sweep_outboxes() -> None:
         try:
@@ -178,15 +232,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     app.timer(OUTBOX_SWEEP_INTERVAL_S, name="sendguard.sweep_outboxes", on_leader=False)(
         sweep_outboxes
     )
-
-    async def on_start() -> None:
-        if wiring.reload_policy is not None:
-            reload_policy = wiring.reload_policy
-            app.loop.add_signal_handler(signal.SIGHUP, reload_policy)
-        await sweep_outboxes()
-
-    app.task(on_start)
-    return app
+    app.task(sweep_outboxes)
 
 
 def _resume_agents(

@@ -61,14 +61,22 @@ def with_resume(
     policy_book: Callable[[], PolicyBook],
 ) -> Wiring:
     """`wiring` plus the resume use cases: audience and contact-update intake, requests."""
+    from processor.adapters.kafka_progress import GroupProgress  # noqa: PLC0415  # same as below
+    from processor.app import contact_group  # noqa: PLC0415  # same as below
     from processor.resume import (  # noqa: PLC0415  # keep `sendguard --help` fast
         AudienceIntake,
         ContactUpdateIntake,
         ResumeService,
     )
+    from schemas.topics import TopicRole  # noqa: PLC0415  # same as above
 
+    # The contact merge may run in another process: its progress is read from Kafka.
+    progress = GroupProgress(
+        settings, settings.topic(TopicRole.DELIVERY_EVENTS), contact_group(settings)
+    )
     return replace(
         wiring,
+        closers=(*wiring.closers, progress.close),
         audience=lambda publisher: AudienceIntake(contacts, publisher),
         contact_updates=lambda publisher: ContactUpdateIntake(contacts, publisher),
         resume=lambda publisher: ResumeService(
@@ -78,6 +86,8 @@ def with_resume(
             policy_book,
             rules_for=settings.filter_rules,
             chunk_size=settings.resume_chunk_size,
+            contact_progress=progress,
+            contact_wait_s=settings.resume_contacts_wait_s,
         ),
     )
 

@@ -8,7 +8,6 @@ replayed or redelivered record is never counted twice. Decisions are stored with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 
     from processor.domain.policy import Policy, PolicyBook
     from processor.domain.windows import WindowSpec
-    from processor.event_input import EventView
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +63,6 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         """Send in order; raise PublishError if any was not acknowledged."""
-        ...
-
-
-class ContactSink(Protocol):
-    """Takes what delivery events teach about contacts (idempotent merges)."""
-
-    async def apply_events(self, events: Sequence[EventView]) -> None:
-        """Merge the events into contact state and campaigns' attempted sets."""
         ...
 
 
@@ -115,7 +105,6 @@ class DetectionService:
         publisher: Publisher,
         policy_book: Callable[[], PolicyBook],
         *,
-        contacts: ContactSink | None = None,
         max_future_skew_ms: int = 15 * 60_000,
         health_min_interval_s: float = 5.0,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
@@ -126,7 +115,6 @@ class DetectionService:
         self._store = store
         self._publisher = publisher
         self._policy_book = policy_book
-        self._contacts = contacts
         self._max_future_skew_ms = max_future_skew_ms
         self._health_interval_s = health_min_interval_s
         self._wall_clock = wall_clock
@@ -147,7 +135,6 @@ class DetectionService:
         """
         report = BatchReport()
         dead: list[OutboxMessage] = []
-        events: list[EventView] = []
         # Keyed by plain (tenant, campaign) tuples and with each partition's `source` built
         # once: per event, hashing a dataclass and formatting a string showed in profiles.
         pending: dict[tuple[str, str], _Pending] = {}
@@ -173,7 +160,6 @@ class DetectionService:
                 source,
                 record.offset if source is not None else None,
             )
-            events.append(event)
             key = (event.tenant_id, event.campaign_id)
             group = pending.get(key)
             if group is None:
@@ -182,14 +168,7 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
-        campaigns = self._apply_all_campaigns(list(pending.values()), report)
-        if self._contacts is not None and events:
-            # Contact merges are idempotent and get every event of the batch (duplicates too),
-            # so the two writes may finish in any order: a crash between them replays the batch
-            # harmlessly. Run together, Redis merges contacts while this process folds windows.
-            await asyncio.gather(self._contacts.apply_events(events), campaigns)
-        else:
-            await campaigns
+        await self._apply_all_campaigns(list(pending.values()), report)
         return report
 
     async def _apply_all_campaigns(self, todo: list[_Pending], report: BatchReport) -> None:

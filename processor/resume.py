@@ -43,6 +43,7 @@ from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
 
+    from processor.contact_merge import ContactProgress
     from processor.contacts import Candidates, ContactStore
     from processor.detection import Publisher
     from processor.domain.detector import CampaignState
@@ -88,6 +89,8 @@ class ResumeService:
         chunk_size: int = 1000,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
         run_ids: Callable[[], str] = lambda: uuid.uuid4().hex,
+        contact_progress: ContactProgress | None = None,
+        contact_wait_s: float = 30.0,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -99,6 +102,8 @@ class ResumeService:
         self._chunk_size = chunk_size
         self._wall_clock = wall_clock
         self._run_ids = run_ids
+        self._contact_progress = contact_progress
+        self._contact_wait_s = contact_wait_s
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Answer each request record; a bad one is dead-lettered, never raised.
@@ -133,6 +138,20 @@ class ResumeService:
                 outcome=checked, requested_by=request.requested_by, decided_at=decided_at
             )
         else:
+            behind = await self._contacts_behind()
+            if behind:
+                # Not saved: nothing was done, and the same request may be answered once the
+                # merge has caught up (a set filtered on stale contact state could mail someone
+                # who unsubscribed or bounced moments ago).
+                detail = (
+                    f"contact state is {behind} delivery events behind after waiting "
+                    f"{self._contact_wait_s:g} s; ask again shortly"
+                )
+                outcome = rejected_outcome(request, RejectionReason.CONTACTS_BEHIND, detail)
+                transient = ResumeRecord(
+                    outcome=outcome, requested_by=request.requested_by, decided_at=decided_at
+                )
+                return await self._answer(transient)
             outcome = await self._publish_set(request)
             episode = checked if outcome.accepted else 0
             record = ResumeRecord(
@@ -144,6 +163,15 @@ class ResumeService:
         # The commit point: from here on, every replay gives this answer (or one saved first).
         in_force = await self._contacts.save_resume_record(*ids, record.model_dump_json())
         return await self._answer(ResumeRecord.model_validate_json(in_force))
+
+    async def _contacts_behind(self) -> int:
+        """Delivery events produced before now and not yet merged into contact state."""
+        if self._contact_progress is None:
+            return 0
+        behind = await self._contact_progress.wait_caught_up(self._contact_wait_s)
+        if behind:
+            log.warning("contact merge behind, resume refused", extra={"behind": behind})
+        return behind
 
     async def _check(self, request: ResumeRequest) -> ResumeOutcome | int:
         """A rejection, or the pause episode the request may resume."""

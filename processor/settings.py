@@ -10,7 +10,7 @@ from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.domain.recipients import FilterRules
 from schemas.topics import TopicRole
@@ -36,6 +36,17 @@ class SaslMechanism(StrEnum):
 PositiveInt = Annotated[int, Field(gt=0)]
 ALL_TENANTS = "*"
 """The `resume_rules` key whose rules apply to every tenant (under per-tenant overrides)."""
+
+
+class WorkerRole(StrEnum):
+    """A part of the worker; each reads its topics in a consumer group of its own."""
+
+    DETECT = "detect"
+    """Windows, pause commands and health, from the delivery events."""
+    CONTACTS = "contacts"
+    """Contact state and attempted sets, from the delivery events."""
+    RESUME = "resume"
+    """Planned audiences, contact updates and resume requests."""
 
 
 class ResumeRules(BaseModel):
@@ -157,6 +168,19 @@ class Settings(BaseSettings):
         description='Resume filter rules: "*" for every tenant, then per-tenant overrides, e.g. '
         '{"*": {"stale_after": "P90D"}, "acme": {"require_explicit_consent": true}}.',
     )
+    worker_roles: Annotated[frozenset[WorkerRole], NoDecode] = Field(
+        default=frozenset(WorkerRole),
+        min_length=1,
+        description="What `sendguard worker` runs, comma-separated: detect, contacts, resume "
+        "(all by default). Run detect in a process of its own when pauses must not wait for "
+        "the contact merge's CPU.",
+    )
+    resume_contacts_wait_s: float = Field(
+        default=30,
+        ge=0,
+        description="How long a resume request waits for the contact merge to catch up before "
+        "it is refused as contacts_behind.",
+    )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("redis_url")
@@ -165,6 +189,13 @@ class Settings(BaseSettings):
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError(f"must start with redis://, rediss:// or unix://, not {scheme!r}://")
+        return value
+
+    @field_validator("worker_roles", mode="before")
+    @classmethod
+    def _roles_may_be_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("resume_rules")

@@ -48,6 +48,8 @@ class RejectionReason(StrEnum):
     NOT_PAUSED = "not_paused"
     PRIVILEGED_PAUSE = "privileged_pause"
     NO_RECIPIENTS_REMAIN = "no_recipients_remain"
+    CONTACTS_BEHIND = "contacts_behind"
+    """Transient: the contact merge had not caught up; the same request may be sent again."""
 
 
 class ResumeOutcome(OutputMessage):

@@ -47,12 +47,13 @@ class BatchConsumer:
         self,
         settings: Settings,
         topic: str,
-        group_id: str,
+        role: str,
         handle: Callable[[Sequence[RawRecord]], Awaitable[object]],
     ) -> None:
         self._settings = settings
         self._topic = topic
-        self._group_id = group_id
+        self._role = role
+        self.group_id = f"{settings.app_id}-{role}"
         self._handle = handle
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -64,9 +65,9 @@ class BatchConsumer:
         instance = settings.kafka_group_instance_id
         return AIOKafkaConsumer(
             **client_options(settings),
-            group_id=self._group_id,
-            group_instance_id=f"{instance}-detect" if instance else None,
-            client_id=f"{settings.app_id}-detect-{socket.gethostname()}",
+            group_id=self.group_id,
+            group_instance_id=f"{instance}-{self._role}" if instance else None,
+            client_id=f"{settings.app_id}-{self._role}-{socket.gethostname()}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=settings.kafka_session_timeout_s * 1000,

@@ -131,10 +131,23 @@ def run_cli(
 class WorkerProcess:
     """`sendguard worker` as a real process, started and stopped by tests."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(
+        self, sandbox: Sandbox, *, name: str = "worker", env: dict[str, str] | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = sandbox.data_dir.parent / "worker.log"
+        self.log_path = sandbox.data_dir.parent / f"{name}.log"
+        self.env = dict(env or {})
+        """Overrides of the sandbox's environment for this process only."""
+
+    def _ready_lines(self) -> list[str]:
+        roles = self.env.get("SENDGUARD_WORKER_ROLES", "detect,contacts,resume")
+        lines = ["Worker ready"]
+        if "detect" in roles:
+            lines.append("detection consumer ready")
+        if "contacts" in roles:
+            lines.append("contact consumer ready")
+        return lines
 
     async def start(self, *, ready_timeout_s: float = 90) -> None:
         """Start and wait until the worker has its partitions (its log says so)."""
@@ -143,7 +156,7 @@ class WorkerProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(  # noqa: ASYNC220  # a long-lived child, not awaited here
                 [sys.executable, "-m", "processor", "worker"],
-                env=self.sandbox.env(),
+                env={**self.sandbox.env(), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.sandbox.data_dir.parent,
@@ -151,7 +164,7 @@ class WorkerProcess:
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             text = self.log_path.read_bytes()[start:].decode(errors="replace")
-            if "Worker ready" in text and "detection consumer ready" in text:
+            if all(line in text for line in self._ready_lines()):
                 return
             if self.process.poll() is not None:
                 break

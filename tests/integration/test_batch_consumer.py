@@ -28,6 +28,7 @@ def _settings(sandbox: Sandbox) -> Settings:
         redis_url=SecretStr(sandbox.stack["SENDGUARD_REDIS_URL"]),
         topic_prefix=f"{sandbox.name}.",
         redis_key_prefix=sandbox.name,
+        app_id=sandbox.name,
         topic_partitions=1,
         kafka_session_timeout_s=6,
         batch_max_wait_ms=20,
@@ -67,8 +68,8 @@ async def test_stop_during_a_batch_returns_only_after_the_batch_finished_and_was
         await release.wait()
         handled.extend((r.value or b"").decode() for r in records)
 
-    group = f"{sandbox.name}-group"
-    consumer = BatchConsumer(settings, topic, group, handle)
+    consumer = BatchConsumer(settings, topic, "test", handle)
+    group = consumer.group_id
     await consumer.start()
     await asyncio.wait_for(entered.wait(), timeout=30)
 
@@ -101,8 +102,8 @@ async def test_a_batch_that_fails_during_the_stop_is_not_committed(
         message = "Kafka producer is not running"
         raise RuntimeError(message)
 
-    group = f"{sandbox.name}-group"
-    consumer = BatchConsumer(settings, topic, group, handle)
+    consumer = BatchConsumer(settings, topic, "test", handle)
+    group = consumer.group_id
     await consumer.start()
     await asyncio.wait_for(entered.wait(), timeout=30)
     stopping = asyncio.create_task(consumer.stop())

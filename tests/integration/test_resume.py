@@ -15,7 +15,7 @@ from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
 from processor.resume_messages import clone_campaign_id
 from schemas.audience import ConsentState
-from tests.integration.conftest import produce, read_topic, run_cli
+from tests.integration.conftest import WorkerProcess, produce, read_topic, run_cli
 from tests.integration.resume_support import (
     DAY_S,
     History,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
     from redis.asyncio import Redis
 
-    from tests.integration.conftest import Sandbox, WorkerProcess
+    from tests.integration.conftest import Sandbox
 
 
 def varied_history(ids: list[str], now: float) -> History:
@@ -215,3 +215,59 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
     code, error = resume_cli(sandbox, "acme", "c-done", "--timeout", "3")
     assert code == 2
     assert "no answer" in error
+
+
+async def test_roles_in_separate_processes_and_a_resume_waits_for_the_contact_merge(
+    sandbox: Sandbox, producer: AIOKafkaProducer, redis: Redis
+) -> None:
+    """Detection, the contact merge and resume in three processes (SENDGUARD_WORKER_ROLES).
+
+    While no contact merge runs, a resume of the paused campaign is refused as contacts_behind
+    (its set would ignore the unsubscribes); once it runs, the same request id is accepted.
+    """
+
+    def role(name: str, roles: str) -> WorkerProcess:
+        return WorkerProcess(
+            sandbox,
+            name=name,
+            env={
+                "SENDGUARD_WORKER_ROLES": roles,
+                "SENDGUARD_KAFKA_GROUP_INSTANCE_ID": f"{sandbox.name}-{name}",
+                "SENDGUARD_RESUME_CONTACTS_WAIT_S": "1",
+            },
+        )
+
+    detect, resume, contacts = role("detect", "detect"), role("resume", "resume"), None
+    try:
+        await detect.start()
+        await resume.start()
+        ids = [f"u{n}" for n in range(320)]
+        await produce(producer, sandbox.topic("audience"), audience("acme", "c1", ids, 160))
+        now = time.time()
+        history = History("acme")
+        for contact in ids[300:310]:
+            history.event("c-old", "unsubscribe", contact, now - DAY_S)
+        history.pausing("c1", ids[:300], now)
+        await produce(producer, sandbox.topic("delivery-events"), history.events)
+        await wait_for_audience(redis, sandbox, "acme", "c1", 2)
+        await wait_for_pauses(sandbox, {"acme:c1"})
+
+        code, refused = resume_cli(sandbox, "acme", "c1", "--request-id", "req-1")
+        assert code == 1, json.dumps(refused)
+        assert refused["rejection"] == "contacts_behind"
+        assert "delivery events behind" in refused["detail"]
+
+        contacts = role("contacts", "contacts")
+        await contacts.start()
+        code, outcome = resume_cli(sandbox, "acme", "c1", "--request-id", "req-1")
+        assert code == 0, json.dumps(outcome)
+        expected = brute_force(history, ids, "c1", datetime.now(UTC))
+        assert outcome["excluded"] == expected["excluded"] == {"unsubscribed": 10}
+        assert (outcome["total_recipients"], outcome["already_attempted"]) == (10, 300)
+        check_set(await read_set(sandbox, clone_campaign_id("c1", "req-1")), expected, 1000)
+        assert "contact consumer ready" not in detect.log_text()
+        assert "detection consumer ready" not in contacts.log_text()
+    finally:
+        for process in (detect, resume, contacts):
+            if process is not None:
+                await process.stop()

@@ -26,6 +26,7 @@ from schemas.resume import ExclusionReason, ResumeRequest
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from processor.contact_merge import ContactProgress
     from schemas.topics import TopicRole
 
 BOOK = PolicyBook()
@@ -58,7 +59,13 @@ class ListPublisher:
 class World:
     """The stores, the publisher and the service under test."""
 
-    def __init__(self, *, chunk_size: int = 1000, rules: FilterRules | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        chunk_size: int = 1000,
+        rules: FilterRules | None = None,
+        contact_progress: ContactProgress | None = None,
+    ) -> None:
         self.store = InMemoryStore()
         self.contacts = InMemoryContactStore()
         self.publisher = ListPublisher()
@@ -72,6 +79,8 @@ class World:
             chunk_size=chunk_size,
             wall_clock=lambda: DECIDED,
             run_ids=lambda: f"run{next(runs)}",
+            contact_progress=contact_progress,
+            contact_wait_s=2.5,
         )
 
     async def plan(self, tenant: str, campaign: str, chunks: list[list[str]]) -> list[Recipient]:

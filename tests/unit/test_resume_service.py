@@ -337,3 +337,48 @@ async def test_a_replay_never_resumes_a_later_pause_episode() -> None:
     await world.service.handle(request())
 
     assert world.state("t1", "c1")[1].status is CampaignStatus.PAUSED
+
+
+class ScriptedProgress:
+    """A `ContactProgress` that reports events still behind from a script, one per call."""
+
+    def __init__(self, *behind: int) -> None:
+        self.behind = list(behind)
+        self.waits: list[float] = []
+
+    async def wait_caught_up(self, timeout_s: float) -> int:
+        """The next scripted figure."""
+        self.waits.append(timeout_s)
+        return self.behind.pop(0)
+
+
+async def test_a_resume_waits_for_the_contact_merge_and_is_refused_unsaved_if_it_lags() -> None:
+    """Behind after the wait: refused as contacts_behind, nothing published but the outcome.
+
+    The refusal is not saved, so the same request id is answered afresh once caught up.
+    """
+    progress = ScriptedProgress(42, 0)
+    world = World(contact_progress=progress)
+    await world.plan("t1", "c1", [["a", "b"]])
+    world.pause("t1", "c1")
+
+    refused = await world.service.handle(request())
+    assert refused.rejection is RejectionReason.CONTACTS_BEHIND
+    assert "42 delivery events behind" in refused.detail
+    assert world.publisher.on(TopicRole.RECIPIENT_SETS) == []
+    assert world.publisher.on(TopicRole.CONTROL) == []
+    assert world.state("t1", "c1")[1].status is CampaignStatus.PAUSED
+
+    accepted = await world.service.handle(request())
+    assert accepted.accepted
+    assert accepted.total_recipients == 2
+    assert progress.waits == [2.5, 2.5]
+
+
+async def test_a_request_refused_before_the_filter_does_not_wait_for_the_contact_merge() -> None:
+    """An unknown campaign is refused at once: the merge's progress is not asked."""
+    progress = ScriptedProgress()
+    world = World(contact_progress=progress)
+    outcome = await world.service.handle(request())
+    assert outcome.rejection is RejectionReason.UNKNOWN_CAMPAIGN
+    assert progress.waits == []
