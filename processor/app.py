@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable, Sequence
 
-    from processor.contact_merge import ContactMergeService
     from processor.detection import DetectionService, Publisher
     from processor.resume import AudienceIntake, ContactUpdateIntake, ResumeService
     from processor.settings import Settings
@@ -45,7 +44,6 @@ class Wiring:
     """What the app needs from the outside, built by the CLI (or a test)."""
 
     detection: Callable[[Publisher], DetectionService] | None = None
-    contact_merge: Callable[[], ContactMergeService] | None = None
     reload_policy: Callable[[], bool] | None = None
     audience: Callable[[Publisher], AudienceIntake] | None = None
     contact_updates: Callable[[Publisher], ContactUpdateIntake] | None = None
@@ -104,11 +102,10 @@ class _Closers(mode.Service):
 class _ConsumerService(mode.Service):
     """Runs a BatchConsumer with the app; crashes the app if the consumer failed."""
 
-    def __init__(self, consumer: BatchConsumer, app: faust.App, name: str) -> None:
+    def __init__(self, consumer: BatchConsumer, app: faust.App) -> None:
         super().__init__()
         self._consumer = consumer
         self._app = app
-        self._name = name
 
     async def on_start(self) -> None:
         await self._consumer.start()
@@ -124,7 +121,7 @@ class _ConsumerService(mode.Service):
                 await self._app.crash(self._consumer.failed)
                 return
             if not announced and self._consumer.ready.is_set():
-                log.info(f"{self._name} consumer ready")  # noqa: G004  # a fixed set of names
+                log.info("detection consumer ready")
                 announced = True
             await self.sleep(0.2)
 
@@ -165,18 +162,12 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
 
     publisher = ConfirmedPublisher(send, names)
     # Delivery events are the hot path: whole batches straight from aiokafka (see
-    # adapters/batch_consumer.py), committed by us after each batch is applied. Detection and
-    # the contact merge read them in groups of their own, so a pause never waits for contacts.
+    # adapters/batch_consumer.py), committed by us after each batch is applied.
     consumers: list[BatchConsumer] = []
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
-        consumers.append(
-            _batch_consumer(app, settings, WorkerRole.DETECT, detection.apply_isolating)
-        )
+        consumers.append(_detection_consumer(app, settings, detection))
         _outbox_sweep(app, detection)
-    if wiring.contact_merge is not None:
-        merge = wiring.contact_merge()
-        consumers.append(_batch_consumer(app, settings, WorkerRole.CONTACTS, merge.apply))
 
     @app.on_before_shutdown.connect
     async def finish_batches(_sender: object, /, *_args: object, **_kwargs: object) -> None:
@@ -198,22 +189,18 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     return app
 
 
-def contact_group(settings: Settings) -> str:
-    """The consumer group of the contact merge (the resume agent waits for its commits)."""
-    return f"{settings.app_id}-{WorkerRole.CONTACTS.value}"
+def detection_group(settings: Settings) -> str:
+    """Detection's consumer group: it commits a batch once its contacts are merged too."""
+    return f"{settings.app_id}-{WorkerRole.DETECT.value}"
 
 
-def _batch_consumer(
-    app: faust.App,
-    settings: Settings,
-    role: WorkerRole,
-    handle: Callable[[Sequence[RawRecord]], Awaitable[object]],
+def _detection_consumer(
+    app: faust.App, settings: Settings, detection: DetectionService
 ) -> BatchConsumer:
-    """A batch consumer of the delivery events in group `<app id>-<role>`, run with the app."""
+    """The batch consumer of the delivery events, run with the app."""
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
-    consumer = BatchConsumer(settings, topic, role.value, handle)
-    name = "detection" if role is WorkerRole.DETECT else "contact"
-    app.add_dependency(_ConsumerService(consumer, app, name))
+    consumer = BatchConsumer(settings, topic, WorkerRole.DETECT.value, detection.apply_isolating)
+    app.add_dependency(_ConsumerService(consumer, app))
     return consumer
 
 

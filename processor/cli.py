@@ -93,7 +93,6 @@ def worker() -> None:
     from processor.adapters.kafka import declare_topics  # noqa: PLC0415  # heavy imports only here
     from processor.app import Wiring, create_app, run_worker  # noqa: PLC0415  # same as above
     from processor.cli_resume import build_contact_store, with_resume  # noqa: PLC0415  # same
-    from processor.contact_merge import ContactMergeService  # noqa: PLC0415  # same as above
     from processor.detection import DetectionService, Publisher  # noqa: PLC0415  # same as above
     from processor.logs import configure_logging  # noqa: PLC0415  # same as above
     from processor.policy_file import PolicyHolder  # noqa: PLC0415  # same as above
@@ -123,19 +122,15 @@ def worker() -> None:
             store,
             publisher,
             holder,
+            contacts=contacts,
             max_future_skew_ms=skew_ms,
             health_min_interval_s=settings.health_min_interval_s,
             state_cache_campaigns=settings.state_cache_campaigns,
         )
 
-    def contact_merge() -> ContactMergeService:
-        return ContactMergeService(contacts, max_future_skew_ms=skew_ms)
-
     roles = settings.worker_roles
     wiring = Wiring(
-        detection=detection if WorkerRole.DETECT in roles else None,
-        contact_merge=contact_merge if WorkerRole.CONTACTS in roles else None,
-        reload_policy=holder.reload,
+        detection=detection if WorkerRole.DETECT in roles else None, reload_policy=holder.reload
     )
     if WorkerRole.RESUME in roles:
         wiring = with_resume(wiring, settings, store, contacts, holder)

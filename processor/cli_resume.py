@@ -62,7 +62,7 @@ def with_resume(
 ) -> Wiring:
     """`wiring` plus the resume use cases: audience and contact-update intake, requests."""
     from processor.adapters.kafka_progress import GroupProgress  # noqa: PLC0415  # same as below
-    from processor.app import contact_group  # noqa: PLC0415  # same as below
+    from processor.app import detection_group  # noqa: PLC0415  # same as below
     from processor.resume import (  # noqa: PLC0415  # keep `sendguard --help` fast
         AudienceIntake,
         ContactUpdateIntake,
@@ -70,9 +70,9 @@ def with_resume(
     )
     from schemas.topics import TopicRole  # noqa: PLC0415  # same as above
 
-    # The contact merge may run in another process: its progress is read from Kafka.
+    # Detection merges contacts, maybe in another process: its progress is read from Kafka.
     progress = GroupProgress(
-        settings, settings.topic(TopicRole.DELIVERY_EVENTS), contact_group(settings)
+        settings, settings.topic(TopicRole.DELIVERY_EVENTS), detection_group(settings)
     )
     return replace(
         wiring,

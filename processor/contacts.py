@@ -127,7 +127,7 @@ class ContactStore(Protocol):
     """Durable contact state, attempted sets, planned audiences and resume outcomes.
 
     Every write is an idempotent merge, so replayed input changes nothing. It satisfies
-    the contact merge's `ContactSink` (`apply_events`).
+    detection's `ContactSink` (`apply_events`).
     """
 
     async def apply_events(self, events: Sequence[EventView]) -> None:

@@ -8,6 +8,7 @@ replayed or redelivered record is never counted twice. Decisions are stored with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
     from processor.domain.policy import Policy, PolicyBook
     from processor.domain.windows import WindowSpec
+    from processor.event_input import EventView
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,14 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         """Send in order; raise PublishError if any was not acknowledged."""
+        ...
+
+
+class ContactSink(Protocol):
+    """Takes what delivery events teach about contacts (idempotent merges)."""
+
+    async def apply_events(self, events: Sequence[EventView]) -> None:
+        """Merge the events into contact state and campaigns' attempted sets."""
         ...
 
 
@@ -105,6 +115,7 @@ class DetectionService:
         publisher: Publisher,
         policy_book: Callable[[], PolicyBook],
         *,
+        contacts: ContactSink | None = None,
         max_future_skew_ms: int = 15 * 60_000,
         health_min_interval_s: float = 5.0,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
@@ -115,6 +126,7 @@ class DetectionService:
         self._store = store
         self._publisher = publisher
         self._policy_book = policy_book
+        self._contacts = contacts
         self._max_future_skew_ms = max_future_skew_ms
         self._health_interval_s = health_min_interval_s
         self._wall_clock = wall_clock
@@ -135,6 +147,7 @@ class DetectionService:
         """
         report = BatchReport()
         dead: list[OutboxMessage] = []
+        events: list[EventView] = []
         # Keyed by plain (tenant, campaign) tuples and with each partition's `source` built
         # once: per event, hashing a dataclass and formatting a string showed in profiles.
         pending: dict[tuple[str, str], _Pending] = {}
@@ -160,6 +173,7 @@ class DetectionService:
                 source,
                 record.offset if source is not None else None,
             )
+            events.append(event)
             key = (event.tenant_id, event.campaign_id)
             group = pending.get(key)
             if group is None:
@@ -168,7 +182,14 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
-        await self._apply_all_campaigns(list(pending.values()), report)
+        campaigns = self._apply_all_campaigns(list(pending.values()), report)
+        if self._contacts is not None and events:
+            # Contact merges are idempotent and get every event of the batch (duplicates too),
+            # so the two writes may finish in any order: a crash between them replays the batch
+            # harmlessly. Run together, Redis merges contacts while this process folds windows.
+            await asyncio.gather(self._contacts.apply_events(events), campaigns)
+        else:
+            await campaigns
         return report
 
     async def _apply_all_campaigns(self, todo: list[_Pending], report: BatchReport) -> None:

@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -43,7 +43,6 @@ from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
 
-    from processor.contact_merge import ContactProgress
     from processor.contacts import Candidates, ContactStore
     from processor.detection import Publisher
     from processor.domain.detector import CampaignState
@@ -73,6 +72,14 @@ def parse_input(record: RawRecord, model: type[_Model], error_type: str) -> _Mod
         bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
         kind = "invalid_json" if bad_json else error_type
         raise InvalidInputError(kind, describe_validation_error(exc)) from exc
+
+
+class ContactProgress(Protocol):
+    """How far the merge of delivery events into contact state is behind them."""
+
+    async def wait_caught_up(self, timeout_s: float) -> int:
+        """Wait until every event produced before the call is merged; events still behind."""
+        ...
 
 
 class ResumeService:

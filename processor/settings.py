@@ -42,9 +42,7 @@ class WorkerRole(StrEnum):
     """A part of the worker; each reads its topics in a consumer group of its own."""
 
     DETECT = "detect"
-    """Windows, pause commands and health, from the delivery events."""
-    CONTACTS = "contacts"
-    """Contact state and attempted sets, from the delivery events."""
+    """From the delivery events: windows, pause commands, health, and the contact merge."""
     RESUME = "resume"
     """Planned audiences, contact updates and resume requests."""
 
@@ -171,15 +169,15 @@ class Settings(BaseSettings):
     worker_roles: Annotated[frozenset[WorkerRole], NoDecode] = Field(
         default=frozenset(WorkerRole),
         min_length=1,
-        description="What `sendguard worker` runs, comma-separated: detect, contacts, resume "
-        "(all by default). Run detect in a process of its own when pauses must not wait for "
-        "the contact merge's CPU.",
+        description="What `sendguard worker` runs, comma-separated: detect, resume (both by "
+        "default). Resume in a process of its own keeps a large audience's filtering from "
+        "delaying pauses.",
     )
     resume_contacts_wait_s: float = Field(
         default=30,
         ge=0,
-        description="How long a resume request waits for the contact merge to catch up before "
-        "it is refused as contacts_behind.",
+        description="How long a resume request waits for detection to merge every delivery "
+        "event produced before it into contact state; then it is refused as contacts_behind.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -1,6 +1,6 @@
 """How far a consumer group is behind a topic, read from Kafka: end offsets against group commits.
 
-The resume agent uses it to wait for the contact merge, which may run in another process.
+The resume agent uses it to wait for detection (which merges contacts), maybe in another process.
 aiokafka errors become PublishError here (Kafka unavailable: the request is read again later).
 """
 

@@ -141,13 +141,8 @@ class WorkerProcess:
         """Overrides of the sandbox's environment for this process only."""
 
     def _ready_lines(self) -> list[str]:
-        roles = self.env.get("SENDGUARD_WORKER_ROLES", "detect,contacts,resume")
-        lines = ["Worker ready"]
-        if "detect" in roles:
-            lines.append("detection consumer ready")
-        if "contacts" in roles:
-            lines.append("contact consumer ready")
-        return lines
+        roles = self.env.get("SENDGUARD_WORKER_ROLES", "detect,resume")
+        return ["Worker ready", *(["detection consumer ready"] if "detect" in roles else [])]
 
     async def start(self, *, ready_timeout_s: float = 90) -> None:
         """Start and wait until the worker has its partitions (its log says so)."""

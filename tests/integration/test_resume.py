@@ -217,13 +217,14 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
     assert "no answer" in error
 
 
-async def test_roles_in_separate_processes_and_a_resume_waits_for_the_contact_merge(
+async def test_roles_in_separate_processes_and_a_resume_waits_for_detection(
     sandbox: Sandbox, producer: AIOKafkaProducer, redis: Redis
 ) -> None:
-    """Detection, the contact merge and resume in three processes (SENDGUARD_WORKER_ROLES).
+    """Detection and resume in two processes (SENDGUARD_WORKER_ROLES).
 
-    While no contact merge runs, a resume of the paused campaign is refused as contacts_behind
-    (its set would ignore the unsubscribes); once it runs, the same request id is accepted.
+    With detection stopped after the pause, unsubscribes produced meanwhile are not merged yet:
+    a resume is refused as contacts_behind rather than mail them. Once detection runs again,
+    the same request id is accepted, without them.
     """
 
     def role(name: str, roles: str) -> WorkerProcess:
@@ -237,7 +238,7 @@ async def test_roles_in_separate_processes_and_a_resume_waits_for_the_contact_me
             },
         )
 
-    detect, resume, contacts = role("detect", "detect"), role("resume", "resume"), None
+    detect, resume = role("detect", "detect"), role("resume", "resume")
     try:
         await detect.start()
         await resume.start()
@@ -245,29 +246,29 @@ async def test_roles_in_separate_processes_and_a_resume_waits_for_the_contact_me
         await produce(producer, sandbox.topic("audience"), audience("acme", "c1", ids, 160))
         now = time.time()
         history = History("acme")
-        for contact in ids[300:310]:
-            history.event("c-old", "unsubscribe", contact, now - DAY_S)
         history.pausing("c1", ids[:300], now)
         await produce(producer, sandbox.topic("delivery-events"), history.events)
         await wait_for_audience(redis, sandbox, "acme", "c1", 2)
         await wait_for_pauses(sandbox, {"acme:c1"})
+        assert await detect.stop() == 0
 
+        paused = len(history.events)
+        for contact in ids[300:310]:
+            history.event("c-old", "unsubscribe", contact, now - 60)
+        await produce(producer, sandbox.topic("delivery-events"), history.events[paused:])
         code, refused = resume_cli(sandbox, "acme", "c1", "--request-id", "req-1")
         assert code == 1, json.dumps(refused)
         assert refused["rejection"] == "contacts_behind"
-        assert "delivery events behind" in refused["detail"]
+        assert "10 delivery events behind" in refused["detail"]
 
-        contacts = role("contacts", "contacts")
-        await contacts.start()
+        await detect.start()
         code, outcome = resume_cli(sandbox, "acme", "c1", "--request-id", "req-1")
         assert code == 0, json.dumps(outcome)
         expected = brute_force(history, ids, "c1", datetime.now(UTC))
         assert outcome["excluded"] == expected["excluded"] == {"unsubscribed": 10}
         assert (outcome["total_recipients"], outcome["already_attempted"]) == (10, 300)
         check_set(await read_set(sandbox, clone_campaign_id("c1", "req-1")), expected, 1000)
-        assert "contact consumer ready" not in detect.log_text()
-        assert "detection consumer ready" not in contacts.log_text()
+        assert "detection consumer ready" not in resume.log_text()
     finally:
-        for process in (detect, resume, contacts):
-            if process is not None:
-                await process.stop()
+        await detect.stop()
+        await resume.stop()

@@ -26,7 +26,7 @@ from schemas.resume import ExclusionReason, ResumeRequest
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from processor.contact_merge import ContactProgress
+    from processor.resume import ContactProgress
     from schemas.topics import TopicRole
 
 BOOK = PolicyBook()

@@ -1,4 +1,4 @@
-"""Unit tests of the resume agents' inputs: the contact merge, intakes, bad records."""
+"""Unit tests of the resume agents' inputs: detection's contact feed, intakes, bad records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from processor.contact_merge import ContactMergeService
 from processor.detection import DetectionService
 from processor.domain.recipients import ContactState, FilterRules
 from processor.resume import AudienceIntake, ContactUpdateIntake
@@ -31,11 +30,12 @@ from tests.unit.resume_world import (
 
 
 async def test_detection_feeds_the_attempted_set_and_contact_state() -> None:
-    """Delivery events pause the campaign (detection) and mark attempted contacts (the merge)."""
+    """Delivery events applied by detection pause the campaign and mark attempted contacts."""
     world = World()
     audience = await world.plan("t1", "c1", [[f"u{n}" for n in range(300)]])
-    detection = DetectionService(world.store, world.publisher, lambda: BOOK)
-    merge = ContactMergeService(world.contacts)
+    detection = DetectionService(
+        world.store, world.publisher, lambda: BOOK, contacts=world.contacts
+    )
     events = [delivery(f"u{n}", EventType.SENT, NOW, campaign_id="c1") for n in range(220)]
     events += [
         delivery(f"u{n}", EventType.BOUNCE, NOW, campaign_id="c1", bounce_class="hard")
@@ -47,9 +47,6 @@ async def test_detection_feeds_the_attempted_set_and_contact_state() -> None:
         for offset, e in enumerate(events)
     ]
     await detection.apply(records)
-    assert await merge.apply([*records, raw("delivery-events", b"{bad", len(records))]) == len(
-        records
-    )
     assert world.state("t1", "c1")[1].status is CampaignStatus.PAUSED
     world.publisher.messages.clear()
 
