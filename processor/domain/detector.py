@@ -32,6 +32,10 @@ MAX_TRACKED_DOMAINS = 64
 """Distinct recipient domains tracked per metric; the rest are folded into OTHER_DOMAIN."""
 OTHER_DOMAIN = "(other)"
 TOP_DOMAINS = 5
+WARNING_CLEARS_BELOW = 0.8
+"""A warned rule clears only once its Wilson bound falls below this share of its warn
+threshold (or its floors stop being met): a rate hovering at the threshold would otherwise
+flap WARNING/HEALTHY on the health topic at every other event."""
 
 _COUNTER_OF_TYPE: dict[EventType, Counter] = {
     EventType.SENT: Counter.SENT,
@@ -279,6 +283,9 @@ def _judge(state: CampaignState, rule: Rule, z: float) -> Reading:
     if rule.denominator_lag_ms:
         active = state.windows.rate_terms(rule.metric, rule.window)[1]
     reading = evaluate(rule, numerator, denominator, z, active)
+    if reading.severity is Severity.OK and key in state.warned_rules and still_warned(reading):
+        state.settled.discard(key)
+        return reading
     if reading.severity is Severity.OK:
         state.warned_rules.discard(key)
         # Only a denominator that is still short of its floor, under a numerator that has
@@ -291,6 +298,12 @@ def _judge(state: CampaignState, rule: Rule, z: float) -> Reading:
         state.warned_rules.add(key)
         state.settled.discard(key)
     return reading
+
+
+def still_warned(reading: Reading) -> bool:
+    """Whether an OK reading of a rule that was warned keeps it warned (hysteresis)."""
+    # `evaluate` gives a bound of 0 when a floor is not met.
+    return reading.wilson_lower_bound > reading.rule.warn * WARNING_CLEARS_BELOW
 
 
 def _more_severe(candidate: Reading, current: Reading) -> bool:
