@@ -166,6 +166,10 @@ class ContactStore(Protocol):
         """The stored chunks of a planned audience, one at a time, by ascending chunk index."""
         ...
 
+    async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
+        """Chunks of a planned audience stored, and the chunk count its producer last stated."""
+        ...
+
     async def campaign_owner(self, campaign_id: str) -> str | None:
         """The tenant owning a campaign id, None if no audience of it is known."""
         ...
@@ -209,6 +213,7 @@ class InMemoryContactStore:
         self.contacts: dict[tuple[str, str], ContactState] = {}
         self.attempted_sets: dict[tuple[str, str], set[str]] = {}
         self.audiences: dict[tuple[str, str], dict[int, tuple[Recipient, ...]]] = {}
+        self.audience_totals: dict[tuple[str, str], int] = {}
         self.owners: dict[str, str] = {}
         self.runs: dict[tuple[str, str, str], set[str]] = {}
         self.records: dict[tuple[str, str, str], str] = {}
@@ -256,7 +261,14 @@ class InMemoryContactStore:
         if owner == chunk.tenant_id:
             audience = self.audiences.setdefault((chunk.tenant_id, chunk.campaign_id), {})
             audience[chunk.chunk_index] = tuple(chunk.recipients)
+            if chunk.total_chunks is not None:
+                self.audience_totals[chunk.tenant_id, chunk.campaign_id] = chunk.total_chunks
         return owner
+
+    async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
+        """See `ContactStore.audience_progress`."""
+        key = (tenant_id, campaign_id)
+        return len(self.audiences.get(key, {})), self.audience_totals.get(key)
 
     async def audience_chunks(
         self, tenant_id: str, campaign_id: str

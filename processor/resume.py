@@ -145,18 +145,12 @@ class ResumeService:
                 outcome=checked, requested_by=request.requested_by, decided_at=decided_at
             )
         else:
-            behind = await self._contacts_behind()
-            if behind:
+            not_ready = await self._not_ready(request)
+            if not_ready is not None:
                 # Not saved: nothing was done, and the same request may be answered once the
-                # merge has caught up (a set filtered on stale contact state could mail someone
-                # who unsubscribed or bounced moments ago).
-                detail = (
-                    f"contact state is {behind} delivery events behind after waiting "
-                    f"{self._contact_wait_s:g} s; ask again shortly"
-                )
-                outcome = rejected_outcome(request, RejectionReason.CONTACTS_BEHIND, detail)
+                # inputs have caught up.
                 transient = ResumeRecord(
-                    outcome=outcome, requested_by=request.requested_by, decided_at=decided_at
+                    outcome=not_ready, requested_by=request.requested_by, decided_at=decided_at
                 )
                 return await self._answer(transient)
             outcome = await self._publish_set(request)
@@ -170,6 +164,30 @@ class ResumeService:
         # The commit point: from here on, every replay gives this answer (or one saved first).
         in_force = await self._contacts.save_resume_record(*ids, record.model_dump_json())
         return await self._answer(ResumeRecord.model_validate_json(in_force))
+
+    async def _not_ready(self, request: ResumeRequest) -> ResumeOutcome | None:
+        """A transient refusal when the set would be filtered on incomplete inputs, else None.
+
+        A missing audience chunk would leave its recipients out of the set; contact state
+        behind the delivery events could mail someone who unsubscribed or bounced moments ago.
+        """
+        stored, total = await self._contacts.audience_progress(
+            request.tenant_id, request.campaign_id
+        )
+        if total is not None and stored < total:
+            detail = (
+                f"{stored} of the {total} chunks of campaign {request.campaign_id}'s planned "
+                "audience have arrived; ask again once all have"
+            )
+            return rejected_outcome(request, RejectionReason.AUDIENCE_INCOMPLETE, detail)
+        behind = await self._contacts_behind()
+        if behind:
+            detail = (
+                f"contact state is {behind} delivery events behind after waiting "
+                f"{self._contact_wait_s:g} s; ask again shortly"
+            )
+            return rejected_outcome(request, RejectionReason.CONTACTS_BEHIND, detail)
+        return None
 
     async def _contacts_behind(self) -> int:
         """Delivery events produced before now and not yet merged into contact state."""

@@ -50,6 +50,8 @@ class RejectionReason(StrEnum):
     NO_RECIPIENTS_REMAIN = "no_recipients_remain"
     CONTACTS_BEHIND = "contacts_behind"
     """Transient: the contact merge had not caught up; the same request may be sent again."""
+    AUDIENCE_INCOMPLETE = "audience_incomplete"
+    """Transient: fewer audience chunks arrived than `total_chunks` stated; may be sent again."""
 
 
 class ResumeOutcome(OutputMessage):

@@ -135,6 +135,10 @@ return 1
 """
 
 
+_AUDIENCE_TOTAL = "total"
+"""The audience hash's field holding the chunk count last stated (the others are indices)."""
+
+
 class RedisContactStore:
     """`ContactStore` on Redis (standalone, or Cluster thanks to per-tenant hash tags)."""
 
@@ -225,6 +229,8 @@ class RedisContactStore:
                 return owner_text
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(audience_key, str(chunk.chunk_index), pack_audience(chunk.recipients))
+                if chunk.total_chunks is not None:
+                    pipe.hset(audience_key, _AUDIENCE_TOTAL, chunk.total_chunks)
                 pipe.pexpire(audience_key, ttl)
                 pipe.pexpire(owner_key, ttl)
                 await pipe.execute()
@@ -241,13 +247,27 @@ class RedisContactStore:
             fields = await self._client.hkeys(key)
         except RedisError as exc:
             raise StoreUnavailableError(f"listing audience chunks failed: {exc}") from exc
-        for index in sorted(int(field) for field in fields):
+        for index in sorted(int(field) for field in fields if field.isdigit()):
             try:
                 value = await self._client.hget(key, str(index))
             except RedisError as exc:
                 raise StoreUnavailableError(f"reading an audience chunk failed: {exc}") from exc
             if isinstance(value, bytes):  # None if the chunk expired meanwhile
                 yield unpack_audience(value)
+
+    async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
+        """See `ContactStore.audience_progress`."""
+        key = self._keys.campaign_audience(tenant_id, campaign_id)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hlen(key)
+                pipe.hget(key, _AUDIENCE_TOTAL)
+                fields, total = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"reading audience progress failed: {exc}") from exc
+        if total is None:
+            return int(fields), None
+        return int(fields) - 1, int(total)
 
     async def campaign_owner(self, campaign_id: str) -> str | None:
         """See `ContactStore.campaign_owner`."""

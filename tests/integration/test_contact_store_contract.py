@@ -273,6 +273,23 @@ async def test_audience_chunks_come_back_by_index_and_replace_themselves(
     assert [c async for c in store.audience_chunks("t1", "c-unknown")] == []
 
 
+async def test_audience_progress_counts_stored_chunks_against_the_stated_total(
+    store: ContactStore,
+) -> None:
+    """Chunks stored (a redelivery counts once) and the last stated total; chunks still read."""
+    assert await store.audience_progress("t1", "c1") == (0, None)
+    await store.store_audience_chunk(chunk(0, ["a"]))
+    assert await store.audience_progress("t1", "c1") == (1, None)
+    for index in (2, 2):
+        stated = chunk(index, [f"c{index}"]).model_copy(update={"total_chunks": 3})
+        await store.store_audience_chunk(stated)
+    assert await store.audience_progress("t1", "c1") == (2, 3)
+    read = [c async for c in store.audience_chunks("t1", "c1")]
+    assert [[r.contact_id for r in c] for c in read] == [["a"], ["c2"]]
+    await store.store_audience_chunk(chunk(1, ["b"]).model_copy(update={"total_chunks": 3}))
+    assert await store.audience_progress("t1", "c1") == (3, 3)
+
+
 async def test_a_campaign_belongs_to_the_first_tenant_that_planned_it(store: ContactStore) -> None:
     """Another tenant's chunk of the campaign is refused (the owner is returned) and not kept."""
     assert await store.campaign_owner("c1") is None

@@ -83,14 +83,25 @@ class World:
             contact_wait_s=2.5,
         )
 
-    async def plan(self, tenant: str, campaign: str, chunks: list[list[str]]) -> list[Recipient]:
+    async def plan(
+        self,
+        tenant: str,
+        campaign: str,
+        chunks: list[list[str]],
+        *,
+        total_chunks: int | None = None,
+    ) -> list[Recipient]:
         """Store an audience of contact ids, chunk by chunk; returns it in order."""
         audience = []
         for index, ids in enumerate(chunks):
             recipients = [recipient(contact) for contact in ids]
             audience.extend(recipients)
             chunk = AudienceChunk(
-                tenant_id=tenant, campaign_id=campaign, chunk_index=index, recipients=recipients
+                tenant_id=tenant,
+                campaign_id=campaign,
+                chunk_index=index,
+                total_chunks=total_chunks,
+                recipients=recipients,
             )
             assert await self.contacts.store_audience_chunk(chunk) == tenant
         return audience

@@ -382,3 +382,22 @@ async def test_a_request_refused_before_the_filter_does_not_wait_for_the_contact
     outcome = await world.service.handle(request())
     assert outcome.rejection is RejectionReason.UNKNOWN_CAMPAIGN
     assert progress.waits == []
+
+
+async def test_a_resume_of_an_audience_still_arriving_is_refused_unsaved() -> None:
+    """Fewer chunks than total_chunks stated: refused as audience_incomplete, answered later.
+
+    A set filtered then would silently leave the missing chunks' recipients out.
+    """
+    world = World()
+    await world.plan("t1", "c1", [["a"], ["b"]], total_chunks=3)
+    world.pause("t1", "c1")
+    refused = await world.service.handle(request())
+    assert refused.rejection is RejectionReason.AUDIENCE_INCOMPLETE
+    assert refused.detail.startswith("2 of the 3 chunks")
+    assert world.publisher.on(TopicRole.RECIPIENT_SETS) == []
+
+    await world.plan("t1", "c1", [["a"], ["b"], ["c"]], total_chunks=3)
+    accepted = await world.service.handle(request())
+    assert accepted.accepted
+    assert accepted.total_recipients == 3
