@@ -15,6 +15,7 @@ from processor.domain.recipients import (
     ContactState,
     apply_contact_update,
     apply_delivery_event,
+    stored_seconds,
 )
 from schemas.audience import ConsentState
 from schemas.events import BounceClass, EventType
@@ -80,8 +81,9 @@ class ContactOp(NamedTuple):
 
     A NamedTuple: delivery events make one each on the hot path.
 
-    `code`: h hard bounce, c complaint, u unsubscribed, U re-subscribed, d deleted,
-    g consent granted, r consent revoked, s sent at `at`, e engaged (open or click) at `at`.
+    `code`: h hard bounce, c complaint, u unsubscribed at `at`, U re-subscribed at `at`,
+    d deleted, g consent granted, r consent revoked, s sent at `at`, e engaged (open or click)
+    at `at`.
     `at` is epoch seconds as `stored_instant` keeps them (0 when unused).
     """
 
@@ -102,7 +104,7 @@ def delivery_op(event: EventView) -> ContactOp | None:
         case EventType.COMPLAINT:
             return ContactOp("c")
         case EventType.UNSUBSCRIBE:
-            return ContactOp("u")
+            return ContactOp("u", _seconds(event))
         case EventType.SENT:
             return ContactOp("s", _seconds(event))
         case EventType.OPEN | EventType.CLICK:
@@ -117,7 +119,8 @@ def update_ops(update: ContactUpdate) -> list[ContactOp]:
     if update.consent is not None:
         ops.append(ContactOp("g" if update.consent is ConsentState.GRANTED else "r"))
     if update.unsubscribed is not None:
-        ops.append(ContactOp("u" if update.unsubscribed else "U"))
+        at = stored_seconds(update.occurred_at)
+        ops.append(ContactOp("u" if update.unsubscribed else "U", at))
     if update.deleted:
         ops.append(ContactOp("d"))
     return ops

@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONTACT_SHARDS = 4096
 
-# Mirrors apply_delivery_event / apply_contact_update on the 12-byte codec of recipients.py:
-#   >BBI4I4H  version 1 | flags | last send (s, 0 = none) | last engaged (same) | sends since
+# Mirrors apply_delivery_event / apply_contact_update on the codec of recipients.py: writes
+#   >BBI4I4HI4  version 2 | flags | last send (s, 0 = none) | last engaged (same) | sends since
+#               | unsubscribed stated at (same)
+# and reads version 1 too (12 bytes, no statement time: any statement applies to it).
 #   flags: bits 0-1 consent (0 unknown, 1 granted, 2 revoked), 2 unsubscribed, 3 deleted,
 #          4 hard bounced, 5 complained, 6 ever engaged, 7 reserved.
 # KEYS: the tenant's contact shards. ARGV[1]: the ops packed back to back, each `_OP_HEAD`
@@ -74,13 +76,19 @@ while pos <= #ops do
   if s == nil then
     local raw = redis.call('HGET', KEYS[k], id)
     if not raw then
-      s = {f = 0, sent = 0, eng = 0, n = 0}
-    elseif #raw ~= 12 then
-      s = false
+      s = {f = 0, sent = 0, eng = 0, n = 0, uat = 0}
     else
-      local v, f, sent, eng, n = struct.unpack('>BBI4I4H', raw)
-      if v ~= 1 or band(f, 3) == 3 or band(f, 128) ~= 0 then s = false
-      else s = {f = f, sent = sent, eng = eng, n = n, raw = raw} end
+      local v, f, sent, eng, n, uat
+      if #raw == 16 then
+        v, f, sent, eng, n, uat = struct.unpack('>BBI4I4HI4', raw)
+        if v ~= 2 then v = nil end
+      elseif #raw == 12 then
+        v, f, sent, eng, n = struct.unpack('>BBI4I4H', raw)
+        uat = 0
+        if v ~= 1 then v = nil end
+      end
+      if v == nil or band(f, 3) == 3 or band(f, 128) ~= 0 then s = false
+      else s = {f = f, sent = sent, eng = eng, n = n, uat = uat, raw = raw} end
     end
     if not s then unread = unread + 1 end
     shard[id] = s
@@ -88,8 +96,11 @@ while pos <= #ops do
   if s then
     if op == 'h' then s.f = bor(s.f, 16)
     elseif op == 'c' then s.f = bor(s.f, 32)
-    elseif op == 'u' then s.f = bor(s.f, 4)
-    elseif op == 'U' then s.f = band(s.f, bnot(4))
+    elseif op == 'u' then
+      -- The latest statement wins; at the same second, an unsubscribe does.
+      if s.uat == 0 or at >= s.uat then s.f = bor(s.f, 4); s.uat = at end
+    elseif op == 'U' then
+      if s.uat == 0 or at > s.uat then s.f = band(s.f, bnot(4)); s.uat = at end
     elseif op == 'd' then s.f = bor(s.f, 8)
     elseif op == 'g' then s.f = bor(band(s.f, bnot(3)), 1)
     elseif op == 'r' then s.f = bor(band(s.f, bnot(3)), 2)
@@ -107,7 +118,7 @@ local changed = 0
 for k, shard in pairs(cache) do
   for id, s in pairs(shard) do
     if s then
-      local packed = struct.pack('>BBI4I4H', 1, s.f, s.sent, s.eng, s.n)
+      local packed = struct.pack('>BBI4I4HI4', 2, s.f, s.sent, s.eng, s.n, s.uat)
       if packed ~= s.raw then
         redis.call('HSET', KEYS[k], id, packed)
         changed = changed + 1

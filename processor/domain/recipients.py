@@ -71,6 +71,10 @@ class ContactState:
     last_engaged_at: datetime | None = None
     sends_since_engagement: int = 0
     ever_engaged: bool = False
+    unsubscribed_stated_at: datetime | None = None
+    """When the latest statement about `unsubscribed` was made (an unsubscribe event or a
+    contact update; as `stored_instant` keeps it), None if unknown. An older statement arriving
+    later changes nothing."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.sends_since_engagement <= MAX_SENDS_SINCE_ENGAGEMENT:
@@ -82,6 +86,8 @@ class ContactState:
             _require_aware(self.last_marketing_send_at, "last_marketing_send_at")
         if self.last_engaged_at is not None:
             _require_aware(self.last_engaged_at, "last_engaged_at")
+        if self.unsubscribed_stated_at is not None:
+            _require_aware(self.unsubscribed_stated_at, "unsubscribed_stated_at")
 
     @staticmethod
     def empty() -> ContactState:
@@ -118,7 +124,7 @@ def apply_delivery_event(
         case EventType.COMPLAINT:
             new = replace(state, complained=True)
         case EventType.UNSUBSCRIBE:
-            new = replace(state, unsubscribed=True)
+            new = _state_unsubscribed(state, stored_instant(occurred_at), unsubscribed=True)
         case EventType.SENT:
             new = _record_send(state, stored_instant(occurred_at))
         case EventType.OPEN | EventType.CLICK:
@@ -126,6 +132,19 @@ def apply_delivery_event(
         case _:
             new = state
     return state if new == state else new
+
+
+def _state_unsubscribed(state: ContactState, at: datetime, *, unsubscribed: bool) -> ContactState:
+    """The latest statement about `unsubscribed` wins; at the same second, an unsubscribe does.
+
+    So a CRM sync exported before a recipient unsubscribed, arriving after, cannot re-subscribe
+    them; replays and reorderings end in the same state. A state stored before statement times
+    were kept (None) takes any statement.
+    """
+    last = state.unsubscribed_stated_at
+    if last is not None and (at < last or (at == last and not unsubscribed)):
+        return state
+    return replace(state, unsubscribed=unsubscribed, unsubscribed_stated_at=at)
 
 
 def _record_send(state: ContactState, sent_at: datetime) -> ContactState:
@@ -146,25 +165,31 @@ def _record_engagement(state: ContactState, engaged_at: datetime) -> ContactStat
 def apply_contact_update(state: ContactState, update: ContactUpdate) -> ContactState:
     """The state after a contact update from another system; applying it again changes nothing.
 
-    Each field the update states (not None) replaces what sendguard knew, so an explicit
-    `unsubscribed=False` re-subscribes a contact an event had unsubscribed. `deleted` only ever
+    Consent, when stated (not None), replaces what sendguard knew. `unsubscribed`, when stated,
+    counts as of the update's `occurred_at`: an explicit `unsubscribed=False` re-subscribes a
+    contact only if no unsubscribe (event or update) was stated later. `deleted` only ever
     turns on: a deleted contact stays deleted. Returns `state` itself when nothing changes.
     """
     new = replace(
         state,
         consent=state.consent if update.consent is None else update.consent,
-        unsubscribed=state.unsubscribed if update.unsubscribed is None else update.unsubscribed,
         deleted=state.deleted or update.deleted,
     )
+    if update.unsubscribed is not None:
+        at = stored_instant(update.occurred_at)
+        new = _state_unsubscribed(new, at, unsubscribed=update.unsubscribed)
     return state if new == state else new
 
 
-# Codec, version 1: 12 bytes, big-endian.
+# Codec, version 2: 16 bytes, big-endian.
 #   B version | B flags | I last send (epoch s, 0 = None) | I last engaged (same) | H sends since
+#   | I unsubscribed stated at (same)
 # flags: bits 0-1 consent (0 unknown, 1 granted, 2 revoked), 2 unsubscribed, 3 deleted,
 #        4 hard bounced, 5 complained, 6 ever engaged, 7 reserved (0).
-_CODEC_VERSION = 1
-_LAYOUT = struct.Struct(">BBIIH")
+# Version 1 (12 bytes, without the last field) is still read: its statement time is unknown.
+_CODEC_VERSION = 2
+_LAYOUT = struct.Struct(">BBIIHI")
+_LAYOUT_V1 = struct.Struct(">BBIIH")
 ENCODED_CONTACT_SIZE = _LAYOUT.size
 """Bytes per encoded contact state."""
 
@@ -209,6 +234,7 @@ def encode_contact(state: ContactState) -> bytes:
         _encode_instant(state.last_marketing_send_at),
         _encode_instant(state.last_engaged_at),
         state.sends_since_engagement,
+        _encode_instant(state.unsubscribed_stated_at),
     )
 
 
@@ -220,12 +246,14 @@ def decode_contact(data: bytes | None) -> ContactState:
     """
     if data is None:
         return _EMPTY
-    if not data or data[0] != _CODEC_VERSION:
-        version = data[0] if data else None
-        raise ValueError(f"unsupported contact state version {version} (expected 1)")
-    if len(data) != _LAYOUT.size:
-        raise ValueError(f"contact state must be {_LAYOUT.size} bytes, got {len(data)}")
-    _, flags, sent, engaged, sends = _LAYOUT.unpack(data)
+    version = data[0] if data else None
+    layout = {1: _LAYOUT_V1, _CODEC_VERSION: _LAYOUT}.get(version or 0)
+    if layout is None:
+        raise ValueError(f"unsupported contact state version {version} (expected 1 or 2)")
+    if len(data) != layout.size:
+        raise ValueError(f"contact state v{version} must be {layout.size} bytes, got {len(data)}")
+    _, flags, sent, engaged, sends, *rest = layout.unpack(data)
+    stated = rest[0] if rest else 0
     consent_code = flags & _CONSENT_MASK
     if consent_code not in _CONSENT_BY_CODE or flags & _RESERVED:
         raise ValueError(f"invalid contact state flags {flags:#010b}")
@@ -238,6 +266,7 @@ def decode_contact(data: bytes | None) -> ContactState:
         last_marketing_send_at=_decode_instant(sent),
         last_engaged_at=_decode_instant(engaged),
         sends_since_engagement=sends,
+        unsubscribed_stated_at=_decode_instant(stated),
         ever_engaged=bool(flags & _EVER_ENGAGED),
     )
 

@@ -71,10 +71,9 @@ class History:
             self.event(campaign, "bounce", contact, at + 1, bounce_class="hard")
 
     def update(self, contact: str, **fields: Any) -> ContactUpdate:
-        """A contact update of the tenant."""
-        body = ContactUpdate(
-            tenant_id=self.tenant, contact_id=contact, occurred_at=datetime.now(UTC), **fields
-        )
+        """A contact update of the tenant (occurred now unless stated)."""
+        fields.setdefault("occurred_at", datetime.now(UTC))
+        body = ContactUpdate(tenant_id=self.tenant, contact_id=contact, **fields)
         self.updates.append(body)
         self.ops.append(body)
         return body

@@ -23,6 +23,7 @@ from processor.domain.recipients import (
     ContactState,
     apply_contact_update,
     apply_delivery_event,
+    decode_contact,
     encode_contact,
 )
 from processor.errors import StoreUnavailableError
@@ -73,8 +74,9 @@ def event(
 
 
 def update(contact: str, *, tenant: str = "t1", **fields: Any) -> ContactUpdate:
-    """A contact update."""
-    return ContactUpdate(tenant_id=tenant, contact_id=contact, occurred_at=T0, **fields)
+    """A contact update (occurred at T0 unless stated)."""
+    fields.setdefault("occurred_at", T0)
+    return ContactUpdate(tenant_id=tenant, contact_id=contact, **fields)
 
 
 def pure(ops: list[Op]) -> dict[tuple[str, str], ContactState]:
@@ -125,6 +127,7 @@ def random_ops(seed: int, n: int) -> list[Op]:
                     consent=rng.choice([*ConsentState, None]),
                     unsubscribed=rng.choice([True, False, None]),
                     deleted=rng.random() < 0.1,
+                    occurred_at=at,
                 )
             )
     return ops
@@ -168,9 +171,16 @@ SEQUENCES: dict[str, list[Op]] = {
         update("a", consent=ConsentState.GRANTED),
         update("a", consent=ConsentState.REVOKED),
     ],
-    "re-subscribed by an update after an unsubscribe event": [
+    "re-subscribed by a later update after an unsubscribe event": [
         event("a", EventType.UNSUBSCRIBE),
+        update("a", unsubscribed=False, occurred_at=T0 + timedelta(seconds=1)),
+    ],
+    "an older CRM export does not re-subscribe; a tie keeps the unsubscribe": [
+        event("a", EventType.UNSUBSCRIBE),
+        update("a", unsubscribed=False, occurred_at=T0 - timedelta(days=1)),
         update("a", unsubscribed=False),
+        event("b", EventType.UNSUBSCRIBE, T0 - timedelta(days=2)),
+        update("b", unsubscribed=False, occurred_at=T0 - timedelta(days=1)),
     ],
     "deleted stays deleted": [update("a", deleted=True), update("a", deleted=False)],
     "an update without fields changes nothing": [
@@ -358,13 +368,34 @@ async def test_an_unreadable_state_is_kept_and_read_as_revoked_consent(
     """A value of an unknown format is left as it is by merges and never reads as mailable."""
     store = redis_store(sandbox, redis, shards=1)
     key = Keys(sandbox.name).contacts("t1", "a", 1)
-    foreign = b"\x02" + encode_contact(ContactState())[1:]
+    foreign = b"\x03" + encode_contact(ContactState())[1:]
     await redis.hset(key, "a", foreign)
     await store.apply_events([event("a", EventType.SENT), event("b", EventType.SENT)])
     assert await redis.hget(key, "a") == foreign
     states = await store.states("t1", ["a", "b"])
     assert states[0] == UNREADABLE_STATE
     assert states[1].sends_since_engagement == 1
+
+
+async def test_a_version_1_state_is_read_merged_and_rewritten_as_version_2(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """A 12-byte state stored before statement times were kept merges like the pure functions."""
+    store = redis_store(sandbox, redis, shards=1)
+    key = Keys(sandbox.name).contacts("t1", "a", 1)
+    before = ContactState(
+        consent=ConsentState.GRANTED, unsubscribed=True, last_marketing_send_at=T0
+    )
+    v1 = bytes([1]) + encode_contact(before)[1:12]
+    assert decode_contact(v1) == before
+    await redis.hset(key, "a", v1)
+    resubscribe = update("a", unsubscribed=False, occurred_at=T0 - timedelta(days=1))
+    await store.apply_updates([resubscribe])
+    stored = await redis.hget(key, "a")
+    assert stored is not None
+    assert len(stored) == 16
+    assert stored[0] == 2
+    assert await store.states("t1", ["a"]) == [apply_contact_update(before, resubscribe)]
 
 
 async def test_redis_errors_become_store_unavailable() -> None:

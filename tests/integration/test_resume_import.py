@@ -66,7 +66,8 @@ async def test_imported_suppressions_are_excluded_from_a_large_resume(
 
     history = History("acme")
     for update in updates:
-        history.update(update["contact_id"], unsubscribed=True)
+        at = datetime.fromisoformat(update["occurred_at"])
+        history.update(update["contact_id"], unsubscribed=True, occurred_at=at)
     ids = [f"u{n}" for n in range(25_000)]
     await produce(producer, sandbox.topic("audience"), audience("acme", "big", ids, 5000))
     history.pausing("big", ids[:220], time.time())

@@ -31,6 +31,7 @@ from schemas.events import BounceClass, EventType, Recipient
 from schemas.resume import ExclusionReason
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Callable, Iterator
 
 S = ContactState
@@ -67,8 +68,9 @@ def apply_all(ops: list[Op], state: ContactState | None = None) -> ContactState:
 
 
 def update(**fields: Any) -> ContactUpdate:
-    """A contact update of contact c1 with `fields`."""
-    return ContactUpdate(tenant_id="t1", contact_id="c1", occurred_at=T0, **fields)
+    """A contact update of contact c1 with `fields` (occurred at T0 unless stated)."""
+    fields.setdefault("occurred_at", T0)
+    return ContactUpdate(tenant_id="t1", contact_id="c1", **fields)
 
 
 # --- strategies -------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ updates = st.builds(
     consent=st.none() | st.sampled_from(ConsentState),
     unsubscribed=st.none() | st.booleans(),
     deleted=st.booleans(),
+    occurred_at=instants,
 )
 ops = st.lists(st.one_of(events, updates), max_size=25)
 stored_times = st.none() | st.integers(min_value=1, max_value=2**32 - 1).map(
@@ -99,6 +102,7 @@ states = st.builds(
     last_marketing_send_at=stored_times,
     last_engaged_at=stored_times,
     sends_since_engagement=st.integers(min_value=0, max_value=MAX_SENDS_SINCE_ENGAGEMENT),
+    unsubscribed_stated_at=stored_times,
     **{flag: st.booleans() for flag in FLAGS},
 )
 
@@ -113,6 +117,18 @@ def test_empty_state_is_the_default_state() -> None:
 
 
 SENT_ONCE = S(last_marketing_send_at=at(0), sends_since_engagement=1)
+UNSUBSCRIBED_AT_0 = S(unsubscribed=True, unsubscribed_stated_at=at(0))
+RESUBSCRIBED_AT_1 = S(unsubscribed=False, unsubscribed_stated_at=at(1))
+
+
+def vars_of(state: ContactState) -> dict[str, Any]:
+    """The unsubscribe fields of `state`."""
+    return {
+        "unsubscribed": state.unsubscribed,
+        "unsubscribed_stated_at": state.unsubscribed_stated_at,
+    }
+
+
 ENGAGED = S(last_engaged_at=at(0), ever_engaged=True, sends_since_engagement=3)
 ENGAGED_LATER = replace(ENGAGED, last_engaged_at=at(1), sends_since_engagement=0)
 JUST_AFTER = at(0) + timedelta(microseconds=999_999)
@@ -125,7 +141,7 @@ JUST_AFTER = at(0) + timedelta(microseconds=999_999)
         (S(), E.BOUNCE, BounceClass.SOFT, at(0), S()),
         (S(), E.BOUNCE, BounceClass.BLOCK, at(0), S()),
         (S(), E.COMPLAINT, None, at(0), S(complained=True)),
-        (S(), E.UNSUBSCRIBE, None, at(0), S(unsubscribed=True)),
+        (S(), E.UNSUBSCRIBE, None, at(0), S(unsubscribed=True, unsubscribed_stated_at=at(0))),
         (S(), E.SENT, None, at(0), SENT_ONCE),
         (SENT_ONCE, E.SENT, None, at(1), S(last_marketing_send_at=at(1), sends_since_engagement=2)),
         (SENT_ONCE, E.SENT, None, at(0), SENT_ONCE),
@@ -159,7 +175,7 @@ def test_delivery_event_transitions(
 
 def test_unchanged_state_is_returned_as_is() -> None:
     """A transition that changes nothing returns the very same object, so writes can be skipped."""
-    state = ContactState(unsubscribed=True)
+    state = ContactState(unsubscribed=True, unsubscribed_stated_at=at(0))
     assert apply_delivery_event(state, EventType.UNSUBSCRIBE, None, at(0)) is state
     assert apply_contact_update(state, update()) is state
 
@@ -190,19 +206,38 @@ def test_stored_instant_floors_and_clamps(moment: datetime, stored: datetime) ->
         (S(), update(consent=GRANTED), S(consent=GRANTED)),
         (S(consent=GRANTED), update(consent=REVOKED), S(consent=REVOKED)),
         (S(consent=REVOKED), update(), S(consent=REVOKED)),
-        (S(), update(unsubscribed=True), S(unsubscribed=True)),
-        (S(unsubscribed=True), update(unsubscribed=False), S()),
+        (S(), update(unsubscribed=True), UNSUBSCRIBED_AT_0),
+        (S(unsubscribed=True), update(unsubscribed=False), S(unsubscribed_stated_at=at(0))),
         (S(unsubscribed=True), update(unsubscribed=None), S(unsubscribed=True)),
         (S(), update(deleted=True), S(deleted=True)),
         (S(deleted=True), update(deleted=False), S(deleted=True)),
-        (SENT_ONCE, update(unsubscribed=True), replace(SENT_ONCE, unsubscribed=True)),
+        (SENT_ONCE, update(unsubscribed=True), replace(SENT_ONCE, **vars_of(UNSUBSCRIBED_AT_0))),
+        # A CRM export older than the recipient's unsubscribe cannot re-subscribe them; at the
+        # same second the unsubscribe wins; a later re-subscription does count.
+        (UNSUBSCRIBED_AT_0, update(unsubscribed=False, occurred_at=at(-1)), UNSUBSCRIBED_AT_0),
+        (UNSUBSCRIBED_AT_0, update(unsubscribed=False), UNSUBSCRIBED_AT_0),
+        (UNSUBSCRIBED_AT_0, update(unsubscribed=False, occurred_at=at(1)), RESUBSCRIBED_AT_1),
+        (RESUBSCRIBED_AT_1, update(unsubscribed=True), RESUBSCRIBED_AT_1),
     ],
 )
 def test_contact_update_transitions(
     before: ContactState, change: ContactUpdate, after: ContactState
 ) -> None:
-    """Stated fields override, unstated ones are kept, and a deletion is never undone."""
+    """Stated fields override, unstated ones are kept, and a deletion is never undone.
+
+    `unsubscribed` is the latest statement by time (an unsubscribe winning a tie).
+    """
     assert apply_contact_update(before, change) == after
+
+
+@given(st.lists(st.one_of(events, updates), max_size=12), st.randoms(use_true_random=False))
+def test_unsubscribe_statements_in_any_order_end_the_same(
+    sequence: list[Op], rng: random.Random
+) -> None:
+    """Whatever order unsubscribes and re-subscriptions arrive in, the latest statement wins."""
+    shuffled = list(sequence)
+    rng.shuffle(shuffled)
+    assert vars_of(apply_all(shuffled)) == vars_of(apply_all(sequence))
 
 
 @given(ops)
@@ -232,10 +267,23 @@ def test_transitions_through_the_codec_match_pure_transitions(sequence: list[Op]
 
 @given(states)
 def test_codec_round_trips(state: ContactState) -> None:
-    """Any state with stored-resolution times decodes to itself from 12 bytes."""
+    """Any state with stored-resolution times decodes to itself from 16 bytes."""
     data = encode_contact(state)
-    assert len(data) == ENCODED_CONTACT_SIZE == 12
+    assert len(data) == ENCODED_CONTACT_SIZE == 16
     assert decode_contact(data) == state
+
+
+def test_version_1_states_are_still_read_without_a_statement_time() -> None:
+    """12-byte version 1 states (stored before statement times were kept) read as before."""
+    v1 = bytes([1, 0b0000_0101]) + (1_746_090_000).to_bytes(4, "big") + bytes(4) + bytes([0, 2])
+    state = decode_contact(v1)
+    assert (state.consent, state.unsubscribed, state.unsubscribed_stated_at) == (
+        GRANTED,
+        True,
+        None,
+    )
+    assert state.sends_since_engagement == 2
+    assert apply_contact_update(state, update(unsubscribed=False)).unsubscribed is False
 
 
 def test_codec_floors_sub_second_times() -> None:
@@ -248,7 +296,8 @@ def test_codec_floors_sub_second_times() -> None:
     ("data", "message"),
     [
         (b"", "version None"),
-        (bytes([2]) + bytes(11), "version 2"),
+        (bytes([3]) + bytes(15), "version 3"),
+        (bytes([2]) + bytes(11), "16 bytes, got 12"),
         (bytes([1]) + bytes(10), "12 bytes, got 11"),
         (bytes([1, 0b1000_0000]) + bytes(10), "invalid contact state flags"),
         (bytes([1, 0b0000_0011]) + bytes(10), "invalid contact state flags"),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from processor.detection import DetectionService
-from processor.domain.recipients import ContactState, FilterRules
+from processor.domain.recipients import ContactState, FilterRules, stored_instant
 from processor.resume import AudienceIntake, ContactUpdateIntake
 from processor.settings import Settings
 from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
@@ -115,9 +115,11 @@ async def test_the_contact_update_intake_merges_in_order_and_skips_tombstones() 
     """Updates merge in order, a tombstone is ignored and an invalid update is dead-lettered."""
     world = World()
     intake = ContactUpdateIntake(world.contacts, world.publisher, wall_clock=lambda: DECIDED)
+    later = NOW + timedelta(seconds=1)
 
     def update(**fields: Any) -> bytes:
-        body = ContactUpdate(tenant_id="t1", contact_id="a", occurred_at=NOW, **fields)
+        fields.setdefault("occurred_at", NOW)
+        body = ContactUpdate(tenant_id="t1", contact_id="a", **fields)
         return body.model_dump_json().encode()
 
     await intake.apply(
@@ -125,11 +127,14 @@ async def test_the_contact_update_intake_merges_in_order_and_skips_tombstones() 
             raw("cu", update(unsubscribed=True), 0),
             raw("cu", None, 1),
             raw("cu", b'{"tenant_id": "t1"}', 2),
-            raw("cu", update(unsubscribed=False, consent="revoked"), 3),
+            raw("cu", update(unsubscribed=False, consent="revoked", occurred_at=later), 3),
         ]
     )
     (state,) = await world.contacts.states("t1", ["a"])
-    assert state == ContactState(consent=ConsentState.REVOKED, unsubscribed=False)
+    stated = stored_instant(later)
+    assert state == ContactState(
+        consent=ConsentState.REVOKED, unsubscribed=False, unsubscribed_stated_at=stated
+    )
     kinds = [letter["error_type"] for letter in world.publisher.on(TopicRole.DEAD_LETTER)]
     assert kinds == ["invalid_contact_update"]
 
