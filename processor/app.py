@@ -163,17 +163,17 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     publisher = ConfirmedPublisher(send, names)
     # Delivery events are the hot path: whole batches straight from aiokafka (see
     # adapters/batch_consumer.py), committed by us after each batch is applied.
-    consumers: list[BatchConsumer] = []
+    consumer: BatchConsumer | None = None
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
-        consumers.append(_detection_consumer(app, settings, detection))
+        consumer = _detection_consumer(app, settings, detection)
         _outbox_sweep(app, detection)
 
     @app.on_before_shutdown.connect
-    async def finish_batches(_sender: object, /, *_args: object, **_kwargs: object) -> None:
+    async def finish_detection(_sender: object, /, *_args: object, **_kwargs: object) -> None:
         # Sent before the producer is flushed and stopped; dependencies stop after it, so
         # the batch in flight finishes (and publishes) while Kafka can still be written.
-        for consumer in consumers:
+        if consumer is not None:
             await consumer.stop()
 
     _resume_agents(app, settings, wiring, publisher)
