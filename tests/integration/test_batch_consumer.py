@@ -45,6 +45,37 @@ async def _committed(sandbox: Sandbox, group: str, tp: TopicPartition) -> int | 
         await probe.stop()
 
 
+class HeldBatches:
+    """A `handle` that holds each batch until released, then records its values (or fails)."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.handled: list[str] = []
+        self.fail = fail
+
+    async def __call__(self, records: Sequence[RawRecord]) -> None:
+        """Hold the batch, then record or fail it."""
+        self.entered.set()
+        await self.release.wait()
+        if self.fail:
+            message = "Kafka producer is not running"
+            raise RuntimeError(message)
+        self.handled.extend((r.value or b"").decode() for r in records)
+
+
+async def _stop_mid_batch(consumer: BatchConsumer, held: HeldBatches, hold_s: float) -> bool:
+    """Start, stop while a batch is held, release it `hold_s` later; had stop() returned?"""
+    await consumer.start()
+    await asyncio.wait_for(held.entered.wait(), timeout=30)
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(hold_s)
+    returned_early = stopping.done()
+    held.release.set()
+    await asyncio.wait_for(stopping, timeout=30)
+    return returned_early
+
+
 async def test_stop_during_a_batch_returns_only_after_the_batch_finished_and_was_committed(
     sandbox: Sandbox, producer: AIOKafkaProducer
 ) -> None:
@@ -58,30 +89,15 @@ async def test_stop_during_a_batch_returns_only_after_the_batch_finished_and_was
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
     for n in range(5):
         await producer.send_and_wait(topic, value=f"v{n}".encode(), key=b"k")
+    held = HeldBatches()
+    consumer = BatchConsumer(settings, topic, "test", held)
 
-    entered = asyncio.Event()
-    release = asyncio.Event()
-    handled: list[str] = []
+    returned_early = await _stop_mid_batch(consumer, held, 0.3)
 
-    async def handle(records: Sequence[RawRecord]) -> None:
-        entered.set()
-        await release.wait()
-        handled.extend((r.value or b"").decode() for r in records)
-
-    consumer = BatchConsumer(settings, topic, "test", handle)
-    group = consumer.group_id
-    await consumer.start()
-    await asyncio.wait_for(entered.wait(), timeout=30)
-
-    stopping = asyncio.create_task(consumer.stop())
-    await asyncio.sleep(0.3)
-    assert not stopping.done(), "stop() returned while the batch was still being applied"
-    release.set()
-    await asyncio.wait_for(stopping, timeout=30)
-
-    assert handled == [f"v{n}" for n in range(5)]
+    assert not returned_early, "stop() returned while the batch was still being applied"
+    assert held.handled == [f"v{n}" for n in range(5)]
     assert consumer.failed is None
-    assert await _committed(sandbox, group, TopicPartition(topic, 0)) == 5
+    assert await _committed(sandbox, consumer.group_id, TopicPartition(topic, 0)) == 5
 
 
 async def test_a_batch_that_fails_during_the_stop_is_not_committed(
@@ -92,23 +108,9 @@ async def test_a_batch_that_fails_during_the_stop_is_not_committed(
     await declare_topics(settings)
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
     await producer.send_and_wait(topic, value=b"v", key=b"k")
+    held = HeldBatches(fail=True)
+    consumer = BatchConsumer(settings, topic, "test", held)
 
-    entered = asyncio.Event()
-    release = asyncio.Event()
+    await _stop_mid_batch(consumer, held, 0.1)
 
-    async def handle(_records: Sequence[RawRecord]) -> None:
-        entered.set()
-        await release.wait()
-        message = "Kafka producer is not running"
-        raise RuntimeError(message)
-
-    consumer = BatchConsumer(settings, topic, "test", handle)
-    group = consumer.group_id
-    await consumer.start()
-    await asyncio.wait_for(entered.wait(), timeout=30)
-    stopping = asyncio.create_task(consumer.stop())
-    await asyncio.sleep(0.1)
-    release.set()
-    await asyncio.wait_for(stopping, timeout=30)
-
-    assert await _committed(sandbox, group, TopicPartition(topic, 0)) is None
+    assert await _committed(sandbox, consumer.group_id, TopicPartition(topic, 0)) is None
