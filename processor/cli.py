@@ -39,10 +39,12 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [
-            f"SENDGUARD_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors(include_url=False)
-        ]
+        problems = []
+        for error in exc.errors(include_url=False):
+            field, *inside = (str(part) for part in error["loc"])
+            # The variable is the field's; what lies inside it (a key, an item) is not a name.
+            where = f" ({'.'.join(inside)})" if inside else ""
+            problems.append(f"SENDGUARD_{field.upper()}{where}: {error['msg']}")
         _fail("invalid configuration: " + "; ".join(problems))
 
 

@@ -193,7 +193,8 @@ class Settings(BaseSettings):
     @classmethod
     def _roles_may_be_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
+            # A list, so that an error names the item in the order it was written.
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("resume_rules")

@@ -63,6 +63,14 @@ def test_a_bad_setting_stops_the_worker_with_the_variable_named(sandbox: Sandbox
     assert "SENDGUARD_REDIS_URL" in result.stderr
 
 
+def test_an_unknown_worker_role_is_refused_with_the_variable_named(sandbox: Sandbox) -> None:
+    """SENDGUARD_WORKER_ROLES with an unknown role fails at start, naming the roles it takes."""
+    sandbox.extra_env["SENDGUARD_WORKER_ROLES"] = "detect,contacts"
+    result = run_cli(sandbox, "worker", timeout_s=30)
+    assert result.returncode == 2
+    assert "SENDGUARD_WORKER_ROLES (1): Input should be 'detect' or 'resume'" in result.stderr
+
+
 async def test_sigterm_mid_stream_finishes_the_batch_in_flight_without_dead_letters(
     sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:
