@@ -7,7 +7,9 @@ protocol and pass the same contract tests; the in-memory one applies recipients.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from processor.domain.recipients import (
@@ -126,12 +128,20 @@ def update_ops(update: ContactUpdate) -> list[ContactOp]:
     return ops
 
 
+ContactWrite = Callable[[], Awaitable[None]]
+"""A write prepared in full (its CPU spent); awaiting a call of it sends it."""
+
+
 class ContactStore(Protocol):
     """Durable contact state, attempted sets, planned audiences and resume outcomes.
 
     Every write is an idempotent merge, so replayed input changes nothing. It satisfies
-    detection's `ContactSink` (`apply_events`).
+    detection's `ContactSink` (`prepare_events`).
     """
+
+    def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
+        """`apply_events` prepared now and written when the returned call is awaited."""
+        ...
 
     async def apply_events(self, events: Sequence[EventView]) -> None:
         """Merge delivery events into contact state and mark their campaigns' attempted sets."""
@@ -220,6 +230,10 @@ class InMemoryContactStore:
         self.owners: dict[str, str] = {}
         self.runs: dict[tuple[str, str, str], set[str]] = {}
         self.records: dict[tuple[str, str, str], str] = {}
+
+    def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
+        """See `ContactStore.prepare_events` (here the write does the work)."""
+        return partial(self.apply_events, list(events))
 
     async def apply_events(self, events: Sequence[EventView]) -> None:
         """See `ContactStore.apply_events`."""

@@ -48,7 +48,7 @@ from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from processor.domain.policy import Policy, PolicyBook
     from processor.domain.windows import WindowSpec
@@ -71,8 +71,8 @@ class Publisher(Protocol):
 class ContactSink(Protocol):
     """Takes what delivery events teach about contacts (idempotent merges)."""
 
-    async def apply_events(self, events: Sequence[EventView]) -> None:
-        """Merge the events into contact state and campaigns' attempted sets."""
+    def prepare_events(self, events: Sequence[EventView]) -> Callable[[], Awaitable[None]]:
+        """Build the merge of the events into contacts and attempted sets; a call writes it."""
         ...
 
 
@@ -88,6 +88,10 @@ class BatchReport:
     pauses: list[OutboxMessage] = field(default_factory=list)
     published: list[OutboxMessage] = field(default_factory=list)
     campaigns: set[CampaignRef] = field(default_factory=set)
+    landing: asyncio.Future[None] | None = None
+    """The batch's contact merges, still being written after `apply` returned (None if there
+    are none). The batch's offsets may be committed only once it is done; if it fails, it
+    raises StoreUnavailableError and the batch must be read again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,7 @@ class DetectionService:
         # wrote, and it is taken out while folded, so a failed write never leaves it changed.
         self._states: OrderedDict[CampaignRef, _CachedState] = OrderedDict()
         self._state_cache_campaigns = state_cache_campaigns
+        self._landing: asyncio.Future[None] | None = None
 
     async def apply(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply one batch; returns after its decisions and dead letters are published.
@@ -182,15 +187,33 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
-        campaigns = self._apply_all_campaigns(list(pending.values()), report)
+        await self._apply_all_campaigns(list(pending.values()), report)
         if self._contacts is not None and events:
-            # Contact merges are idempotent and get every event of the batch (duplicates too),
-            # so the two writes may finish in any order: a crash between them replays the batch
-            # harmlessly. Run together, Redis merges contacts while this process folds windows.
-            await asyncio.gather(self._contacts.apply_events(events), campaigns)
-        else:
-            await campaigns
+            # After the decisions are out, so the contacts' CPU never delays a pause. Built
+            # here, so a record that breaks it is isolated like any other; written while the
+            # next batch is read and folded (`landing`). Merges are idempotent and get every
+            # event of the batch (duplicates too): a crash before one lands replays the batch
+            # harmlessly.
+            report.landing = self._land_in_order(self._contacts.prepare_events(events))
         return report
+
+    def _land_in_order(self, write: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        # One after another, in batch order: "sends since last engaged" depends on the order
+        # of a contact's sends and opens, which Kafka keeps within a partition.
+        previous = self._landing
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await previous  # its failure fails this one too: both batches are re-read
+            await write()
+
+        landing = self._landing = asyncio.ensure_future(after_previous())
+        return landing
+
+    async def landed(self) -> None:
+        """Wait until every contact merge handed out so far is written (raises if one failed)."""
+        if self._landing is not None:
+            await self._landing
 
     async def _apply_all_campaigns(self, todo: list[_Pending], report: BatchReport) -> None:
         for _attempt in range(MAX_WRITE_ATTEMPTS):
@@ -232,6 +255,7 @@ class DetectionService:
             report.pauses.extend(single.pauses)
             report.campaigns |= single.campaigns
             report.published.extend(single.published)
+            report.landing = single.landing or report.landing  # each lands after the one before
         return report
 
     async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:

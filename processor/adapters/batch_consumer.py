@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -35,12 +35,22 @@ class _LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
 
+class Handled(Protocol):
+    """What `handle` may return about a batch."""
+
+    @property
+    def landing(self) -> Awaitable[None] | None:
+        """Writes of the batch still going on; its offsets are committed once they are done."""
+        ...
+
+
 class BatchConsumer:
-    """Consumes one topic in batches; commits each batch after `handle` returned.
+    """Consumes one topic in batches; commits each batch after `handle` returned and landed.
 
     `handle` must be idempotent (a batch may be handed over again after a crash or rebalance).
-    If it raises StoreUnavailableError or PublishError the consumer stops without committing,
-    and `failed` is set: the process should exit so the records are read again after a restart.
+    If it (or its `landing`) raises StoreUnavailableError or PublishError the consumer stops
+    without committing, and `failed` is set: the process should exit so the records are read
+    again after a restart.
     """
 
     def __init__(
@@ -48,7 +58,7 @@ class BatchConsumer:
         settings: Settings,
         topic: str,
         role: str,
-        handle: Callable[[Sequence[RawRecord]], Awaitable[object]],
+        handle: Callable[[Sequence[RawRecord]], Awaitable[Handled | None]],
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -130,6 +140,9 @@ class BatchConsumer:
                 "state or broker unavailable, consumption stopped", extra={"error": str(exc)}
             )
             self.failed = exc
+        except Exception as exc:  # a bug in a batch's landing: stop rather than die unnoticed
+            log.critical("batch could not be completed, consumption stopped", exc_info=True)
+            self.failed = exc
 
     async def _apply(
         self,
@@ -144,33 +157,46 @@ class BatchConsumer:
             # Shielded: a stop while Redis or Kafka is being written must not cut the batch in
             # half. shield() alone would let stop() return (and the app close its producer)
             # under the batch, so the stop waits for it here, then commits it.
-            await asyncio.shield(handling)
+            handled = await asyncio.shield(handling)
         except asyncio.CancelledError:
             await _finish_then_commit(consumer, handling, committing, offsets)
             raise
         if committing is not None:
             await committing  # one commit in flight at a time, in order
-        return asyncio.create_task(_commit(consumer, offsets))
+        landing = handled.landing if handled is not None else None
+        return asyncio.create_task(_commit(consumer, offsets, landing))
 
 
 async def _finish_then_commit(
     consumer: AIOKafkaConsumer,
-    handling: asyncio.Future[object],
+    handling: asyncio.Future[Handled | None],
     committing: asyncio.Task[None] | None,
     offsets: dict[TopicPartition, int],
 ) -> None:
-    """On stop: let the batch in flight finish, and commit it if it was applied."""
+    """On stop: let the batch in flight finish and land, and commit it if it was applied."""
     (outcome,) = await asyncio.gather(handling, return_exceptions=True)
     if committing is not None:
         await asyncio.gather(committing, return_exceptions=True)
+    if (
+        not isinstance(outcome, BaseException)
+        and outcome is not None
+        and outcome.landing is not None
+    ):
+        (outcome,) = await asyncio.gather(outcome.landing, return_exceptions=True)
     if isinstance(outcome, BaseException):
         # Not committed: the next worker reads the batch again, which the state makes harmless.
         log.warning("batch in flight at stop failed", extra={"error": str(outcome)})
         return
-    await asyncio.gather(_commit(consumer, offsets), return_exceptions=True)
+    await asyncio.gather(_commit(consumer, offsets, None), return_exceptions=True)
 
 
-async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+async def _commit(
+    consumer: AIOKafkaConsumer,
+    offsets: dict[TopicPartition, int],
+    landing: Awaitable[None] | None,
+) -> None:
+    if landing is not None:
+        await landing  # raises if the batch's writes failed: then it is not committed
     try:
         await consumer.commit(offsets)
     except CommitFailedError:

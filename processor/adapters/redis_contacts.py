@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from dataclasses import dataclass
+from functools import partial
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ from processor.contacts import (
     ATTEMPTED_EVENT_TYPES,
     Candidates,
     ContactOp,
+    ContactWrite,
     contact_digest,
     delivery_op,
     update_ops,
@@ -171,8 +174,8 @@ class RedisContactStore:
         self._mark_attempted = client.register_script(_MARK_ATTEMPTED)
         self._reads = ContactReads(client, keys, shards)
 
-    async def apply_events(self, events: Sequence[EventView]) -> None:
-        """See `ContactStore.apply_events`: one pipeline, one merge script per tenant."""
+    def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
+        """See `ContactStore.prepare_events`: one pipeline, one merge script per tenant."""
         ops: list[tuple[str, str, ContactOp]] = []
         attempted: dict[tuple[str, str], list[str]] = {}
         for event in events:
@@ -187,12 +190,16 @@ class RedisContactStore:
                     attempted[ref] = [contact_id]
                 else:
                     contact_ids.append(contact_id)
-        await self._write(ops, attempted, "merging delivery events")
+        return partial(self._send, self._pipeline(ops, attempted), "merging delivery events")
+
+    async def apply_events(self, events: Sequence[EventView]) -> None:
+        """See `ContactStore.apply_events`."""
+        await self.prepare_events(events)()
 
     async def apply_updates(self, updates: Sequence[ContactUpdate]) -> None:
         """See `ContactStore.apply_updates`."""
         ops = [(u.tenant_id, u.contact_id, op) for u in updates for op in update_ops(u)]
-        await self._write(ops, {}, "merging contact updates")
+        await self._send(self._pipeline(ops, {}), "merging contact updates")
 
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
         """See `ContactStore.states`: packed HMGETs per shard, in one pipeline."""
@@ -209,7 +216,8 @@ class RedisContactStore:
         self, tenant_id: str, campaign_id: str, contact_ids: Sequence[str]
     ) -> None:
         """See `ContactStore.mark_attempted`."""
-        await self._write([], {(tenant_id, campaign_id): list(contact_ids)}, "marking attempted")
+        pipeline = self._pipeline([], {(tenant_id, campaign_id): list(contact_ids)})
+        await self._send(pipeline, "marking attempted")
 
     async def attempted(
         self, tenant_id: str, campaign_id: str, contact_ids: Sequence[str]
@@ -367,12 +375,9 @@ class RedisContactStore:
             raise StoreUnavailableError(f"saving a resume record failed: {exc}") from exc
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def _write(
-        self,
-        ops: list[tuple[str, str, ContactOp]],
-        attempted: dict[tuple[str, str], list[str]],
-        doing: str,
-    ) -> None:
+    def _pipeline(
+        self, ops: list[tuple[str, str, ContactOp]], attempted: dict[tuple[str, str], list[str]]
+    ) -> _MergePipeline | None:
         """One pipeline: a merge script per tenant, then each campaign's attempted set."""
         # Per tenant: its shard numbers in the order first met (an op names its shard by that
         # position among the script's KEYS) and the packed ops.
@@ -389,7 +394,7 @@ class RedisContactStore:
             packed.append(head(position, op.code.encode(), op.at, len(raw_id)))
             packed.append(raw_id)
         if not by_tenant and not attempted:
-            return
+            return None
         ttl = self._campaign_ttl_ms
         keys = self._keys
         pipe = ScriptPipeline()
@@ -410,10 +415,22 @@ class RedisContactStore:
                 [digests, ttl],
             )
             pipe.command("PEXPIRE", keys.campaign_owner(campaign_id), ttl)
+        return _MergePipeline(pipe, len(by_tenant))
+
+    async def _send(self, pipeline: _MergePipeline | None, doing: str) -> None:
+        if pipeline is None:
+            return
         try:
-            replies = await pipe.execute(self._client)
+            replies = await pipeline.commands.execute(self._client)
         except RedisError as exc:
             raise StoreUnavailableError(f"{doing} failed: {exc}") from exc
-        unread = sum(int(reply[1]) for reply in replies[: len(by_tenant)])
+        unread = sum(int(reply[1]) for reply in replies[: pipeline.merges])
         if unread:
             log.error("contact states of an unknown format left as they are", extra={"n": unread})
+
+
+@dataclass(frozen=True, slots=True)
+class _MergePipeline:
+    commands: ScriptPipeline
+    merges: int
+    """How many of the commands, first, are merge scripts (their replies count unread states)."""

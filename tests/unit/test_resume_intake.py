@@ -47,6 +47,7 @@ async def test_detection_feeds_the_attempted_set_and_contact_state() -> None:
         for offset, e in enumerate(events)
     ]
     await detection.apply(records)
+    await detection.landed()
     assert world.state("t1", "c1")[1].status is CampaignStatus.PAUSED
     world.publisher.messages.clear()
 
