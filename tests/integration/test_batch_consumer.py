@@ -10,11 +10,12 @@ from pydantic import SecretStr
 
 from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import declare_topics
+from processor.errors import StoreUnavailableError
 from processor.settings import Settings
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from aiokafka import AIOKafkaProducer
 
@@ -114,3 +115,81 @@ async def test_a_batch_that_fails_during_the_stop_is_not_committed(
     await _stop_mid_batch(consumer, held, 0.1)
 
     assert await _committed(sandbox, consumer.group_id, TopicPartition(topic, 0)) is None
+
+
+class Landed:
+    """What a handle returns when its batch's writes go on after it returned."""
+
+    def __init__(self, landing: asyncio.Future[None]) -> None:
+        self.landing = landing
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.05)
+
+
+async def _consume_three_landing_on(
+    sandbox: Sandbox, producer: AIOKafkaProducer, landing: asyncio.Future[None]
+) -> tuple[BatchConsumer, TopicPartition, list[RawRecord]]:
+    settings = _settings(sandbox)
+    await declare_topics(settings)
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    for n in range(3):
+        await producer.send_and_wait(topic, value=f"v{n}".encode(), key=b"k")
+    handled: list[RawRecord] = []
+
+    async def handle(records: Sequence[RawRecord]) -> Landed:
+        handled.extend(records)
+        return Landed(landing)
+
+    consumer = BatchConsumer(settings, topic, "test", handle)
+    await consumer.start()
+
+    async def all_handled() -> bool:
+        return len(handled) == 3
+
+    await _until(all_handled)
+    return consumer, TopicPartition(topic, 0), handled
+
+
+async def test_a_batch_is_committed_only_once_its_landing_is_done(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """Writes that go on after `handle` returned hold the commit back until they are done."""
+    landing = asyncio.get_running_loop().create_future()
+    consumer, tp, _ = await _consume_three_landing_on(sandbox, producer, landing)
+    try:
+        await asyncio.sleep(0.5)  # an unheld commit lands within milliseconds
+        assert await _committed(sandbox, consumer.group_id, tp) is None
+
+        landing.set_result(None)
+
+        async def committed() -> bool:
+            return await _committed(sandbox, consumer.group_id, tp) == 3
+
+        await _until(committed)
+        assert consumer.failed is None
+    finally:
+        await consumer.stop()
+
+
+async def test_a_batch_whose_landing_fails_is_not_committed_and_stops_consumption(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """A failed landing (Redis gone) is a failed batch: not committed, the worker must exit."""
+    landing = asyncio.get_running_loop().create_future()
+    consumer, tp, _ = await _consume_three_landing_on(sandbox, producer, landing)
+    try:
+        landing.set_exception(StoreUnavailableError("Redis gone"))
+
+        async def failed() -> bool:
+            return consumer.failed is not None
+
+        await _until(failed)
+        assert isinstance(consumer.failed, StoreUnavailableError)
+    finally:
+        await consumer.stop()
+    assert await _committed(sandbox, consumer.group_id, tp) is None
