@@ -172,9 +172,7 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
             windows_list, cursor = [], 0
             for spec, head in zip(specs, header["heads"], strict=True):
                 size = spec.ring_size * WINDOWED_COUNTERS
-                windows_list.append(
-                    SlidingWindow(spec, head, counts[cursor : cursor + size].tolist())
-                )
+                windows_list.append(SlidingWindow(spec, head, counts[cursor : cursor + size]))
                 cursor += size
             windows = CampaignWindows(
                 specs,

@@ -6,6 +6,7 @@ Pure and synchronous. Time is an integer of milliseconds since the epoch, always
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -103,7 +104,7 @@ class SlidingWindow:
     __slots__ = ("_counts", "_ring", "_since", "_width", "_window", "head", "spec", "sums")
 
     def __init__(
-        self, spec: WindowSpec, head: int | None = None, counts: list[int] | None = None
+        self, spec: WindowSpec, head: int | None = None, counts: array[int] | None = None
     ) -> None:
         self.spec = spec
         self.head = head
@@ -115,7 +116,11 @@ class SlidingWindow:
         # `add` and are dropped when the head moves, so a lagged denominator is O(1) per event.
         self._since: dict[tuple[int, int], int] = {}
         size = self._ring * WINDOWED_COUNTERS
-        self._counts = counts if counts is not None else [0] * size
+        # Unsigned 32-bit counts, as the codec stores them: the ring is written with each
+        # batch, and an array goes to bytes in one copy where a list is converted int by int.
+        self._counts = counts if counts is not None else _zeros(size)
+        if getattr(self._counts, "typecode", None) != _COUNT_TYPE:
+            raise TypeError(f"window {spec.name!r}: counts must be array({_COUNT_TYPE!r})")
         if len(self._counts) != size:
             raise ValueError(f"window {spec.name!r}: wrong number of stored counts")
         self.sums = [0] * WINDOWED_COUNTERS if head is None else self._window_sums(head)
@@ -135,8 +140,8 @@ class SlidingWindow:
         ]
 
     @property
-    def counts(self) -> list[int]:
-        """The ring's raw counts, slot-major (for storage)."""
+    def counts(self) -> array[int]:
+        """The ring's raw counts, slot-major (for storage; don't change them)."""
         return self._counts
 
     def bucket_of(self, at_ms: int) -> int:
@@ -155,7 +160,7 @@ class SlidingWindow:
         ring, window = self._ring, self._window
         counts, sums = self._counts, self.sums
         if new_head - self.head >= ring:
-            self._counts = [0] * (ring * WINDOWED_COUNTERS)
+            self._counts = _zeros(ring * WINDOWED_COUNTERS)
             self.sums = [0] * WINDOWED_COUNTERS
         else:
             # Buckets h-B+1 .. h'-B leave the window proper (still in the ring as history).
@@ -217,6 +222,14 @@ class SlidingWindow:
         )
         self._since[counter, first] = total
         return total
+
+
+_COUNT_TYPE = "I"
+"""array typecode of the counts: unsigned 32-bit, as the codec stores them."""
+
+
+def _zeros(size: int) -> array[int]:
+    return array(_COUNT_TYPE, bytes(size * array(_COUNT_TYPE).itemsize))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import itertools
 import json
 import struct
 import zlib
+from array import array
 from typing import Any
 
 import pytest
@@ -180,7 +181,7 @@ def test_decoding_under_other_specs_starts_windows_afresh_but_keeps_the_rest(
     assert [w.spec for w in windows.windows] == list(OTHER_SPECS)
     for window in windows.windows:
         assert window.sums == [0] * WINDOWED_COUNTERS
-        assert window.counts == [0] * (window.spec.buckets * WINDOWED_COUNTERS)
+        assert list(window.counts) == [0] * (window.spec.buckets * WINDOWED_COUNTERS)
         expected_head = (
             None
             if state.windows.watermark_ms is None
@@ -398,7 +399,7 @@ def _active_state(sends_per_minute: int) -> CampaignState:
                 for rate, salt in rates
             ]
             counts += [sent, delivered, *numerators]
-        windows.append(SlidingWindow(spec, T0 // spec.bucket_ms, counts))
+        windows.append(SlidingWindow(spec, T0 // spec.bucket_ms, array("I", counts)))
     lifetime = [3 * s for s in windows[-1].sums] + [50_000, 900, 100_000, 4_000_000, 300_000, 12]
     state = CampaignState(
         CampaignWindows(DEFAULT_WINDOWS, watermark_ms=T0, windows=windows, lifetime=lifetime),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import pytest
@@ -36,7 +37,7 @@ def _ring_slots(window: SlidingWindow) -> dict[int, list[int]]:
     slots = {}
     for bucket in range(window.head - ring + 1, window.head + 1):
         base = (bucket % ring) * WINDOWED_COUNTERS
-        slots[bucket] = raw[base : base + WINDOWED_COUNTERS]
+        slots[bucket] = list(raw[base : base + WINDOWED_COUNTERS])
     return slots
 
 
@@ -308,7 +309,7 @@ def test_advance_by_a_whole_window_or_more_clears_every_bucket(jump_buckets: int
         window.add(Counter.DELIVERED, at_ms)
     assert window.advance(30 + 10 * jump_buckets) is True
     assert window.sums == [0] * WINDOWED_COUNTERS
-    assert window.counts == [0] * (4 * WINDOWED_COUNTERS)
+    assert list(window.counts) == [0] * (4 * WINDOWED_COUNTERS)
 
 
 def test_first_advance_sets_the_head_without_expiring() -> None:
@@ -321,7 +322,7 @@ def test_first_advance_sets_the_head_without_expiring() -> None:
 def test_sliding_window_rebuilds_its_sums_from_stored_counts() -> None:
     """A window restored from raw counts has sums equal to the per-counter column sums."""
     spec = WindowSpec("w", 30, 3)
-    counts = list(range(3 * WINDOWED_COUNTERS))
+    counts = array("I", range(3 * WINDOWED_COUNTERS))
     window = SlidingWindow(spec, head=7, counts=counts)
     assert window.sums == [0 + 5 + 10, 1 + 6 + 11, 2 + 7 + 12, 3 + 8 + 13, 4 + 9 + 14]
 
@@ -329,7 +330,7 @@ def test_sliding_window_rebuilds_its_sums_from_stored_counts() -> None:
 def test_sliding_window_rejects_stored_counts_of_the_wrong_size() -> None:
     """Stored counts must hold exactly buckets x windowed counters values."""
     with pytest.raises(ValueError, match="wrong number of stored counts"):
-        SlidingWindow(WindowSpec("w", 30, 3), head=0, counts=[0] * 14)
+        SlidingWindow(WindowSpec("w", 30, 3), head=0, counts=array("I", [0] * 14))
 
 
 HISTORIC = WindowSpec("w", 40, 4, history_ms=20)  # 10 ms buckets: 4 proper + 2 history
