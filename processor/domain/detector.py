@@ -121,6 +121,10 @@ class CampaignState:
     under a numerator that met its own, such a rule need not be judged again until its
     numerator grows or a window moves (not stored: rebuilt after a reload).
     """
+    quiet_headroom: tuple[Policy, list[int]] | None = field(default=None, compare=False)
+    """Per rule of that policy, how many more numerator events surely keep it OK, given the
+    counts since the windows last moved (see `_quiet`). Only quiet stretches change counts
+    without dropping it. Not stored: rebuilt after a reload."""
 
     @classmethod
     def fresh(cls, specs: tuple[WindowSpec, ...]) -> CampaignState:
@@ -178,6 +182,7 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     Returns the decisions it caused: a status change, and a pause at most once per episode
     (a paused campaign keeps counting but is not paused again until it is resumed).
     """
+    state.quiet_headroom = None  # counts change (and windows may move) outside a quiet stretch
     state.note_offset(facts.source, facts.offset)
     seen = state.windows.observe(facts.counter, facts.at_ms)
     if seen.late:
@@ -231,11 +236,77 @@ def observe_run(
 
 
 def _quiet(state: CampaignState, plan: CountPlan, policy: Policy, z: float) -> bool:
+    """Whether no rule could leave OK anywhere in the plan (then its events are counted at once).
+
+    Within a plan numerators and denominators only grow, so it is quiet if, for every rule, the
+    numerator events it adds fit the rule's `ok_headroom`, even all counted against the
+    denominator of now. The headroom is worked out once and drawn down by each quiet stretch
+    until the counts change otherwise (numerators and denominators only grow between window
+    moves, and more denominator only lowers the bound): healthy campaigns skip the rules'
+    arithmetic on most batches. A plan beyond it is judged on fresh headroom.
+    """
     if state.status is CampaignStatus.PAUSED:
+        state.quiet_headroom = None  # a paused campaign keeps counting without drawing it down
         return True
     if state.warned_rules or state.status is CampaignStatus.WARNING:
         return False
-    return not any(_may_leave_ok(state, rule, plan, z) for rule in policy.rules)
+    added = [plan.added(RATE_TERMS[rule.metric][0]) for rule in policy.rules]
+    kept = state.quiet_headroom
+    headroom = kept[1] if kept is not None and kept[0] is policy else None
+    if headroom is None or any(a > room for a, room in zip(added, headroom, strict=True)):
+        headroom = [_headroom(state, rule, z) for rule in policy.rules]
+        state.quiet_headroom = (policy, headroom)
+        if any(a > room for a, room in zip(added, headroom, strict=True)):
+            return False
+    for index, count in enumerate(added):
+        headroom[index] -= count
+    return True
+
+
+HEADROOM_CAP = 1 << 20
+"""The most headroom worked out per rule: beyond it, a stretch just gets it worked out again."""
+
+
+def _headroom(state: CampaignState, rule: Rule, z: float) -> int:
+    """`ok_headroom` of a rule on the campaign's current counts."""
+    numerator, denominator = state.windows.rate_terms(
+        rule.metric, rule.window, rule.denominator_lag_ms
+    )
+    return ok_headroom(rule, numerator, denominator, z)
+
+
+def ok_headroom(rule: Rule, numerator: int, denominator: int, z: float) -> int:
+    """How many more numerator events, with no more denominator, surely keep `rule` OK.
+
+    Up to HEADROOM_CAP; -1 if a reading could already leave OK. A reading above OK needs both
+    floors met, so its denominator is at least `min_denominator`; the bound of
+    (n, max(least, n)) grows with n, so the largest count at or under the warn threshold is
+    found by galloping, then bisection. More denominator only lowers the bound, so the
+    headroom stays safe as the denominator grows.
+    """
+    least = max(denominator, rule.min_denominator)
+
+    def stays_ok(more: int) -> bool:
+        most = numerator + more
+        return most < rule.min_numerator or wilson_lower_bound(most, max(least, most), z) <= (
+            rule.warn
+        )
+
+    if not stays_ok(0):
+        return -1
+    good, step = 0, 1
+    while step <= HEADROOM_CAP and stays_ok(step):
+        good, step = step, step * 2
+    if step > HEADROOM_CAP:
+        return good
+    bad = step
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if stays_ok(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def _note_quietly(
@@ -253,24 +324,6 @@ def _note_quietly(
             state.count_domain(metric, facts.domain)
     # Numerators grew without being judged: what `settled` says of them may no longer hold.
     state.settled.clear()
-
-
-def _may_leave_ok(state: CampaignState, rule: Rule, plan: CountPlan, z: float) -> bool:
-    """Whether some prefix of the plan could read WARN or PAUSE on `rule` (conservative).
-
-    Within a plan numerators and denominators only grow. A reading above OK needs both floors
-    met, so its denominator is at least `min_denominator`; the Wilson bound grows with the
-    numerator and, up to the numerator (rates clamp at 1), with the denominator, then falls.
-    """
-    numerator_counter = RATE_TERMS[rule.metric][0]
-    numerator, denominator = state.windows.rate_terms(
-        rule.metric, rule.window, rule.denominator_lag_ms
-    )
-    most = numerator + plan.added(numerator_counter)
-    if most < rule.min_numerator:
-        return False
-    least = max(denominator, rule.min_denominator)
-    return wilson_lower_bound(most, max(least, most), z) > rule.warn
 
 
 def _judge(state: CampaignState, rule: Rule, z: float) -> Reading:

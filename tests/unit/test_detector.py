@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from processor.domain.codec import decode_state, encode_state
 from processor.domain.detector import (
+    HEADROOM_CAP,
     MAX_TRACKED_DOMAINS,
     OTHER_DOMAIN,
     TOP_DOMAINS,
@@ -23,6 +24,7 @@ from processor.domain.detector import (
     counter_for,
     observe,
     observe_run,
+    ok_headroom,
     still_warned,
 )
 from processor.domain.policy import (
@@ -33,6 +35,7 @@ from processor.domain.policy import (
     Rule,
     Severity,
     evaluate,
+    wilson_lower_bound,
 )
 from processor.domain.windows import Counter, WindowSpec
 from schemas.control import Metric
@@ -865,3 +868,44 @@ def test_observe_run_matches_observe_on_a_realistic_campaign(every: int) -> None
     assert made == expected
     assert encode_state(run) == encode_state(one_by_one)
     assert bool(_pauses(made)) is (every < 20)
+
+
+def _could_leave_ok(rule: Rule, numerator: int, denominator: int, z: float) -> bool:
+    """Whether a reading could be above OK: both floors met, bound over the warn threshold."""
+    least = max(denominator, rule.min_denominator)
+    if numerator < rule.min_numerator:
+        return False
+    return wilson_lower_bound(numerator, max(least, numerator), z) > rule.warn
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    warn=st.floats(0.0005, 0.5),
+    floors=st.tuples(st.integers(1, 500), st.integers(1, 20)),
+    counts=st.tuples(st.integers(0, 5_000), st.integers(0, 200_000)),
+    z=st.sampled_from([1.645, 1.96, 2.576]),
+    later=st.tuples(st.floats(0, 1), st.integers(0, 100_000)),
+)
+def test_ok_headroom_is_safe_and_tight(
+    warn: float,
+    floors: tuple[int, int],
+    counts: tuple[int, int],
+    z: float,
+    later: tuple[float, int],
+) -> None:
+    """Within the headroom no reading can leave OK, whatever denominator comes too.
+
+    One more numerator event, with no more denominator, could: quiet stretches lose nothing.
+    """
+    rule = Rule(Metric.HARD_BOUNCE, "1h", warn, warn, *floors)
+    numerator, denominator = counts
+    taken, more_denominator = later
+    room = ok_headroom(rule, numerator, denominator, z)
+
+    assert (room == -1) is _could_leave_ok(rule, numerator, denominator, z)
+    if room < 0:
+        return
+    used = round(room * taken)
+    assert not _could_leave_ok(rule, numerator + used, denominator + more_denominator, z)
+    if room < HEADROOM_CAP:
+        assert _could_leave_ok(rule, numerator + room + 1, denominator, z)
