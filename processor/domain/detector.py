@@ -250,7 +250,8 @@ def _quiet(state: CampaignState, plan: CountPlan, policy: Policy, z: float) -> b
         return True
     if state.warned_rules or state.status is CampaignStatus.WARNING:
         return False
-    added = [plan.added(RATE_TERMS[rule.metric][0]) for rule in policy.rules]
+    totals = plan.added_by_counter()
+    added = [totals.get(RATE_TERMS[rule.metric][0], 0) for rule in policy.rules]
     kept = state.quiet_headroom
     headroom = kept[1] if kept is not None and kept[0] is policy else None
     if headroom is None or any(a > room for a, room in zip(added, headroom, strict=True)):

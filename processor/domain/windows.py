@@ -250,9 +250,12 @@ class CountPlan:
     late_before_ms: int
     """Events before this instant are late (the same for every event of the plan)."""
 
-    def added(self, counter: int) -> int:
-        """How many of the plan's events count towards `counter`."""
-        return sum(n for (c, _), n in self.counts.items() if c == counter)
+    def added_by_counter(self) -> dict[int, int]:
+        """How many of the plan's events count towards each counter it has events of."""
+        totals: dict[int, int] = {}
+        for (counter, _), n in self.counts.items():
+            totals[counter] = totals.get(counter, 0) + n
+        return totals
 
 
 # Shared for the common outcomes (frozen, so sharing is safe): most events move no window.
