@@ -652,6 +652,34 @@ async def tail(bootstrap: str, topic: str, partitions: int = 8) -> Any:
     return consumer
 
 
+def host_cpu() -> dict[str, float]:
+    """Host-wide CPU contention counters so far (Linux): seconds of steal and of CPU pressure.
+
+    Steal is time the hypervisor gave this VM's vCPUs to others; CPU pressure ("some") is
+    time at least one runnable task waited for a CPU (PSI). Missing ones are left out.
+    """
+    counters: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        counters["steal_s"] = int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        some = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+        counters["cpu_pressure_s"] = int(some.rsplit("total=", 1)[1]) / 1e6
+    return counters
+
+
+def host_contention(
+    before: dict[str, float], after: dict[str, float], wall_s: float
+) -> dict[str, float]:
+    """`host_cpu` deltas per wall second: cores stolen, and the share of time a task waited."""
+    names = {"steal_s": "steal_cores", "cpu_pressure_s": "cpu_pressure_share"}
+    return {
+        label: round((after[name] - before[name]) / wall_s, 3)
+        for name, label in names.items()
+        if name in before and name in after and wall_s > 0
+    }
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages, rounded."""
     return [round(x, 2) for x in os.getloadavg()]

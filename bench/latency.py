@@ -17,8 +17,9 @@ pause command being returned by that consumer's `getmany`, both on this process'
 reported from the send call).
 
 Reported: p50/p90/p99/max over the crossings (p99 of fewer than 100 crossings is their
-maximum, nearest rank), the achieved background rate, the worker's lag and RSS, and how many
-cores the driver, the worker, Kafka and Redis kept busy during the crossings.
+maximum, nearest rank), the achieved background rate, the worker's lag and RSS, how many
+cores the driver, the worker, Kafka and Redis kept busy during the crossings, and the host's
+CPU contention meanwhile (cores stolen by the hypervisor, share of time a task waited for CPU).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from bench.common import (
     cpu_seconds,
     event_lines,
     group_lag,
+    host_contention,
+    host_cpu,
     load_average,
     machine_info,
     median,
@@ -243,6 +246,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
     warmup_s = 0.0
     ran_dry = False
     cores: dict[str, float] = {}
+    host: dict[str, float] = {}
     try:
         await worker.wait_ready()
         consumer = await tail(sandbox.bootstrap, sandbox.topic("control"), PARTITIONS)
@@ -261,6 +265,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
         warmup_s = round(time.monotonic() - (background.started or 0), 1)
         load_start = load_average()
         cpu_before = _cpu_now(worker, background)
+        host_before = host_cpu()
         run_id = uuid.uuid4().hex[:4]
         for k in range(args.crossings):
             started = time.monotonic()
@@ -271,7 +276,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             print(f"crossing {k + 1}: {results[-1].get('latency_from_ack_ms')} ms")
             await asyncio.sleep(max(0.0, args.interval - (time.monotonic() - started)))
         load_end = load_average()
-        cores = _cores_used(cpu_before, _cpu_now(worker, background))
+        cpu_after = _cpu_now(worker, background)
+        cores = _cores_used(cpu_before, cpu_after)
+        host = host_contention(host_before, host_cpu(), cpu_after["wall"] - cpu_before["wall"])
         ran_dry = producing.done()
         background.stop()
         await producing
@@ -335,6 +342,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
             ),
         },
         "cpu_cores_during_crossings": cores,
+        "host_contention_during_crossings": host,
         "worker_rss_mb": {
             "median": round(median(worker.rss_samples) / 2**20, 1) if worker.rss_samples else None,
             "peak": round(worker.peak_rss / 2**20, 1),
@@ -350,7 +358,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: PLR091
         f"{result['background_rate_achieved']} ev/s, max lag {max(lags, default=None)} events "
         f"(bar p99 < {BAR_MS:.0f} ms: {'met' if met else 'NOT met'}) -> {written}"
     )
-    print(f"cores busy during the crossings: {cores}")
+    print(f"cores busy during the crossings: {cores}; host contention: {host}")
     if ran_dry:
         print("INVALID: the background stream ran out of events before the crossings ended")
     return result
