@@ -255,7 +255,8 @@ class DetectionService:
             report.pauses.extend(single.pauses)
             report.campaigns |= single.campaigns
             report.published.extend(single.published)
-            report.landing = single.landing or report.landing  # each lands after the one before
+            if single.landing is not None:  # each lands after the one before
+                report.landing = single.landing
         return report
 
     async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:

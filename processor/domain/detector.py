@@ -146,6 +146,7 @@ class CampaignState:
     def rearm(self, specs: tuple[WindowSpec, ...]) -> None:
         """Forget the counts after a resume: the detector watches afresh."""
         self.windows = CampaignWindows(specs)
+        self.quiet_headroom = None  # worked out on counts that are gone
         self.warned_rules.clear()
         self.settled.clear()
         self.status_reading = None
