@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
@@ -176,20 +177,28 @@ async def test_a_batch_is_committed_only_once_its_landing_is_done(
         await consumer.stop()
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [StoreUnavailableError("Redis gone"), RuntimeError("a bug while writing")],
+    ids=["store-unavailable", "bug"],
+)
 async def test_a_batch_whose_landing_fails_is_not_committed_and_stops_consumption(
-    sandbox: Sandbox, producer: AIOKafkaProducer
+    sandbox: Sandbox, producer: AIOKafkaProducer, failure: Exception
 ) -> None:
-    """A failed landing (Redis gone) is a failed batch: not committed, the worker must exit."""
+    """A failed landing is a failed batch: not committed, and the worker must exit.
+
+    A bug fails it as Redis going away does: the consumer stops rather than die unnoticed.
+    """
     landing = asyncio.get_running_loop().create_future()
     consumer, tp, _ = await _consume_three_landing_on(sandbox, producer, landing)
     try:
-        landing.set_exception(StoreUnavailableError("Redis gone"))
+        landing.set_exception(failure)
 
         async def failed() -> bool:
             return consumer.failed is not None
 
         await _until(failed)
-        assert isinstance(consumer.failed, StoreUnavailableError)
+        assert consumer.failed is failure
     finally:
         await consumer.stop()
     assert await _committed(sandbox, consumer.group_id, tp) is None
