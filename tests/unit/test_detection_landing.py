@@ -86,24 +86,32 @@ async def test_the_pause_is_published_before_the_batch_s_contacts_are_written() 
     assert contacts.merged.contacts[("t1", "u10")].hard_bounced
 
 
+async def _two_batches(
+    detection: DetectionService, second_kind: EventType
+) -> tuple[asyncio.Future[None], asyncio.Future[None]]:
+    """Apply three sends, then three events of `second_kind`; the two batches' landings."""
+    first = await detection.apply(_records(0, range(3), EventType.SENT))
+    second = await detection.apply(_records(3, range(3), second_kind))
+    assert first.landing is not None
+    assert second.landing is not None
+    return first.landing, second.landing
+
+
 async def test_merges_land_one_after_another_in_batch_order() -> None:
     """The second batch's write starts only once the first one is written."""
     contacts = GatedContacts()
     detection = _service(contacts, ListPublisher())
-    first = await detection.apply(_records(0, range(3), EventType.SENT))
-    second = await detection.apply(_records(3, range(3), EventType.OPEN))
-    assert first.landing is not None
-    assert second.landing is not None
+    first, second = await _two_batches(detection, EventType.OPEN)
 
     contacts.gates[1].set()
     await asyncio.sleep(0.01)
     assert contacts.started == [0]
-    assert not second.landing.done()
+    assert not second.done()
     contacts.gates[0].set()
     await detection.landed()
 
     assert contacts.started == [0, 1]
-    assert first.landing.done()
+    assert first.done()
     assert contacts.merged.contacts[("t1", "u1")].last_engaged_at == NOW
 
 
@@ -112,18 +120,15 @@ async def test_a_failed_merge_fails_every_landing_after_it() -> None:
     contacts = GatedContacts()
     contacts.fail = {0}
     detection = _service(contacts, ListPublisher())
-    first = await detection.apply(_records(0, range(3), EventType.SENT))
-    second = await detection.apply(_records(3, range(3), EventType.SENT))
-    assert first.landing is not None
-    assert second.landing is not None
+    first, second = await _two_batches(detection, EventType.SENT)
 
     contacts.gates[0].set()
     contacts.gates[1].set()
 
     with pytest.raises(StoreUnavailableError):
-        await first.landing
+        await first
     with pytest.raises(StoreUnavailableError):
-        await second.landing
+        await second
     assert contacts.started == [0]
 
 
