@@ -48,8 +48,9 @@ from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Callable, Sequence
 
+    from processor.contacts import ContactWrite
     from processor.domain.policy import Policy, PolicyBook
     from processor.domain.windows import WindowSpec
     from processor.event_input import EventView
@@ -71,7 +72,7 @@ class Publisher(Protocol):
 class ContactSink(Protocol):
     """Takes what delivery events teach about contacts (idempotent merges)."""
 
-    def prepare_events(self, events: Sequence[EventView]) -> Callable[[], Awaitable[None]]:
+    def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
         """Build the merge of the events into contacts and attempted sets; a call writes it."""
         ...
 
@@ -197,7 +198,7 @@ class DetectionService:
             report.landing = self._land_in_order(self._contacts.prepare_events(events))
         return report
 
-    def _land_in_order(self, write: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+    def _land_in_order(self, write: ContactWrite) -> asyncio.Future[None]:
         # One after another, in batch order: "sends since last engaged" depends on the order
         # of a contact's sends and opens, which Kafka keeps within a partition.
         previous = self._landing
