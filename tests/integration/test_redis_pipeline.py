@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processor.adapters.redis_pipeline import ScriptPipeline
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
     from tests.integration.conftest import Sandbox
@@ -65,3 +67,31 @@ async def test_error_reply_is_raised_after_the_pipeline_ran(redis: Redis, sandbo
     with pytest.raises(ResponseError, match="not an integer"):
         await pipe.execute(redis)
     assert await redis.get(counter) == b"1"
+
+
+async def test_late_replies_time_out_and_leave_no_stale_reply_behind(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    """A pipeline slower than the socket timeout fails; the next one reads its own replies."""
+    # Busy for 0.5 s inside Redis (a script cannot sleep), longer than the 0.2 s timeout.
+    slow = _fresh_script(
+        redis,
+        "local t = redis.call('TIME'); local until_us = (t[1] * 1e6 + t[2]) + 500000\n"
+        "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] >= until_us\n"
+        "return 'late'",
+    )
+    await slow(keys=[], args=[])  # loaded now, so the timed call goes out once
+    key = f"{sandbox.name}:after"
+    client = Redis.from_url(sandbox.stack["SENDGUARD_REDIS_URL"], socket_timeout=0.2)
+    try:
+        late = ScriptPipeline()
+        late.script(slow, [], [])
+        with pytest.raises(RedisTimeoutError):
+            await late.execute(client)
+        await asyncio.sleep(0.5)  # the late reply is sent meanwhile; Redis is free again
+        following = ScriptPipeline()
+        following.command("INCR", key)
+
+        assert await following.execute(client) == [1], "not the late reply of the one before"
+    finally:
+        await client.aclose()
