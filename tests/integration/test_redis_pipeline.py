@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -93,5 +95,26 @@ async def test_late_replies_time_out_and_leave_no_stale_reply_behind(
         following.command("INCR", key)
 
         assert await following.execute(client) == [1], "not the late reply of the one before"
+    finally:
+        await client.aclose()
+
+
+async def test_a_dropped_connection_is_reconnected_and_the_pipeline_sent_again(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    """Like redis-py's pipelines: a connection the server closed is retried on a new one."""
+    key = f"{sandbox.name}:retried"
+    # The worker's client retries connection errors too (processor.cli.build_redis).
+    client = Redis.from_url(sandbox.stack["SENDGUARD_REDIS_URL"], retry=Retry(NoBackoff(), 1))
+    try:
+        first = ScriptPipeline()
+        first.command("CLIENT", "ID")
+        (connection_id,) = await first.execute(client)
+        assert await redis.client_kill_filter(_id=connection_id) == 1
+        after_kill = ScriptPipeline()
+        after_kill.command("INCR", key)
+
+        assert await after_kill.execute(client) == [1]
+        assert await redis.get(key) == b"1"
     finally:
         await client.aclose()
