@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
 
 
@@ -87,7 +88,9 @@ async def _send(client: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]
     return replies
 
 
-async def _exchange(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+async def _exchange(
+    connection: AbstractConnection, commands: Sequence[tuple[Any, ...]]
+) -> list[Any]:
     await connection.send_packed_command(b"".join(map(hiredis.pack_command, commands)))
     replies: list[Any] = []
     try:
