@@ -11,6 +11,7 @@ from array import array
 from typing import Any
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,15 +225,28 @@ def test_decoding_a_paused_state_under_new_specs_keeps_it_paused() -> None:
 # --- corrupt bytes -----------------------------------------------------------------------------
 
 
+def _raw(blob: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompress(blob)
+
+
 def _raw_parts(state: CampaignState) -> tuple[dict[str, Any], bytes]:
-    raw = zlib.decompress(encode_state(state))
+    raw = _raw(encode_state(state))
     (length,) = struct.unpack_from("<I", raw)
     return json.loads(raw[4 : 4 + length]), raw[4 + length :]
 
 
 def _blob(header: Any, counts: bytes) -> bytes:
     header_bytes = json.dumps(header).encode()
-    return zlib.compress(struct.pack("<I", len(header_bytes)) + header_bytes + counts)
+    return _compress(struct.pack("<I", len(header_bytes)) + header_bytes + counts)
+
+
+def _compress(raw: bytes) -> bytes:
+    return zstandard.ZstdCompressor(write_checksum=True).compress(raw)
+
+
+def _huge_frame() -> bytes:
+    """A valid frame, a few bytes long, whose content (zeros) is larger than any state."""
+    return _compress(bytes(2 << 20))
 
 
 def _busy_state() -> CampaignState:
@@ -256,10 +270,14 @@ HEADER, COUNTS = _raw_parts(_busy_state())
         BUSY_BLOB[:-1],
         BUSY_BLOB[: len(BUSY_BLOB) // 2],
         BUSY_BLOB[:2],
-        zlib.compress(b"\x01\x00"),  # shorter than the header length field
-        zlib.compress(struct.pack("<I", 10_000) + b'{"v":1}'),  # header length past the end
-        zlib.compress(struct.pack("<I", 3) + b"{x}"),  # header not JSON
-        zlib.compress(struct.pack("<I", 2) + b"\xff\xfe"),  # header not UTF-8
+        _compress(b"\x01\x00"),  # shorter than the header length field
+        _compress(struct.pack("<I", 10_000) + b'{"v":1}'),  # header length past the end
+        _compress(struct.pack("<I", 3) + b"{x}"),  # header not JSON
+        _compress(struct.pack("<I", 2) + b"\xff\xfe"),  # header not UTF-8
+        zstandard.FRAME_HEADER + b"\x00" * 8,  # a zstd magic, then no valid frame
+        zstandard.ZstdCompressor(write_content_size=False).compress(b"\x01\x00"),  # no size
+        _huge_frame(),
+        zlib.compress(_raw(BUSY_BLOB))[:-1],  # a legacy zlib state, truncated
         _blob({**HEADER, "v": FORMAT_VERSION + 1}, COUNTS),
         _blob({k: v for k, v in HEADER.items() if k != "specs"}, COUNTS),
         _blob({k: v for k, v in HEADER.items() if k != "dom"}, COUNTS),
@@ -287,11 +305,15 @@ HEADER, COUNTS = _raw_parts(_busy_state())
         "not-zlib",
         "truncated-by-one",
         "truncated-half",
-        "zlib-header-only",
+        "zstd-header-only",
         "no-header-length",
         "header-length-past-end",
         "header-not-json",
         "header-not-utf8",
+        "zstd-magic-only",
+        "zstd-without-content-size",
+        "zstd-claims-two-mib",
+        "legacy-zlib-truncated",
         "future-version",
         "missing-specs",
         "missing-domains",
@@ -321,6 +343,14 @@ def test_corrupt_bytes_raise_state_decode_error(blob: bytes) -> None:
         decode_state(blob, DEFAULT_WINDOWS)
 
 
+def test_a_state_written_with_zlib_by_an_earlier_version_still_decodes() -> None:
+    """States stored before the switch to zstd (the same bytes, zlib-compressed) read back."""
+    legacy = zlib.compress(_raw(BUSY_BLOB), 1)
+    assert _snapshot(decode_state(legacy, DEFAULT_WINDOWS)) == _snapshot(
+        decode_state(BUSY_BLOB, DEFAULT_WINDOWS)
+    )
+
+
 def test_corrupt_header_fixtures_are_otherwise_valid() -> None:
     """The unmodified header and counts used above do decode (the fixtures are sound)."""
     assert _snapshot(decode_state(_blob(HEADER, COUNTS), DEFAULT_WINDOWS)) == _snapshot(
@@ -339,10 +369,10 @@ def test_any_truncation_raises_state_decode_error(cut: int) -> None:
 @settings(max_examples=200, deadline=None)
 @given(position=st.integers(0, len(BUSY_BLOB) - 1), mask=st.integers(1, 255))
 def test_a_flipped_byte_never_reads_back_as_a_different_state(position: int, mask: int) -> None:
-    """A corrupted byte raises StateDecodeError or, if zlib absorbs it, changes nothing.
+    """A corrupted byte raises StateDecodeError or, if the frame absorbs it, changes nothing.
 
-    Some flips are harmless to zlib: the FLEVEL header bits, or a back-reference moved to
-    another run of zero counts. The Adler-32 check guarantees those read back the same state.
+    Some flips are harmless to zstd (a header bit it doesn't need); the frame's content
+    checksum guarantees that anything that decodes reads back the same state.
     """
     blob = bytearray(BUSY_BLOB)
     blob[position] ^= mask
