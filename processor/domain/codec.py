@@ -45,16 +45,17 @@ _ZSTD_LEVEL = 3
 _ZSTD_MAGIC = zstandard.FRAME_HEADER
 _MAX_RAW_BYTES = 1 << 20
 """Larger than any real state by far; a frame claiming more is corrupt, not allocated."""
-_zstd = threading.local()
 
 
-def _compress(raw: bytes) -> bytes:
-    compressor = getattr(_zstd, "compressor", None)
-    if compressor is None:
-        compressor = _zstd.compressor = zstandard.ZstdCompressor(
-            level=_ZSTD_LEVEL, write_checksum=True
-        )
-    return compressor.compress(raw)
+class _ZstdContexts(threading.local):
+    """A compressor and a decompressor per thread, made on the thread's first use."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_zstd = _ZstdContexts()
 
 
 def _decompress(blob: bytes) -> bytes:
@@ -63,10 +64,7 @@ def _decompress(blob: bytes) -> bytes:
     size = zstandard.frame_content_size(blob)
     if not 0 <= size <= _MAX_RAW_BYTES:  # -1: a frame without its size, which we never write
         raise StateDecodeError(f"corrupt campaign state: frame content size {size}")
-    decompressor = getattr(_zstd, "decompressor", None)
-    if decompressor is None:
-        decompressor = _zstd.decompressor = zstandard.ZstdDecompressor()
-    return decompressor.decompress(blob)
+    return _zstd.decompressor.decompress(blob)
 
 
 class StateDecodeError(ValueError):
@@ -184,7 +182,7 @@ def encode_state(state: CampaignState) -> bytes:
     if sys.byteorder != "little":
         counts.byteswap()
     raw = _HEADER_LENGTH.pack(len(header_bytes)) + header_bytes + counts.tobytes()
-    return _compress(raw)
+    return _zstd.compressor.compress(raw)
 
 
 def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
