@@ -199,7 +199,13 @@ def _detection_consumer(
 ) -> BatchConsumer:
     """The batch consumer of the delivery events, run with the app."""
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
-    consumer = BatchConsumer(settings, topic, WorkerRole.DETECT.value, detection.apply_isolating)
+    consumer = BatchConsumer(
+        settings,
+        topic,
+        WorkerRole.DETECT.value,
+        detection.apply_isolating,
+        write_held=detection.write_held_states,
+    )
     app.add_dependency(_ConsumerService(consumer, app))
     return consumer
 

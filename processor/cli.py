@@ -128,6 +128,7 @@ def worker() -> None:
             max_future_skew_ms=skew_ms,
             health_min_interval_s=settings.health_min_interval_s,
             state_cache_campaigns=settings.state_cache_campaigns,
+            state_write_behind_s=settings.state_write_behind_ms / 1000,
         )
 
     roles = settings.worker_roles

@@ -3,12 +3,15 @@
 Idempotent under Kafka's at-least-once delivery: each campaign's state carries the last applied
 offset per partition and the digests of applied event ids, and is written compare-and-set, so a
 replayed or redelivered record is never counted twice. Decisions are stored with the state
-(an outbox) before they are published, so a crash between the two loses nothing.
+(an outbox) before they are published, so a crash between the two loses nothing. A campaign
+that decided nothing may be held in memory and written a little later (write-behind); its
+batches' `landing` waits for that write, so their offsets are committed only after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -48,7 +51,7 @@ from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from processor.contacts import ContactWrite
     from processor.domain.policy import Policy, PolicyBook
@@ -105,10 +108,61 @@ class _CachedState:
     state: CampaignState
 
 
+_Item = tuple[EventFacts, bytes, int]
+"""An event to fold: its facts, its id's digest and its day (for the digest sets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    applied: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    late: int = 0
+
+    def __add__(self, other: _Counts) -> _Counts:
+        return _Counts(
+            self.applied + other.applied,
+            self.duplicates + other.duplicates,
+            self.replayed + other.replayed,
+            self.late + other.late,
+        )
+
+    def __sub__(self, other: _Counts) -> _Counts:
+        return _Counts(
+            self.applied - other.applied,
+            self.duplicates - other.duplicates,
+            self.replayed - other.replayed,
+            self.late - other.late,
+        )
+
+
 @dataclass(slots=True)
 class _Pending:
+    """A campaign's events to apply.
+
+    The first `prior` were folded by earlier batches and are held in memory, not yet written;
+    earlier reports counted them (`reported`).
+    """
+
     ref: CampaignRef
-    items: list[tuple[EventFacts, bytes, int]]
+    items: list[_Item]
+    prior: int = 0
+    reported: _Counts = _Counts()
+
+
+@dataclass(slots=True)
+class _Unwritten:
+    """A campaign folded in memory and not written yet: what its write will need."""
+
+    state: CampaignState | None
+    """None when a batch broke off mid-fold: the state is rebuilt from the store and `items`."""
+    version: int
+    windows: tuple[WindowSpec, ...]
+    items: list[_Item]
+    """Every event folded since the stored `version`, in order."""
+    digests_by_day: dict[int, list[bytes]]
+    seen: set[bytes]
+    reported: _Counts
 
 
 class DetectionService:
@@ -127,6 +181,7 @@ class DetectionService:
         monotonic: Callable[[], float] = time.monotonic,
         publish_periodic_health: bool = True,
         state_cache_campaigns: int = 10_000,
+        state_write_behind_s: float = 0.0,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -144,6 +199,13 @@ class DetectionService:
         self._states: OrderedDict[CampaignRef, _CachedState] = OrderedDict()
         self._state_cache_campaigns = state_cache_campaigns
         self._landing: asyncio.Future[None] | None = None
+        # Write-behind: campaigns that decided nothing are folded in memory for up to
+        # `state_write_behind_s`, then written together; a decision writes its campaign at once.
+        # That saves each held campaign its encode and write in most batches.
+        self._write_behind_s = state_write_behind_s
+        self._unwritten: dict[CampaignRef, _Unwritten] = {}
+        self._unwritten_since = 0.0
+        self._written: asyncio.Future[None] | None = None
 
     async def apply(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply one batch; returns after its decisions and dead letters are published.
@@ -188,7 +250,7 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
-        await self._apply_all_campaigns(list(pending.values()), report)
+        await self._apply_groups(pending, report, write_all=self._write_due())
         if self._contacts is not None and events:
             # After the decisions are out, so the contacts' CPU never delays a pause. Built
             # here, so a record that breaks it is isolated like any other; written while the
@@ -196,7 +258,46 @@ class DetectionService:
             # event of the batch (duplicates too): a crash before one lands replays the batch
             # harmlessly.
             report.landing = self._land_in_order(self._contacts.prepare_events(events))
+        if self._written is not None:
+            report.landing = _both(report.landing, self._written)
         return report
+
+    async def write_held_states(self, *, due_only: bool = False) -> None:
+        """Write the campaign states held in memory (write-behind); all, or only once due.
+
+        Called when no batch came for a while, and before stopping: the held batches'
+        `landing` completes once their campaigns are written.
+        """
+        if self._unwritten and (not due_only or self._write_due()):
+            await self._apply_groups({}, BatchReport(), write_all=True)
+
+    def _write_due(self) -> bool:
+        if self._write_behind_s <= 0:
+            return True
+        waited = self._monotonic() - self._unwritten_since
+        return bool(self._unwritten) and waited >= self._write_behind_s
+
+    async def _apply_groups(
+        self, pending: dict[tuple[str, str], _Pending], report: BatchReport, *, write_all: bool
+    ) -> None:
+        if write_all:
+            for ref in self._unwritten:
+                pending.setdefault((ref.tenant_id, ref.campaign_id), _Pending(ref, []))
+        try:
+            await self._apply_all_campaigns(list(pending.values()), report, write_all=write_all)
+        except (StoreUnavailableError, PublishError) as exc:
+            # The worker stops and re-reads every batch not committed: what it held is moot,
+            # and the held batches must not be committed.
+            self._unwritten.clear()
+            if self._written is not None:
+                self._written.set_exception(
+                    StoreUnavailableError(f"campaign states held in memory not written: {exc}")
+                )
+                self._written = None
+            raise
+        if self._written is not None and not self._unwritten:
+            self._written.set_result(None)
+            self._written = None
 
     def _land_in_order(self, write: ContactWrite) -> asyncio.Future[None]:
         # One after another, in batch order: "sends since last engaged" depends on the order
@@ -216,11 +317,13 @@ class DetectionService:
         if self._landing is not None:
             await self._landing
 
-    async def _apply_all_campaigns(self, todo: list[_Pending], report: BatchReport) -> None:
+    async def _apply_all_campaigns(
+        self, todo: list[_Pending], report: BatchReport, *, write_all: bool
+    ) -> None:
         for _attempt in range(MAX_WRITE_ATTEMPTS):
             if not todo:
                 return
-            todo = await self._apply_campaigns(todo, report)
+            todo = await self._apply_campaigns(todo, report, write_all=write_all)
         if todo:
             refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
             raise RuntimeError(f"campaign state kept changing under us (another worker?): {refs}")
@@ -260,29 +363,79 @@ class DetectionService:
                 report.landing = single.landing
         return report
 
-    async def _apply_campaigns(self, todo: list[_Pending], report: BatchReport) -> list[_Pending]:
+    async def _apply_campaigns(
+        self, todo: list[_Pending], report: BatchReport, *, write_all: bool
+    ) -> list[_Pending]:
         book = self._policy_book()
-        stored = await self._load(todo, book)
+        carried: dict[CampaignRef, _Unwritten] = {}
+        todo = [self._take_unwritten(group, book, carried) for group in todo]
+        try:
+            return await self._fold_and_write(todo, carried, report, book, write_all=write_all)
+        except BaseException:
+            # Nothing held may be lost with a batch that broke off: each campaign keeps the
+            # events of earlier batches, to be folded again from the store; this batch's own
+            # are taken out (the caller applies them again, record by record).
+            for group in todo:
+                if group.prior:
+                    self._unwritten[group.ref] = _Unwritten(
+                        None, 0, book.windows, group.items[: group.prior], {}, set(), group.reported
+                    )
+                else:
+                    self._unwritten.pop(group.ref, None)
+            raise
+
+    def _take_unwritten(
+        self, group: _Pending, book: PolicyBook, carried: dict[CampaignRef, _Unwritten]
+    ) -> _Pending:
+        """Join a campaign's held events to the batch's; its held state is folded on if sound."""
+        held = self._unwritten.pop(group.ref, None)
+        if held is None:
+            return group
+        prior = len(held.items)
+        held.items.extend(group.items)
+        if held.state is not None and held.windows == book.windows:
+            carried[group.ref] = held
+        return _Pending(group.ref, held.items, prior, held.reported)
+
+    async def _fold_and_write(
+        self,
+        todo: list[_Pending],
+        carried: dict[CampaignRef, _Unwritten],
+        report: BatchReport,
+        book: PolicyBook,
+        *,
+        write_all: bool,
+    ) -> list[_Pending]:
+        stored = await self._load(todo, book, carried)
         for group, loaded in zip(todo, stored, strict=True):
             if loaded.outbox:
                 await self._deliver_outbox(group.ref, loaded.outbox, loaded.outbox_version)
         folded = [
-            _fold(group, loaded, book, self._decode)
+            _fold(group, loaded, book, self._decode, carried.get(group.ref))
             for group, loaded in zip(todo, stored, strict=True)
         ]
-        results = await self._store.commit_campaigns([f.write for f in folded])
-        retry = [f.group for f, written in zip(folded, results, strict=True) if not written]
-        done = [f for f, written in zip(folded, results, strict=True) if written]
+        hold = not write_all
+        held = [f for f in folded if hold and not f.write.outbox]
+        writing = [f for f in folded if not (hold and not f.write.outbox)]
+        for f in writing:
+            f.write.blob = encode_state(f.state)
+            f.write.paused = f.state.status is CampaignStatus.PAUSED
+        results = await self._store.commit_campaigns([f.write for f in writing]) if writing else []
+        retry = [f.group for f, written in zip(writing, results, strict=True) if not written]
+        done = [f for f, written in zip(writing, results, strict=True) if written]
         for f in done:
             self._remember(f.group.ref, f.write, f.state, book)
+        for f in held:
+            self._hold(f, book)
         decided = [m for f in done for m in f.write.outbox]
         periodic: list[OutboxMessage] = []
-        for f in done:
+        for f in done + held:
             report.campaigns.add(f.group.ref)
-            report.applied += f.applied
-            report.duplicates += f.duplicates
-            report.replayed += f.replayed
-            report.late += f.late
+            counts = f.counts() - f.already
+            report.applied += counts.applied
+            report.duplicates += counts.duplicates
+            report.replayed += counts.replayed
+            report.late += counts.late
             if f.write.outbox:
                 report.pauses.extend(m for m in f.write.outbox if m.role == TopicRole.CONTROL)
             message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
@@ -301,8 +454,27 @@ class DetectionService:
         report.published.extend(decided + periodic)
         return retry
 
-    async def _load(self, todo: list[_Pending], book: PolicyBook) -> list[StoredCampaign]:
-        """Stored states of `todo`; a campaign this worker wrote last isn't read at all.
+    def _hold(self, folded: _Folded, book: PolicyBook) -> None:
+        """Keep a campaign folded in memory, to be written within `state_write_behind_s`."""
+        if not self._unwritten:
+            self._unwritten_since = self._monotonic()
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+        group, write = folded.group, folded.write
+        self._unwritten[group.ref] = _Unwritten(
+            folded.state,
+            write.expected_version,
+            book.windows,
+            group.items,
+            write.new_digests_by_day,
+            folded.seen,
+            group.reported + folded.counts() - folded.already,
+        )
+
+    async def _load(
+        self, todo: list[_Pending], book: PolicyBook, carried: dict[CampaignRef, _Unwritten]
+    ) -> list[StoredCampaign]:
+        """Stored states of `todo`; a campaign this worker wrote last (or holds) isn't read.
 
         Its cached state is folded and written speculatively (see CampaignWrite): Redis refuses
         the write if the version moved on, an outbox is pending or an event was a duplicate,
@@ -311,6 +483,10 @@ class DetectionService:
         stored: list[StoredCampaign | None] = []
         to_load: list[_Pending] = []
         for group in todo:
+            held = carried.get(group.ref)
+            if held is not None:
+                stored.append(StoredCampaign(None, held.version, [], 0, set(), speculative=True))
+                continue
             cached = self._states.get(group.ref)
             if cached is not None and cached.windows == book.windows:
                 own = StoredCampaign(cached.blob, cached.version, [], 0, set(), speculative=True)
@@ -443,10 +619,18 @@ class _Folded:
     group: _Pending
     state: CampaignState
     write: CampaignWrite
+    seen: set[bytes]
+    """The digests of every event folded since the stored version."""
+    already: _Counts
+    """What earlier reports counted of the events folded here."""
     applied: int = 0
     duplicates: int = 0
     replayed: int = 0
     late: int = 0
+
+    def counts(self) -> _Counts:
+        """What this fold counted."""
+        return _Counts(self.applied, self.duplicates, self.replayed, self.late)
 
 
 def _ask(group: _Pending) -> CampaignAsk:
@@ -462,17 +646,26 @@ def _fold(
     loaded: StoredCampaign,
     book: PolicyBook,
     decode: Callable[[CampaignRef, bytes | None, PolicyBook], CampaignState],
+    held: _Unwritten | None,
 ) -> _Folded:
-    """Apply a campaign's events in order, skipping replayed offsets and duplicate ids."""
+    """Apply a campaign's events in order, skipping replayed offsets and duplicate ids.
+
+    With `held`, only the events after the held ones are folded, onto the held state.
+    """
     ref = group.ref
     policy = book.for_campaign(ref.tenant_id, ref.campaign_id)
     z = policy.z
-    state = decode(ref, loaded.blob, book)
+    items: Iterable[_Item]
+    if held is not None and held.state is not None:
+        state, items = held.state, itertools.islice(group.items, group.prior, None)
+        write = CampaignWrite(ref, held.version, b"", held.digests_by_day, [], speculative=True)
+        folded = _Folded(group, state, write, held.seen, _Counts())
+    else:
+        state, items = decode(ref, loaded.blob, book), group.items
+        write = CampaignWrite(ref, loaded.version, b"", {}, [], speculative=loaded.speculative)
+        folded = _Folded(group, state, write, set(), group.reported)
     late_before = state.windows.late_events
-    write = CampaignWrite(ref, loaded.version, b"", {}, [], speculative=loaded.speculative)
-    folded = _Folded(group, state, write)
-    batch_seen: set[bytes] = set()
-    stored_seen, new_digests = loaded.seen, write.new_digests_by_day
+    batch_seen, stored_seen, new_digests = folded.seen, loaded.seen, write.new_digests_by_day
     run: list[EventFacts] = []
 
     def observe_stretch() -> None:
@@ -484,7 +677,7 @@ def _fold(
     # Fresh events are observed in stretches, and their offsets noted then: a batch holds each
     # partition's records in offset order, so none of them can be a replay of another. A
     # duplicate ends a stretch, so that every snapshot counts the duplicates before it only.
-    for facts, digest, day in group.items:
+    for facts, digest, day in items:
         if state.already_applied(facts.source, facts.offset):
             folded.replayed += 1
             continue
@@ -502,8 +695,6 @@ def _fold(
         run.append(facts)
     observe_stretch()
     folded.late = state.windows.late_events - late_before
-    write.blob = encode_state(state)
-    write.paused = state.status is CampaignStatus.PAUSED
     return folded
 
 
@@ -525,3 +716,15 @@ class _PauseFields:
 def _pause_fields(value: str) -> _PauseFields:
     command = PauseCommand.model_validate_json(value)
     return _PauseFields(command.episode, to_ms(command.decided_at))
+
+
+def _both(first: asyncio.Future[None] | None, second: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A future done once both are (failing as the first of them that fails)."""
+    if first is None:
+        return second
+
+    async def both() -> None:
+        await first
+        await second
+
+    return asyncio.ensure_future(both())

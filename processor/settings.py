@@ -141,6 +141,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Campaign states kept decoded between batches (about 5 KB each; 0: none).",
     )
+    state_write_behind_ms: int = Field(
+        default=200,
+        ge=0,
+        description=(
+            "Longest time a campaign that decided nothing is held in memory before its state is"
+            " written (0: written every batch); offsets are committed only after the write."
+            " A decision is always written at once."
+        ),
+    )
     max_future_skew_s: float = Field(
         default=900, ge=0, description="Events stamped further ahead of Kafka time are rejected."
     )

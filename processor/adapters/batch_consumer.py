@@ -2,12 +2,14 @@
 
 Faust's stream layer costs tens of microseconds per event; delivery events are many, so their
 agent reads batches straight from aiokafka and commits offsets itself, only after the batch
-was applied and its decisions acknowledged. aiokafka errors are translated here, once.
+was applied, its decisions acknowledged and its writes landed. aiokafka errors are translated
+here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from processor.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MAX_BATCHES_LANDING = 16
+"""Batches applied whose writes are still landing (so not committed) before reading another
+waits for the oldest: bounds what is held in memory when Redis is slow."""
 
 
 class _LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -44,13 +50,23 @@ class Handled(Protocol):
         ...
 
 
+class WriteHeld(Protocol):
+    """Writes what `handle` held back (write-behind), so that held batches can land."""
+
+    def __call__(self, *, due_only: bool) -> Awaitable[None]:
+        """Write all of it, or with `due_only` only if it has been held long enough."""
+        ...
+
+
 class BatchConsumer:
     """Consumes one topic in batches; commits each batch after `handle` returned and landed.
 
     `handle` must be idempotent (a batch may be handed over again after a crash or rebalance).
     If it (or its `landing`) raises StoreUnavailableError or PublishError the consumer stops
     without committing, and `failed` is set: the process should exit so the records are read
-    again after a restart.
+    again after a restart. A `landing` may wait for writes that `handle` holds back: then
+    `write_held` writes them when no batch came, before the consumer stops, and when too many
+    batches wait to land.
     """
 
     def __init__(
@@ -59,12 +75,15 @@ class BatchConsumer:
         topic: str,
         role: str,
         handle: Callable[[Sequence[RawRecord]], Awaitable[Handled | None]],
+        write_held: WriteHeld | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
         self._role = role
         self.group_id = f"{settings.app_id}-{role}"
         self._handle = handle
+        self._write_held = write_held
+        self._landing: collections.deque[asyncio.Task[None]] = collections.deque()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
@@ -115,24 +134,17 @@ class BatchConsumer:
         if consumer is None:
             return
         wait_ms = self._settings.batch_max_wait_ms
-        # A batch's offsets are committed while the next batch is read and applied (one commit
-        # in flight at a time, in order): the round trip is off the path of every event. A
-        # crash before it lands only re-reads an applied batch, which the state makes harmless.
+        # A batch's offsets are committed while the next batches are read and applied (one
+        # commit at a time, in order, each once its batch's writes landed): the round trip is
+        # off the path of every event. A crash before it lands only re-reads an applied batch,
+        # which the state makes harmless.
         committing: asyncio.Task[None] | None = None
         try:
             while True:
-                batches = await consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self._settings.batch_max_events
-                )
-                if consumer.assignment():
-                    self.ready.set()
-                if committing is not None and committing.done():
-                    await committing  # raises if the commit failed
-                    committing = None
-                if batches:
-                    committing = await self._apply(consumer, batches, committing)
+                committing = await self._poll(consumer, wait_ms, committing)
         except asyncio.CancelledError:
             if committing is not None:
+                await asyncio.gather(self._write_all_held(), return_exceptions=True)
                 await asyncio.gather(committing, return_exceptions=True)
             raise
         except (StoreUnavailableError, PublishError, KafkaError) as exc:
@@ -143,6 +155,27 @@ class BatchConsumer:
         except Exception as exc:  # a bug in a batch's landing: stop rather than die unnoticed
             log.critical("batch could not be completed, consumption stopped", exc_info=True)
             self.failed = exc
+
+    async def _poll(
+        self,
+        consumer: AIOKafkaConsumer,
+        wait_ms: int,
+        committing: asyncio.Task[None] | None,
+    ) -> asyncio.Task[None] | None:
+        """Read and apply one batch (or write what is held, if none came); the last commit."""
+        batches = await consumer.getmany(
+            timeout_ms=wait_ms, max_records=self._settings.batch_max_events
+        )
+        if consumer.assignment():
+            self.ready.set()
+        if committing is not None and committing.done():
+            await committing  # raises if the commit (or one before it) failed
+            committing = None
+        if batches:
+            return await self._apply(consumer, batches, committing)
+        if self._write_held is not None:
+            await self._write_held(due_only=True)
+        return committing
 
     async def _apply(
         self,
@@ -159,22 +192,42 @@ class BatchConsumer:
             # under the batch, so the stop waits for it here, then commits it.
             handled = await asyncio.shield(handling)
         except asyncio.CancelledError:
-            await _finish_then_commit(consumer, handling, committing, offsets)
+            await self._finish_then_commit(consumer, handling, committing, offsets)
             raise
-        if committing is not None:
-            await committing  # one commit in flight at a time, in order
         landing = handled.landing if handled is not None else None
-        return asyncio.create_task(_commit(consumer, offsets, landing))
+        commit = asyncio.create_task(_commit(consumer, offsets, landing, committing))
+        self._landing.append(commit)
+        while self._landing and self._landing[0].done():
+            self._landing.popleft()
+        if len(self._landing) > MAX_BATCHES_LANDING:
+            await self._write_all_held()
+            await asyncio.wait([self._landing[0]])  # its failure is raised by the loop
+        return commit
+
+    async def _write_all_held(self) -> None:
+        if self._write_held is not None:
+            await self._write_held(due_only=False)
+
+    async def _finish_then_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        handling: asyncio.Future[Handled | None],
+        committing: asyncio.Task[None] | None,
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        """On stop: let the batch in flight finish and land, and commit it if it was applied."""
+        (outcome,) = await asyncio.gather(handling, return_exceptions=True)
+        if not isinstance(outcome, BaseException):
+            await asyncio.gather(self._write_all_held(), return_exceptions=True)
+        await _land_then_commit(consumer, outcome, committing, offsets)
 
 
-async def _finish_then_commit(
+async def _land_then_commit(
     consumer: AIOKafkaConsumer,
-    handling: asyncio.Future[Handled | None],
+    outcome: Handled | BaseException | None,
     committing: asyncio.Task[None] | None,
     offsets: dict[TopicPartition, int],
 ) -> None:
-    """On stop: let the batch in flight finish and land, and commit it if it was applied."""
-    (outcome,) = await asyncio.gather(handling, return_exceptions=True)
     if committing is not None:
         await asyncio.gather(committing, return_exceptions=True)
     if (
@@ -194,7 +247,10 @@ async def _commit(
     consumer: AIOKafkaConsumer,
     offsets: dict[TopicPartition, int],
     landing: Awaitable[None] | None,
+    previous: Awaitable[None] | None = None,
 ) -> None:
+    if previous is not None:
+        await previous  # in order; its failure fails this commit too
     if landing is not None:
         await landing  # raises if the batch's writes failed: then it is not committed
     try:

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,6 +233,14 @@ async def read_topic(
     finally:
         await consumer.stop()
     return messages
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    """Wait until `condition()` holds, polling; fail the test at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.05)
 
 
 def event(

@@ -14,9 +14,10 @@ from processor.adapters.kafka import declare_topics
 from processor.errors import StoreUnavailableError
 from processor.settings import Settings
 from schemas.topics import TopicRole
+from tests.integration.conftest import until
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
 
     from aiokafka import AIOKafkaProducer
 
@@ -125,13 +126,6 @@ class Landed:
         self.landing = landing
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never met"
-        await asyncio.sleep(0.05)
-
-
 async def _consume_three_landing_on(
     sandbox: Sandbox, producer: AIOKafkaProducer, landing: asyncio.Future[None]
 ) -> tuple[BatchConsumer, TopicPartition, list[RawRecord]]:
@@ -152,7 +146,7 @@ async def _consume_three_landing_on(
     async def all_handled() -> bool:
         return len(handled) == 3
 
-    await _until(all_handled)
+    await until(all_handled)
     return consumer, TopicPartition(topic, 0), handled
 
 
@@ -171,7 +165,7 @@ async def test_a_batch_is_committed_only_once_its_landing_is_done(
         async def committed() -> bool:
             return await _committed(sandbox, consumer.group_id, tp) == 3
 
-        await _until(committed)
+        await until(committed)
         assert consumer.failed is None
     finally:
         await consumer.stop()
@@ -197,7 +191,7 @@ async def test_a_batch_whose_landing_fails_is_not_committed_and_stops_consumptio
         async def failed() -> bool:
             return consumer.failed is not None
 
-        await _until(failed)
+        await until(failed)
         assert consumer.failed is failure
     finally:
         await consumer.stop()

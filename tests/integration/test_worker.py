@@ -9,7 +9,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from tests.integration.conftest import event, produce, read_topic, run_cli
+from tests.integration.conftest import event, produce, read_topic, run_cli, until
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -23,7 +23,8 @@ async def test_an_event_reaches_the_worker_and_a_malformed_one_is_dead_lettered(
 ) -> None:
     """A valid event updates the campaign's state in Redis; malformed ones are dead-lettered.
 
-    Each dead letter carries its reason, its origin and its original bytes.
+    The state is written once the write-behind has held it its time. Each dead letter carries
+    its reason, its origin and its original bytes.
     """
     await worker.start()
     topic = sandbox.topic("delivery-events")
@@ -44,7 +45,11 @@ async def test_an_event_reaches_the_worker_and_a_malformed_one_is_dead_lettered(
     assert by_type["invalid_json"]["source_offset"] is not None
     assert "type" in by_type["invalid_event"]["error"]
     state_key = f"{sandbox.name}:{{c:acme:c1}}:state"
-    assert await redis.hget(state_key, "v") == b"1"
+
+    async def state_written() -> bool:
+        return await redis.hget(state_key, "v") == b"1"
+
+    await until(state_written, timeout_s=5)
 
 
 def test_help_lists_the_commands(sandbox: Sandbox) -> None:
