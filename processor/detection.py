@@ -259,7 +259,8 @@ class DetectionService:
             # harmlessly.
             report.landing = self._land_in_order(self._contacts.prepare_events(events))
         if self._written is not None:
-            report.landing = _both(report.landing, self._written)
+            # Shielded: a commit cancelled while it waits must not cancel the others' wait.
+            report.landing = _both(report.landing, asyncio.shield(self._written))
         return report
 
     async def write_held_states(self, *, due_only: bool = False) -> None:
@@ -456,9 +457,8 @@ class DetectionService:
 
     def _hold(self, folded: _Folded, book: PolicyBook) -> None:
         """Keep a campaign folded in memory, to be written within `state_write_behind_s`."""
-        if not self._unwritten:
+        if self._written is None:  # the first held since all were written: the wait starts
             self._unwritten_since = self._monotonic()
-        if self._written is None:
             self._written = asyncio.get_running_loop().create_future()
         group, write = folded.group, folded.write
         self._unwritten[group.ref] = _Unwritten(

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from processor.adapters.batch_consumer import BatchConsumer
+from processor.adapters.batch_consumer import BatchConsumer, WriteHeld
 from processor.adapters.kafka import declare_topics
 from processor.errors import StoreUnavailableError
 from processor.settings import Settings
@@ -127,7 +127,10 @@ class Landed:
 
 
 async def _consume_three_landing_on(
-    sandbox: Sandbox, producer: AIOKafkaProducer, landing: asyncio.Future[None]
+    sandbox: Sandbox,
+    producer: AIOKafkaProducer,
+    landing: asyncio.Future[None],
+    write_held: WriteHeld | None = None,
 ) -> tuple[BatchConsumer, TopicPartition, list[RawRecord]]:
     settings = _settings(sandbox)
     await declare_topics(settings)
@@ -140,7 +143,7 @@ async def _consume_three_landing_on(
         handled.extend(records)
         return Landed(landing)
 
-    consumer = BatchConsumer(settings, topic, "test", handle)
+    consumer = BatchConsumer(settings, topic, "test", handle, write_held)
     await consumer.start()
 
     async def all_handled() -> bool:
@@ -169,6 +172,38 @@ async def test_a_batch_is_committed_only_once_its_landing_is_done(
         assert consumer.failed is None
     finally:
         await consumer.stop()
+
+
+@pytest.mark.parametrize("moment", ["idle", "stop"])
+async def test_writes_held_back_are_written_when_idle_or_at_stop_and_the_batch_committed(
+    sandbox: Sandbox, producer: AIOKafkaProducer, moment: str
+) -> None:
+    """A landing that waits for held writes lands once `write_held` wrote them, then commits.
+
+    With no further batch, the consumer asks for due writes while idle; a stop asks for all.
+    """
+    landing = asyncio.get_running_loop().create_future()
+    calls: list[bool] = []
+
+    async def write_held(*, due_only: bool) -> None:
+        calls.append(due_only)
+        if due_only == expected and not landing.done():
+            landing.set_result(None)
+
+    expected = moment == "idle"  # idle: only what is due; stop: everything
+    consumer, tp, _ = await _consume_three_landing_on(sandbox, producer, landing, write_held)
+    try:
+        if moment == "idle":
+
+            async def committed() -> bool:
+                return await _committed(sandbox, consumer.group_id, tp) == 3
+
+            await until(committed)
+    finally:
+        await consumer.stop()
+    assert await _committed(sandbox, consumer.group_id, tp) == 3
+    assert expected in calls
+    assert consumer.failed is None
 
 
 @pytest.mark.parametrize(
