@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from processor.adapters.batch_consumer import BatchConsumer, WriteHeld
+from processor.adapters.batch_consumer import MAX_BATCHES_LANDING, BatchConsumer, WriteHeld
 from processor.adapters.kafka import declare_topics
 from processor.errors import StoreUnavailableError
 from processor.settings import Settings
@@ -204,6 +204,46 @@ async def test_writes_held_back_are_written_when_idle_or_at_stop_and_the_batch_c
     assert await _committed(sandbox, consumer.group_id, tp) == 3
     assert expected in calls
     assert consumer.failed is None
+
+
+async def test_too_many_batches_waiting_to_land_force_the_held_writes(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """Past MAX_BATCHES_LANDING unlanded batches, reading waits: held writes are forced first."""
+    settings = _settings(sandbox).model_copy(update={"batch_max_events": 1})
+    await declare_topics(settings)
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    count = MAX_BATCHES_LANDING + 4
+    for n in range(count):
+        await producer.send_and_wait(topic, value=f"v{n}".encode(), key=b"k")
+    held: list[asyncio.Future[None]] = []
+    landed_when_forced: list[int] = []
+
+    async def handle(_records: Sequence[RawRecord]) -> Landed:
+        held.append(asyncio.get_running_loop().create_future())
+        return Landed(held[-1])
+
+    async def write_held(*, due_only: bool) -> None:
+        if not due_only:  # never due by time here: only a forced write lands anything
+            landed_when_forced.append(len(held))
+            for future in held:
+                if not future.done():
+                    future.set_result(None)
+
+    consumer = BatchConsumer(settings, topic, "test", handle, write_held)
+    await consumer.start()
+    try:
+
+        async def all_handled() -> bool:
+            return len(held) == count
+
+        await until(all_handled)
+        assert landed_when_forced
+        assert landed_when_forced[0] == MAX_BATCHES_LANDING + 1
+        assert consumer.failed is None
+    finally:
+        await consumer.stop()
+    assert await _committed(sandbox, consumer.group_id, TopicPartition(topic, 0)) == count
 
 
 @pytest.mark.parametrize(
