@@ -415,9 +415,10 @@ class DetectionService:
             _fold(group, loaded, book, self._decode, carried.get(group.ref))
             for group, loaded in zip(todo, stored, strict=True)
         ]
-        hold = not write_all
-        held = [f for f in folded if hold and not f.write.outbox]
-        writing = [f for f in folded if not (hold and not f.write.outbox)]
+        held: list[_Folded] = []
+        writing: list[_Folded] = []
+        for f in folded:
+            (writing if write_all or f.write.outbox else held).append(f)
         for f in writing:
             f.write.blob = encode_state(f.state)
             f.write.paused = f.state.status is CampaignStatus.PAUSED
@@ -429,19 +430,7 @@ class DetectionService:
         for f in held:
             self._hold(f, book)
         decided = [m for f in done for m in f.write.outbox]
-        periodic: list[OutboxMessage] = []
-        for f in done + held:
-            report.campaigns.add(f.group.ref)
-            counts = f.counts() - f.already
-            report.applied += counts.applied
-            report.duplicates += counts.duplicates
-            report.replayed += counts.replayed
-            report.late += counts.late
-            if f.write.outbox:
-                report.pauses.extend(m for m in f.write.outbox if m.role == TopicRole.CONTROL)
-            message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
-            if message is not None:
-                periodic.append(message)
+        periodic = self._report(done + held, report)
         if decided or periodic:
             # One acknowledged send for the batch: decisions first, then routine snapshots.
             await self._publisher.publish(decided + periodic)
@@ -454,6 +443,23 @@ class DetectionService:
         )
         report.published.extend(decided + periodic)
         return retry
+
+    def _report(self, applied: list[_Folded], report: BatchReport) -> list[OutboxMessage]:
+        """Count the applied folds into `report`; the routine health snapshots now due."""
+        periodic: list[OutboxMessage] = []
+        for f in applied:
+            report.campaigns.add(f.group.ref)
+            counts = f.counts() - f.already
+            report.applied += counts.applied
+            report.duplicates += counts.duplicates
+            report.replayed += counts.replayed
+            report.late += counts.late
+            if f.write.outbox:
+                report.pauses.extend(m for m in f.write.outbox if m.role == TopicRole.CONTROL)
+            message = self._periodic_health(f.group.ref, f.state, decided=bool(f.write.outbox))
+            if message is not None:
+                periodic.append(message)
+        return periodic
 
     def _hold(self, folded: _Folded, book: PolicyBook) -> None:
         """Keep a campaign folded in memory, to be written within `state_write_behind_s`."""
