@@ -15,7 +15,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from processor.adapters.kafka import client_options
 from processor.errors import PublishError, StoreUnavailableError
@@ -105,6 +105,13 @@ class BatchConsumer:
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
+
+    @property
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this consumer holds now (none before it started or after it stopped)."""
+        if self._consumer is None:
+            return frozenset()
+        return frozenset(self._consumer.assignment())
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
@@ -253,11 +260,23 @@ async def _commit(
         await previous  # in order; its failure fails this commit too
     if landing is not None:
         await landing  # raises if the batch's writes failed: then it is not committed
+    # Commits trail their batches, so a rebalance may have moved some of the batch's partitions
+    # to another member meanwhile: aiokafka refuses a commit naming one (IllegalStateError).
+    # Their offsets are the new owner's to commit; it re-reads those records, and the
+    # idempotent state makes that harmless. The rest are committed.
+    assigned = consumer.assignment()
+    kept = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if len(kept) < len(offsets):
+        log.info(
+            "offsets of partitions no longer assigned left to their new owner",
+            extra={"partitions": sorted(str(tp) for tp in offsets.keys() - kept.keys())},
+        )
+    if not kept:
+        return
     try:
-        await consumer.commit(offsets)
-    except CommitFailedError:
-        # A rebalance took the partitions away; whoever has them now re-reads the batch, and
-        # the idempotent state makes that harmless.
+        await consumer.commit(kept)
+    except (CommitFailedError, IllegalStateError):
+        # A rebalance (or one that started during the commit) took the partitions away.
         log.warning("offset commit refused after a rebalance; batch will be re-read")
 
 

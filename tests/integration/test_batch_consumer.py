@@ -271,3 +271,80 @@ async def test_a_batch_whose_landing_fails_is_not_committed_and_stops_consumptio
     finally:
         await consumer.stop()
     assert await _committed(sandbox, consumer.group_id, tp) is None
+
+
+async def test_a_batch_landing_after_a_rebalance_took_a_partition_commits_the_rest(
+    sandbox: Sandbox, producer: AIOKafkaProducer
+) -> None:
+    """A commit that trails its batch may find some partitions gone to another member.
+
+    Their offsets are left to the new owner (it re-reads them, harmlessly); the rest are
+    committed and consumption goes on. Before, aiokafka's IllegalStateError for the partition
+    no longer assigned stopped the worker: a second worker process joining crashed the first.
+    """
+    settings = _settings(sandbox).model_copy(update={"topic_partitions": 2})
+    await declare_topics(settings)
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    for partition in (0, 1):
+        for n in range(3):
+            await producer.send_and_wait(
+                topic, value=f"p{partition}-{n}".encode(), partition=partition
+            )
+    landing = asyncio.get_running_loop().create_future()
+    first_handled: list[RawRecord] = []
+
+    async def first_handle(records: Sequence[RawRecord]) -> Landed:
+        first_handled.extend(records)
+        return Landed(landing)
+
+    second_handled: list[RawRecord] = []
+
+    async def second_handle(records: Sequence[RawRecord]) -> None:
+        second_handled.extend(records)
+
+    first = BatchConsumer(
+        settings.model_copy(update={"kafka_group_instance_id": "first"}),
+        topic,
+        "test",
+        first_handle,
+    )
+    second = BatchConsumer(
+        settings.model_copy(update={"kafka_group_instance_id": "second"}),
+        topic,
+        "test",
+        second_handle,
+    )
+    await first.start()
+    try:
+
+        async def first_has_all() -> bool:
+            return len(first_handled) == 6
+
+        await until(first_has_all)
+        await second.start()
+
+        async def split() -> bool:
+            return len(first.assignment) == 1 and len(second_handled) == 3
+
+        await until(split)
+        (kept,) = first.assignment
+        (moved,) = {TopicPartition(topic, 0), TopicPartition(topic, 1)} - {kept}
+        landing.set_result(None)
+
+        async def kept_committed() -> bool:
+            return await _committed(sandbox, first.group_id, kept) == 3
+
+        await until(kept_committed)
+        await producer.send_and_wait(topic, value=b"after", partition=kept.partition)
+
+        async def still_consuming() -> bool:
+            return first_handled[-1].value == b"after"
+
+        await until(still_consuming)
+        assert first.failed is None
+        assert {r.partition for r in second_handled} == {moved.partition}
+    finally:
+        await second.stop()
+        await first.stop()
+    assert first.failed is None
+    assert second.failed is None
