@@ -167,7 +167,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
         consumer = _detection_consumer(app, settings, detection)
-        _outbox_sweep(app, detection)
+        _outbox_sweep(app, detection, settings)
 
     @app.on_before_shutdown.connect
     async def finish_detection(_sender: object, /, *_args: object, **_kwargs: object) -> None:
@@ -210,12 +210,12 @@ def _detection_consumer(
     return consumer
 
 
-def _outbox_sweep(app: faust.App, detection: DetectionService) -> None:
+def _outbox_sweep(app: faust.App, detection: DetectionService, settings: Settings) -> None:
     """Publish outboxes a crash left behind: at start-up, then every few seconds."""
 
     async def sweep_outboxes() -> None:
         try:
-            recovered = await detection.recover_outboxes()
+            recovered = await detection.recover_outboxes(settings.outbox_recovery_after_s)
         except (StoreUnavailableError, PublishError):
             log.exception("outbox sweep failed; will retry")
             return

@@ -602,9 +602,14 @@ class DetectionService:
             return None
         return health_snapshot(ref.tenant_id, ref.campaign_id, state, status_changed=False)
 
-    async def recover_outboxes(self) -> int:
-        """Publish outboxes left by a crash (at start-up and now and then); returns how many."""
-        refs = await self._store.campaigns_with_outbox()
+    async def recover_outboxes(self, unpublished_for_s: float = 0.0) -> int:
+        """Publish outboxes left by a crash (at start-up and now and then); returns how many.
+
+        Only those unpublished for `unpublished_for_s`: the worker that writes an outbox
+        publishes it within milliseconds, and a sweep (of any worker) taking it meanwhile would
+        publish the same command twice.
+        """
+        refs = await self._store.campaigns_with_outbox(round(unpublished_for_s * 1000))
         if not refs:
             return 0
         stored = await self._store.load_campaigns([CampaignAsk(ref) for ref in refs])

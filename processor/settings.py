@@ -150,6 +150,15 @@ class Settings(BaseSettings):
             " A decision is always written at once."
         ),
     )
+    outbox_recovery_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "A decision still unpublished this long after it was stored is taken as left by a"
+            " crash and published by the recovery sweep; younger ones are being published by"
+            " the worker that decided them."
+        ),
+    )
     max_future_skew_s: float = Field(
         default=900, ge=0, description="Events stamped further ahead of Kafka time are rejected."
     )

@@ -7,8 +7,12 @@ the same contract tests, so a replay on the embedded store decides exactly as th
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,12 @@ class DetectionStore(Protocol):
         """Forget a published outbox, unless a newer write replaced it (then it stays listed)."""
         ...
 
-    async def campaigns_with_outbox(self) -> list[CampaignRef]:
-        """Campaigns whose outbox may not have been published (crash recovery)."""
+    async def campaigns_with_outbox(self, unpublished_for_ms: int = 0) -> list[CampaignRef]:
+        """Campaigns whose outbox may not have been published (crash recovery).
+
+        Only outboxes written at least `unpublished_for_ms` ago: a younger one is likely being
+        published by the worker that wrote it, and taking it would publish its messages twice.
+        """
         ...
 
     async def record_campaign_pause(
@@ -143,9 +151,11 @@ class DetectionStore(Protocol):
 class InMemoryStore:
     """The embedded store for replay and tests: dictionaries, same semantics as Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
         self.campaigns: dict[CampaignRef, tuple[int, bytes]] = {}
         self.outboxes: dict[CampaignRef, tuple[int, list[OutboxMessage]]] = {}
+        self.outbox_written_at: dict[CampaignRef, float] = {}
         self.seen: dict[tuple[CampaignRef, int], set[bytes]] = {}
         self.tenant_pauses: dict[str, dict[str, int]] = {}
         self.tenant_episodes: dict[str, int] = {}
@@ -183,6 +193,7 @@ class InMemoryStore:
                 self.seen.setdefault((write.ref, day), set()).update(digests)
             if write.outbox:
                 self.outboxes[write.ref] = (version + 1, list(write.outbox))
+                self.outbox_written_at[write.ref] = self._monotonic()
             results.append(True)
         return results
 
@@ -198,10 +209,12 @@ class InMemoryStore:
         """See `DetectionStore.clear_outbox`."""
         if ref in self.outboxes and self.outboxes[ref][0] == version:
             del self.outboxes[ref]
+            del self.outbox_written_at[ref]
 
-    async def campaigns_with_outbox(self) -> list[CampaignRef]:
+    async def campaigns_with_outbox(self, unpublished_for_ms: int = 0) -> list[CampaignRef]:
         """See `DetectionStore.campaigns_with_outbox`."""
-        return list(self.outboxes)
+        written_before = self._monotonic() - unpublished_for_ms / 1000
+        return [ref for ref in self.outboxes if self.outbox_written_at[ref] <= written_before]
 
     async def record_campaign_pause(
         self, tenant_id: str, member: str, at_ms: int, limit: int, within_ms: int

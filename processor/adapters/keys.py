@@ -80,7 +80,15 @@ class Keys:
         return f"{self.prefix}:webhook-token:{provider}:{token}"
 
     def outbox_index(self) -> str:
-        """Set of state keys whose outbox may still hold unpublished messages."""
+        """Sorted set of campaigns whose outbox may still hold unpublished messages.
+
+        Scored by when the outbox was written (ms, Redis's clock), so that the recovery sweep
+        takes only outboxes left long enough to be a crash's, not one being published.
+        """
+        return f"{self.prefix}:outboxes"
+
+    def legacy_outbox_index(self) -> str:
+        """Set of the same, as written before 2026-11-27; still read and cleared (no times)."""
         return f"{self.prefix}:outbox"
 
 

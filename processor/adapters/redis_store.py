@@ -120,6 +120,23 @@ if redis.call('HEXISTS', KEYS[1], 'o') == 0 then return 1 end
 return 0
 """
 
+# KEYS: the outbox index. ARGV: the campaigns whose outbox is being written.
+_INDEX_OUTBOXES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+return #ARGV
+"""
+
+# KEYS: the outbox index, the legacy one (no times: all taken). ARGV: minimum age in ms.
+_AGED_OUTBOXES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local aged = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(aged, member) end
+return aged
+"""
+
 _SAVE_RESUME = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
@@ -176,6 +193,8 @@ class RedisStore:
         self._commit = client.register_script(_COMMIT_CAMPAIGN)
         self._commit_speculative = client.register_script(_COMMIT_SPECULATIVE)
         self._clear = client.register_script(_CLEAR_OUTBOX)
+        self._index_outboxes = client.register_script(_INDEX_OUTBOXES)
+        self._aged_outboxes = client.register_script(_AGED_OUTBOXES)
         self._save_resume = client.register_script(_SAVE_RESUME)
         self._record_pause = client.register_script(_RECORD_PAUSE)
         self._confirm_tenant = client.register_script(_CONFIRM_TENANT)
@@ -221,9 +240,8 @@ class RedisStore:
         pipe = ScriptPipeline()
         if any(w.outbox for w in writes):
             # Indexed before the write, so a crash right after it cannot hide the outbox.
-            pipe.command(
-                "SADD", keys.outbox_index(), *{_ref_member(w.ref) for w in writes if w.outbox}
-            )
+            members = sorted({_ref_member(w.ref) for w in writes if w.outbox})
+            pipe.script(self._index_outboxes, [keys.outbox_index()], members)
         for write in writes:
             ref = write.ref
             script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
@@ -253,14 +271,19 @@ class RedisStore:
         try:
             # A newer outbox than the one cleared keeps the campaign in the recovery index.
             if await self._clear(keys=[state_key], args=[version]):
-                await self._client.srem(self._keys.outbox_index(), _ref_member(ref))
+                member = _ref_member(ref)
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.zrem(self._keys.outbox_index(), member)
+                    pipe.srem(self._keys.legacy_outbox_index(), member)
+                    await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"clearing an outbox failed: {exc}") from exc
 
-    async def campaigns_with_outbox(self) -> list[CampaignRef]:
-        """See `DetectionStore.campaigns_with_outbox`."""
+    async def campaigns_with_outbox(self, unpublished_for_ms: int = 0) -> list[CampaignRef]:
+        """See `DetectionStore.campaigns_with_outbox` (ages by Redis's clock: no skew)."""
+        keys = [self._keys.outbox_index(), self._keys.legacy_outbox_index()]
         try:
-            members = await self._client.smembers(self._keys.outbox_index())
+            members = set(await self._aged_outboxes(keys=keys, args=[unpublished_for_ms]))
         except RedisError as exc:
             raise StoreUnavailableError(f"reading the outbox index failed: {exc}") from exc
         refs = []

@@ -277,6 +277,33 @@ async def test_campaigns_with_an_outbox_are_listed_until_cleared(store: Detectio
     assert await store.campaigns_with_outbox() == []
 
 
+async def test_an_outbox_is_listed_for_recovery_only_once_it_waited_the_given_time(
+    store: DetectionStore,
+) -> None:
+    """A young outbox is being published by its writer: the sweep must not take it too."""
+    assert await store.commit_campaigns([write(0, b"s", outbox=[decision(1)])]) == [True]
+    assert await store.campaigns_with_outbox(60_000) == []
+    await asyncio.sleep(0.05)
+    assert await store.campaigns_with_outbox(20) == [REF]
+    assert await store.campaigns_with_outbox() == [REF]
+
+
+async def test_outboxes_indexed_by_an_older_release_are_listed_and_cleared(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """The recovery index was a set without times: its members count as old enough."""
+    store = redis_store(redis, f"{sandbox.name}:legacy")
+    assert await store.commit_campaigns([write(0, b"s", outbox=[decision(1)])]) == [True]
+    keys = Keys(f"{sandbox.name}:legacy")
+    await redis.delete(keys.outbox_index())
+    await redis.sadd(keys.legacy_outbox_index(), f"{REF.tenant_id}:{REF.campaign_id}")
+
+    assert await store.campaigns_with_outbox(60_000) == [REF]
+    await store.clear_outbox(REF, 1)
+    assert await store.campaigns_with_outbox() == []
+    assert await redis.exists(keys.legacy_outbox_index()) == 0
+
+
 @pytest.mark.parametrize(
     "make_store",
     [
