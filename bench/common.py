@@ -267,12 +267,20 @@ def parse_log_line(raw: str) -> dict[str, Any] | None:
 
 
 class WorkerProcess:
-    """`sendguard worker` as a real process (optionally under a profiler)."""
+    """`sendguard worker` as a real process (optionally under a profiler).
 
-    def __init__(self, sandbox: Sandbox, *, profile_to: Path | None = None) -> None:
+    `member` > 0 makes it one more process of the same app and consumer groups, with its own
+    static member id, Faust data folder and log, as a second worker on the host would be.
+    """
+
+    def __init__(
+        self, sandbox: Sandbox, *, profile_to: Path | None = None, member: int = 0
+    ) -> None:
         self.sandbox = sandbox
+        self.member = member
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = sandbox.data_dir / "worker.log"
+        suffix = f"-{member}" if member else ""
+        self.log_path = sandbox.data_dir / f"worker{suffix}.log"
         self.profile_to = profile_to
         self.peak_rss = 0
         self.rss_samples: list[int] = []
@@ -298,11 +306,18 @@ class WorkerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
                 command,
-                env=self.sandbox.env(),
+                env=self._env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.sandbox.data_dir,
             )
+
+    def _env(self) -> dict[str, str]:
+        env = self.sandbox.env()
+        if self.member:
+            env["SENDGUARD_KAFKA_GROUP_INSTANCE_ID"] += f"-{self.member}"
+            env["SENDGUARD_DATA_DIR"] += f"-{self.member}"
+        return env
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The worker's log lines so far, parsed (see `parse_log_line`)."""

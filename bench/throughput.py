@@ -14,12 +14,13 @@ into an 8-partition delivery-events topic. Then, interleaved, N times:
   consumer group's committed offsets reaching the end offsets (every event parsed, windows
   applied in Redis, decisions published, offsets committed).
 
-Each pair also drains the topic three more times in this process, as references that split
-the worker's cost: once doing the least any Python detector of these events must do, one
-msgspec decode per batch into typed structs and a dict count per campaign and type, no checks
-(`floor`); once building and parsing every record (`parse`); once running the whole
-detection on an in-memory store, without Redis, contact state or publishing
-(`detect-in-memory`).
+Each pair also drains the topic four more times in this process, as references that split
+the worker's cost: once only decoding the values, one msgspec call per batch into typed
+structs, nothing done with them (`decode`); once doing the least any Python detector of these
+events must do, that decode and a dict count per campaign and type, no checks (`floor`); once
+building and parsing every record (`parse`); once running the whole detection on an
+in-memory store, without Redis, contact state or publishing (`detect-in-memory`).
+`--references-only` runs the baseline and the references without the worker, for many pairs.
 
 Reported: medians, the worker/baseline ratio of each pair and its median, the references'
 ratios, the worker's peak RSS.
@@ -77,7 +78,7 @@ PARTITIONS = 8
 BATCH = 2000
 """The worker's default `batch_max_events`; the baseline asks for the same batches."""
 BAR = 0.6
-REFERENCE_STAGES = ("floor", "parse", "detect-in-memory")
+REFERENCE_STAGES = ("decode", "floor", "parse", "detect-in-memory")
 """In-process drains that do part of the worker's job, to show where its time goes."""
 Fetched = dict[TopicPartition, list[Any]]
 """What `getmany` returns."""
@@ -115,6 +116,13 @@ def _stage_handler(stage: str) -> Callable[[Fetched], Awaitable[object]] | None:
     """What a reference drain does with each `getmany` result (None: nothing)."""
     if stage == "drain":
         return None
+    if stage == "decode":
+
+        async def decode(batches: Fetched) -> object:
+            values = [m.value for messages in batches.values() for m in messages]
+            return _DECODE_FLOOR(b"[" + b",".join(values) + b"]")
+
+        return decode
     if stage == "floor":
         counts: Counter[tuple[str, str, str]] = Counter()
 
@@ -150,11 +158,11 @@ async def run_baseline(
     """Drain the topic with a fresh group; time assignment -> end offsets.
 
     `stage` says what is done with each batch: nothing ("drain", the baseline), or, as
-    references that split the worker's cost: the least any Python detector of these events
-    must do ("floor": the values decoded into typed structs in one msgspec call per batch and
-    counted per campaign and type in a dict, no checks), sendguard's event parsing ("parse":
-    records built and validated) or its whole detection on an in-memory store without Redis,
-    contact state or publishing ("detect-in-memory").
+    references that split the worker's cost: only the values decoded into typed structs in
+    one msgspec call per batch ("decode"), the least any Python detector of these events must
+    do ("floor": that decode, then a dict count per campaign and type, no checks), sendguard's
+    event parsing ("parse": records built and validated) or its whole detection on an
+    in-memory store without Redis, contact state or publishing ("detect-in-memory").
     """
     handle = _stage_handler(stage)
     listener = _Assigned()
@@ -215,18 +223,27 @@ async def run_worker(
     total: int,
     *,
     profile_to: Path | None = None,
+    processes: int = 1,
     timeout_s: float = 1800,
 ) -> dict[str, Any]:
-    """Start a fresh worker on the pre-filled topic; time assignment -> all offsets committed."""
+    """Start fresh workers on the pre-filled topic; time assignment -> all offsets committed.
+
+    With `processes` > 1 they are members of one consumer group, as several worker processes on
+    a host would be; the clock starts at the first one's assignment.
+    """
     redis = Redis.from_url(sandbox.redis_url)
     memory_before = int((await redis.info("memory"))["used_memory"])
-    worker = WorkerProcess(sandbox, profile_to=profile_to)
+    workers = [
+        WorkerProcess(sandbox, profile_to=profile_to if member == 0 else None, member=member)
+        for member in range(processes)
+    ]
     admin = AIOKafkaAdminClient(bootstrap_servers=sandbox.bootstrap)
     await admin.start()
     stack_cpu_before = {n: cpu_seconds(p) for n, p in stack_pids().items()}
     spawned = time.time()
-    worker.start()
-    worker_cpu = 0.0
+    for worker in workers:
+        worker.start()
+    worker_cpu = [0.0] * processes
     group = f"{sandbox.name}-detect"
     timeline: list[tuple[float, int]] = []
     done: float | None = None
@@ -234,16 +251,17 @@ async def run_worker(
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            worker.sample_rss()
-            if worker.process is not None:
-                worker_cpu = cpu_seconds(worker.process.pid) or worker_cpu
+            for i, worker in enumerate(workers):
+                worker.sample_rss()
+                if worker.process is not None:
+                    worker_cpu[i] = cpu_seconds(worker.process.pid) or worker_cpu[i]
             committed = await _committed(admin, group, topic)
             now = time.time()
             timeline.append((now, committed))
             if committed >= total:
                 done = now
                 break
-            if worker.process is not None and worker.process.poll() is not None:
+            if any(w.process is not None and w.process.poll() is not None for w in workers):
                 break
         stack_cpu = {
             n: round((cpu_seconds(p) or 0.0) - (stack_cpu_before.get(n) or 0.0), 1)
@@ -254,32 +272,36 @@ async def run_worker(
     finally:
         await admin.close()
         await redis.aclose()
-        code = await worker.stop(timeout_s=120)
-    assigned_line = next(
-        (line for line in worker.log_lines() if line.get("message") == "partitions assigned"),
-        None,
-    )
-    ready_line = worker.first_log("detection consumer ready")
-    if done is None or assigned_line is None:
-        tail = worker.log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"worker run did not finish (exit {code}); log tail:\n{tail}")
-    assigned = float(assigned_line["at"])
+        codes = [await worker.stop(timeout_s=120) for worker in workers]
+    assigned_at = [
+        float(line["at"])
+        for worker in workers
+        for line in worker.log_lines()
+        if line.get("message") == "partitions assigned"
+    ]
+    ready_line = workers[0].first_log("detection consumer ready")
+    if done is None or not assigned_at:
+        tail = workers[0].log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"worker run did not finish (exits {codes}); log tail:\n{tail}")
+    assigned = min(assigned_at)
     seconds = done - assigned
     steady = _steady_rate(timeline, total)
+    rss_samples = [sample for worker in workers for sample in worker.rss_samples]
     return {
+        "processes": processes,
         "events": total,
         "seconds": round(seconds, 3),
         "events_per_s": round(total / seconds),
         "steady_10_90_events_per_s": round(steady) if steady else None,
         "spawn_to_assigned_s": round(assigned - spawned, 3),
         "spawn_to_ready_s": round(float(ready_line["at"]) - spawned, 3) if ready_line else None,
-        "worker_cpu_s_incl_startup": round(worker_cpu, 1),
+        "worker_cpu_s_incl_startup": round(sum(worker_cpu), 1),
         "stack_cpu_s_during_run": stack_cpu,
-        "peak_rss_mb": round(worker.peak_rss / 2**20, 1),
-        "median_rss_mb": round(median(worker.rss_samples) / 2**20, 1),
+        "peak_rss_mb": round(max(worker.peak_rss for worker in workers) / 2**20, 1),
+        "median_rss_mb": round(median(rss_samples) / 2**20, 1),
         "redis_used_memory_delta_mb": round((memory_after - memory_before) / 2**20, 1),
         "redis_dbsize_after": keys,
-        "exit_code": code,
+        "exit_code": codes[0] if processes == 1 else codes,
     }
 
 
@@ -287,10 +309,45 @@ async def _topic_total(bootstrap: str, topic: str) -> int:
     return sum((await end_offsets(bootstrap, topic)).values())
 
 
-async def _pair(
-    i: int, stack: dict[str, str], base: str, topic: str, ends: dict[int, int], *, keep: bool
+async def _workers_run(
+    stack: dict[str, str],
+    base: str,
+    name: str,
+    ends: dict[int, int],
+    processes: int,
+    *,
+    keep: bool,
 ) -> dict[str, Any]:
-    """One baseline run, then one worker run, on the same pre-filled topic."""
+    """One run of `processes` fresh workers (one consumer group) over the `base` topics."""
+    bootstrap = stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"]
+    sandbox = Sandbox(stack, name, topic_name=base, partitions=PARTITIONS)
+    topic = sandbox.topic("delivery-events")
+    dead_topic = sandbox.topic("dead-letter")
+    dead_before = await _topic_total(bootstrap, dead_topic)
+    try:
+        worker = await run_worker(sandbox, topic, sum(ends.values()), processes=processes)
+    finally:
+        if not keep:
+            await delete_keys(sandbox.redis_url, sandbox.name)
+    worker["dead_letters"] = await _topic_total(bootstrap, dead_topic) - dead_before
+    return worker
+
+
+async def _pair(
+    i: int,
+    stack: dict[str, str],
+    base: str,
+    topic: str,
+    ends: dict[int, int],
+    *,
+    keep: bool,
+    with_worker: bool = True,
+    scale_out: Sequence[int] = (),
+) -> dict[str, Any]:
+    """One baseline run, the references, then the worker runs, on the same pre-filled topic.
+
+    `scale_out` adds runs of that many worker processes sharing the work, after the single one.
+    """
     bootstrap = stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"]
     raw = await run_baseline(bootstrap, topic, ends)
     print(f"pair {i + 1}: baseline {raw['events_per_s']:,} ev/s ({raw['seconds']} s)")
@@ -303,26 +360,34 @@ async def _pair(
             f"pair {i + 1}: reference {stage} {reference['events_per_s']:,} ev/s, "
             f"ratio {reference['ratio']:.3f}"
         )
-    sandbox = Sandbox(stack, f"{base}-w{i}", topic_name=base, partitions=PARTITIONS)
-    dead_topic = sandbox.topic("dead-letter")
-    dead_before = await _topic_total(bootstrap, dead_topic)
-    try:
-        worker = await run_worker(sandbox, topic, sum(ends.values()))
-    finally:
-        if not keep:
-            await delete_keys(sandbox.redis_url, sandbox.name)
-    worker["dead_letters"] = await _topic_total(bootstrap, dead_topic) - dead_before
+    if not with_worker:
+        return {"baseline": raw, "references": references, "worker": None, "ratio": None}
+    worker = await _workers_run(stack, base, f"{base}-w{i}", ends, 1, keep=keep)
     ratio = worker["events_per_s"] / raw["events_per_s"]
     print(
         f"pair {i + 1}: worker {worker['events_per_s']:,} ev/s ({worker['seconds']} s, "
         f"steady {worker['steady_10_90_events_per_s']}), ratio {ratio:.3f}, "
         f"peak RSS {worker['peak_rss_mb']} MB"
     )
+    scaled = {}
+    for processes in scale_out:
+        run = await _workers_run(
+            stack, base, f"{base}-w{i}x{processes}", ends, processes, keep=keep
+        )
+        run["ratio"] = round(run["events_per_s"] / raw["events_per_s"], 4)
+        run["speedup_vs_one"] = round(run["events_per_s"] / worker["events_per_s"], 3)
+        scaled[str(processes)] = run
+        print(
+            f"pair {i + 1}: {processes} workers {run['events_per_s']:,} ev/s "
+            f"(steady {run['steady_10_90_events_per_s']}), ratio {run['ratio']:.3f}, "
+            f"x{run['speedup_vs_one']:.2f} of one worker"
+        )
     return {
         "baseline": raw,
         "references": references,
         "worker": worker,
         "ratio": round(ratio, 4),
+        "scale_out": scaled,
     }
 
 
@@ -351,6 +416,19 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="100k events, 1 pair")
     parser.add_argument("--profile", action="store_true", help="one more worker run profiled")
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    parser.add_argument(
+        "--scale-out",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also run N worker processes sharing the topic, after the single one",
+    )
+    parser.add_argument(
+        "--references-only",
+        action="store_true",
+        help="baseline and in-process references only, no worker runs",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.pairs = 100_000, 1
@@ -369,7 +447,17 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         total = sum(ends.values())
         print(f"produced {produced} events into {topic} in {produce_s:.1f} s; end offsets {ends}")
         pairs = [
-            await _pair(i, stack, base, topic, ends, keep=args.keep) for i in range(args.pairs)
+            await _pair(
+                i,
+                stack,
+                base,
+                topic,
+                ends,
+                keep=args.keep,
+                with_worker=not args.references_only,
+                scale_out=args.scale_out,
+            )
+            for i in range(args.pairs)
         ]
         profile = (
             await _profiled(stack, base, topic, total, keep=args.keep) if args.profile else None
@@ -378,12 +466,13 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         if not args.keep:
             await delete_topics(topics.bootstrap, base)
-    worker_eps = median(p["worker"]["events_per_s"] for p in pairs)
     raw_eps = median(p["baseline"]["events_per_s"] for p in pairs)
-    ratio = median(p["ratio"] for p in pairs)
     reference_ratios = {
         stage: median(p["references"][stage]["ratio"] for p in pairs) for stage in REFERENCE_STAGES
     }
+    workers = [p for p in pairs if p["worker"] is not None]
+    worker_eps = median(p["worker"]["events_per_s"] for p in workers) if workers else None
+    ratio = median(p["ratio"] for p in workers) if workers else None
     result = {
         "benchmark": "throughput",
         "command": "python -m bench.throughput " + " ".join(argv or sys.argv[1:]),
@@ -393,21 +482,35 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "produce_seconds": round(produce_s, 1),
         "pairs": pairs,
         "control_messages_all_runs": pauses,
-        "median_worker_events_per_s": round(worker_eps),
+        "median_worker_events_per_s": round(worker_eps) if worker_eps else None,
         "median_baseline_events_per_s": round(raw_eps),
-        "median_ratio": round(ratio, 4),
+        "median_ratio": round(ratio, 4) if ratio is not None else None,
         "median_reference_ratios": reference_ratios,
-        "median_worker_peak_rss_mb": median(p["worker"]["peak_rss_mb"] for p in pairs),
+        "median_scale_out": {
+            str(n): {
+                "events_per_s": median(p["scale_out"][str(n)]["events_per_s"] for p in workers),
+                "ratio": median(p["scale_out"][str(n)]["ratio"] for p in workers),
+                "speedup_vs_one": median(p["scale_out"][str(n)]["speedup_vs_one"] for p in workers),
+            }
+            for n in args.scale_out
+            if workers
+        },
+        "median_worker_peak_rss_mb": (
+            median(p["worker"]["peak_rss_mb"] for p in workers) if workers else None
+        ),
         "bar": f"ratio >= {BAR}",
-        "bar_met": ratio >= BAR,
+        "bar_met": ratio >= BAR if ratio is not None else None,
         "profiled_run": profile,
     }
     written = write_result("throughput", result)
-    print(
-        f"\nthroughput: worker {worker_eps:,.0f} ev/s, baseline {raw_eps:,.0f} ev/s, "
-        f"median ratio {ratio:.3f} (bar >= {BAR}: {'met' if ratio >= BAR else 'NOT met'}); "
-        f"N={len(pairs)} pairs -> {written}"
-    )
+    if worker_eps is not None and ratio is not None:
+        print(
+            f"\nthroughput: worker {worker_eps:,.0f} ev/s, baseline {raw_eps:,.0f} ev/s, "
+            f"median ratio {ratio:.3f} (bar >= {BAR}: {'met' if ratio >= BAR else 'NOT met'}); "
+            f"N={len(pairs)} pairs -> {written}"
+        )
+    else:
+        print(f"\nbaseline {raw_eps:,.0f} ev/s, no worker runs; N={len(pairs)} -> {written}")
     for stage in REFERENCE_STAGES:
         print(f"  reference {stage}: median ratio {reference_ratios[stage]:.3f}")
     return result
