@@ -99,8 +99,9 @@ async def redis(sandbox: Sandbox) -> AsyncIterator[Redis]:
     """A Redis client; the sandbox's keys are deleted afterwards."""
     client = Redis.from_url(sandbox.stack["SENDGUARD_REDIS_URL"])
     yield client
-    async for key in client.scan_iter(match=f"{sandbox.name}:*"):
-        await client.delete(key)
+    keys = [key async for key in client.scan_iter(match=f"{sandbox.name}:*", count=1000)]
+    for start in range(0, len(keys), 1000):
+        await client.unlink(*keys[start : start + 1000])
     await client.aclose()
 
 
@@ -190,8 +191,8 @@ class WorkerProcess:
 
 
 @pytest.fixture
-async def worker(sandbox: Sandbox) -> AsyncIterator[WorkerProcess]:
-    """A worker for the sandbox (not started); always stopped at the end."""
+async def worker(sandbox: Sandbox, redis: Redis) -> AsyncIterator[WorkerProcess]:  # noqa: ARG001  # its teardown deletes the keys the worker wrote
+    """A worker for the sandbox (not started); always stopped at the end, its keys deleted."""
     process = WorkerProcess(sandbox)
     yield process
     await process.stop()
