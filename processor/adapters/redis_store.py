@@ -128,13 +128,11 @@ for i = 1, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
 return #ARGV
 """
 
-# KEYS: the outbox index, the legacy one (no times: all taken). ARGV: minimum age in ms.
+# KEYS: the outbox index. ARGV: minimum age in ms. One key, so it runs on Redis Cluster too.
 _AGED_OUTBOXES = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local aged = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(aged, member) end
-return aged
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
 """
 
 _SAVE_RESUME = """
@@ -281,13 +279,15 @@ class RedisStore:
 
     async def campaigns_with_outbox(self, unpublished_for_ms: int = 0) -> list[CampaignRef]:
         """See `DetectionStore.campaigns_with_outbox` (ages by Redis's clock: no skew)."""
-        keys = [self._keys.outbox_index(), self._keys.legacy_outbox_index()]
+        pipe = ScriptPipeline()
+        pipe.script(self._aged_outboxes, [self._keys.outbox_index()], [unpublished_for_ms])
+        pipe.command("SMEMBERS", self._keys.legacy_outbox_index())  # no times: all old enough
         try:
-            members = set(await self._aged_outboxes(keys=keys, args=[unpublished_for_ms]))
+            aged, legacy = await pipe.execute(self._client)
         except RedisError as exc:
             raise StoreUnavailableError(f"reading the outbox index failed: {exc}") from exc
         refs = []
-        for member in sorted(members):
+        for member in sorted({*aged, *legacy}):
             text = member.decode() if isinstance(member, bytes) else str(member)
             tenant_id, _, campaign_id = text.partition(":")
             refs.append(CampaignRef(tenant_id, campaign_id))
