@@ -1,4 +1,4 @@
-"""Shared set-up of the resume unit tests: embedded stores, a list publisher, brute force."""
+"""Shared set-up of detection and resume unit tests: stores, publisher, hand clock, brute force."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ BOOK = PolicyBook()
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DECIDED = datetime(2025, 6, 1, 12, 0, 5, tzinfo=UTC)
 WATERMARK = NOW - timedelta(minutes=30)
+
+
+class Clock:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        """The current time."""
+        return self.now
 
 
 class ListPublisher:

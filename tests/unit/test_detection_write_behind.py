@@ -18,7 +18,7 @@ from processor.errors import StoreUnavailableError
 from processor.store import CampaignAsk, CampaignRef, CampaignWrite, InMemoryStore
 from schemas.events import EventType
 from schemas.topics import TopicRole
-from tests.unit.resume_world import BOOK, NOW, ListPublisher, delivery, raw
+from tests.unit.resume_world import BOOK, NOW, Clock, ListPublisher, delivery, raw
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -29,17 +29,6 @@ if TYPE_CHECKING:
 
 REF = CampaignRef("t1", "c1")
 HOLD_S = 0.25  # halves exactly in binary: the clock reaches it exactly
-
-
-class Clock:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        """The current time."""
-        return self.now
 
 
 class FailingStore(InMemoryStore):

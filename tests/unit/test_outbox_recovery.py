@@ -16,7 +16,7 @@ from processor.errors import PublishError
 from processor.store import InMemoryStore
 from schemas.events import EventType
 from schemas.topics import TopicRole
-from tests.unit.resume_world import BOOK, NOW, ListPublisher, delivery, raw
+from tests.unit.resume_world import BOOK, NOW, Clock, ListPublisher, delivery, raw
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,17 +25,6 @@ if TYPE_CHECKING:
     from processor.store import OutboxMessage
 
 RECOVERY_AFTER_S = 30.0
-
-
-class Clock:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        """The current time."""
-        return self.now
 
 
 class GatedPublisher(ListPublisher):
@@ -51,6 +40,18 @@ class GatedPublisher(ListPublisher):
         self.waiting.set()
         await self.gate.wait()
         await super().publish(messages)
+
+
+async def _sent_to_bad_list(
+    publisher: ListPublisher,
+) -> tuple[Clock, InMemoryStore, DetectionService, list[RawRecord]]:
+    """A detection on an embedded store with 220 sends applied; the 22 bounces that pause."""
+    clock = Clock()
+    store = InMemoryStore(monotonic=clock)
+    detection = DetectionService(store, publisher, lambda: BOOK, publish_periodic_health=False)
+    sends, bounces = _bad_campaign()
+    await detection.apply(sends)
+    return clock, store, detection, bounces
 
 
 def _bad_campaign() -> tuple[list[RawRecord], list[RawRecord]]:
@@ -70,11 +71,8 @@ def _bad_campaign() -> tuple[list[RawRecord], list[RawRecord]]:
 
 async def test_a_sweep_while_the_pause_is_being_published_leaves_it_to_its_writer() -> None:
     """The decision is stored, its publish not yet acknowledged: the sweep does not take it."""
-    clock, publisher = Clock(), GatedPublisher()
-    store = InMemoryStore(monotonic=clock)
-    detection = DetectionService(store, publisher, lambda: BOOK, publish_periodic_health=False)
-    sends, bounces = _bad_campaign()
-    await detection.apply(sends)
+    publisher = GatedPublisher()
+    clock, store, detection, bounces = await _sent_to_bad_list(publisher)
     deciding = asyncio.create_task(detection.apply(bounces))
     await publisher.waiting.wait()
     clock.now += 5  # a slow acknowledgement, well under the recovery time
@@ -92,11 +90,8 @@ async def test_a_sweep_while_the_pause_is_being_published_leaves_it_to_its_write
 
 async def test_a_pause_left_unpublished_is_published_once_it_waited_the_recovery_time() -> None:
     """A publish that failed (the worker then stops) leaves the outbox for the sweep."""
-    clock, publisher = Clock(), ListPublisher()
-    store = InMemoryStore(monotonic=clock)
-    detection = DetectionService(store, publisher, lambda: BOOK, publish_periodic_health=False)
-    sends, bounces = _bad_campaign()
-    await detection.apply(sends)
+    publisher = ListPublisher()
+    clock, _, detection, bounces = await _sent_to_bad_list(publisher)
     publisher.failures = 1
     with pytest.raises(PublishError):  # the worker stops here, without committing
         await detection.apply(bounces)
