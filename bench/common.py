@@ -72,8 +72,8 @@ def machine_info(redis_version: str | None = None) -> dict[str, Any]:
     total = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
     jars = sorted((REPO / ".stack" / "kafka-libs").glob("kafka-server-[0-9]*.jar"))
     kafka = jars[-1].stem.removeprefix("kafka-server-") if jars else "unknown"
-    import aiokafka  # noqa: PLC0415  # only for its version
-    import redis as redis_py  # noqa: PLC0415  # same as above
+    import aiokafka
+    import redis as redis_py
 
     return {
         "nproc": os.cpu_count(),
@@ -101,7 +101,7 @@ def machine_info(redis_version: str | None = None) -> dict[str, Any]:
 
 def _diff_digest() -> str | None:
     """Short sha256 of the uncommitted diff of `processor/` and `schemas/` (None if clean)."""
-    import hashlib  # noqa: PLC0415  # only needed here
+    import hashlib
 
     diff = subprocess.run(  # noqa: S603  # fixed argv: this interpreter, git or stack.sh
         [GIT, "-C", str(REPO), "diff", "HEAD", "--", "processor", "schemas"],
@@ -402,7 +402,7 @@ async def remove_sandbox(sandbox: Sandbox) -> None:
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:
     """Delete the topics whose names start with `prefix` (best effort)."""
-    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  # only needed here
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -432,10 +432,10 @@ def event_lines(count: int, seed: int = 1) -> Path:
     path = CACHE / f"events-{count}-s{seed}-{start_at:%Y%m%d}.tsv"
     if path.exists():
         return path
-    from dataclasses import replace  # noqa: PLC0415  # generation only
+    from dataclasses import replace
 
-    from processor.workload import expected_event_count, merged_events, to_json_line  # noqa: PLC0415
-    from processor.workload_profiles import demo_profiles  # noqa: PLC0415  # same as above
+    from processor.simulation.profiles import demo_profiles
+    from processor.simulation.workload import expected_event_count, merged_events, to_json_line
 
     profiles = []
     expected = 0.0
@@ -546,7 +546,7 @@ async def produce_all(
 
 async def end_offsets(bootstrap: str, topic: str, partitions: int = 8) -> dict[int, int]:
     """High-water mark of each of the `partitions` partitions of `topic`."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415  # only needed here
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
@@ -638,7 +638,7 @@ class BackgroundStream:
 
 async def group_lag(bootstrap: str, group: str, topic: str, partitions: int = 8) -> int:
     """Events of `topic` not yet committed by consumer group `group`."""
-    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  # only needed here
+    from aiokafka.admin import AIOKafkaAdminClient
 
     ends = await end_offsets(bootstrap, topic, partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -653,7 +653,7 @@ async def group_lag(bootstrap: str, group: str, topic: str, partitions: int = 8)
 
 async def tail(bootstrap: str, topic: str, partitions: int = 8) -> Any:
     """A group-less consumer of every partition of `topic`, positioned at its end."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415  # only needed here
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100

@@ -61,7 +61,7 @@ from bench.common import (
     write_result,
 )
 from processor.domain.policy import DEFAULT_RULES, Policy, Severity, evaluate
-from processor.workload import to_json_line
+from processor.simulation.workload import to_json_line
 from schemas.control import Metric
 from schemas.events import BounceClass, DeliveryEvent, EventType, Recipient
 

@@ -9,8 +9,8 @@ A fresh `python -m processor worker` runs in its own sandbox and is fed, in orde
    minute a `sent` and a `delivered`, and at fixed strides opens (1/7 min), clicks (1/13),
    deferrals (1/17), soft bounces (1/29), hard bounces (1/97), unsubscribes (1/150) and
    complaints (1/400), to recipients from the workload generator's domain mix
-   (`processor.workload.contact`), so every bucket of the 1 h ring (60 x 1 min) and of the
-   24 h ring (60 x 24 min + 7 h of history) holds counts;
+   (`processor.simulation.workload.contact`), so every bucket of the 1 h ring (60 x 1 min) and
+   of the 24 h ring (60 x 24 min + 7 h of history) holds counts;
 2. one campaign with N `sent` events (default 200,000) with distinct event ids, all in the
    last 20 minutes (one event-time day, so one dedup set of N digests);
 3. S seconds (default 30) of the throughput benchmark's demo-mix stream at 3,000 events/s,
@@ -54,7 +54,7 @@ from processor.adapters.keys import Keys
 from processor.domain.codec import decode_state
 from processor.domain.policy import DEFAULT_WINDOWS
 from processor.domain.windows import WINDOWED_COUNTERS
-from processor.workload import contact
+from processor.simulation.workload import contact
 
 PARTITIONS = 8
 HISTORY_MIN = 31 * 60

@@ -5,7 +5,7 @@ Usage: `.venv/bin/python -m bench.quality [--size-cap N] [--large-stride K] [--j
 
 The generator's quality mix (`quality_profiles(seed)`: 1,000 healthy and 200 bad campaigns,
 sizes log-uniform in [50, 500k], realistic noise) is replayed through the embedded path
-(`processor.replay.replay` on an `InMemoryStore`: the worker's DetectionService and the
+(`processor.services.replay.replay` on an `InMemoryStore`: the worker's DetectionService and the
 default policy). Every campaign has its own tenant, so campaigns are independent and each is
 replayed on its own (in J processes); its events are exactly `campaign_events(profile)`.
 
@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import machine_info, median, percentile, write_result
 from processor.domain.policy import PolicyBook
-from processor.messages import FILE_TOPIC, RawRecord
-from processor.replay import replay
-from processor.store import InMemoryStore
-from processor.workload import campaign_events, expected_event_count, to_json_line
-from processor.workload_profiles import CampaignKind, CampaignProfile, quality_profiles
+from processor.ports.detection_store import InMemoryStore
+from processor.ports.records import FILE_TOPIC, RawRecord
+from processor.services.replay import replay
+from processor.simulation.profiles import CampaignKind, CampaignProfile, quality_profiles
+from processor.simulation.workload import campaign_events, expected_event_count, to_json_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

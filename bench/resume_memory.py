@@ -29,8 +29,8 @@ from processor.adapters.redis_contacts import RedisContactStore
 from processor.domain.codec import encode_state
 from processor.domain.detector import CampaignState
 from processor.domain.policy import PolicyBook
-from processor.resume import ResumeService
-from processor.store import CampaignRef, InMemoryStore
+from processor.ports.detection_store import CampaignRef, InMemoryStore
+from processor.services.resume import ResumeService
 from schemas.audience import AudienceChunk
 from schemas.events import DeliveryEvent, EventType, Recipient
 from schemas.health import CampaignStatus
@@ -39,7 +39,7 @@ from schemas.resume import ResumeRequest
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from processor.store import OutboxMessage
+    from processor.ports.detection_store import OutboxMessage
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 INPUT_CHUNK = 50_000
@@ -133,7 +133,7 @@ async def resume(prefix: str, *, profile: bool = False) -> str | None:
     )  # fmt: skip
     profiler = None
     if profile:
-        from pyinstrument import Profiler  # noqa: PLC0415  # optional, only for --profile
+        from pyinstrument import Profiler  # optional, only for --profile
 
         profiler = Profiler(async_mode="enabled")
     redis_before = await redis_cpu_s(client)

@@ -3,8 +3,8 @@
 Usage: `source .stack/env && .venv/bin/python -m bench.throughput [--events N] [--pairs N]
 [--quick] [--profile]`.
 
-1M seeded demo-mix events (`processor.workload`, keyed `tenant:campaign`) are produced once
-into an 8-partition delivery-events topic. Then, interleaved, N times:
+1M seeded demo-mix events (`processor.simulation.workload`, keyed `tenant:campaign`) are produced
+once into an 8-partition delivery-events topic. Then, interleaved, N times:
 
 * baseline: a fresh consumer group drains the topic with `getmany` (same fetch settings and
   batch size as the worker's BatchConsumer) and does nothing with the records; timed from
@@ -62,17 +62,17 @@ from bench.common import (
     stack_pids,
     write_result,
 )
-from processor.detection import DetectionService
 from processor.domain.policy import PolicyBook
-from processor.event_input import LeanEvent, parse_batch
-from processor.messages import RawRecord
-from processor.store import InMemoryStore
+from processor.ports.detection_store import InMemoryStore
+from processor.ports.records import RawRecord
+from processor.services.detection import DetectionService
+from processor.services.event_input import LeanEvent, parse_batch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
-    from processor.store import OutboxMessage
+    from processor.ports.detection_store import OutboxMessage
 
 PARTITIONS = 8
 BATCH = 2000

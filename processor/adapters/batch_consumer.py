@@ -19,12 +19,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from processor.adapters.kafka import client_options
 from processor.errors import PublishError, StoreUnavailableError
-from processor.messages import RawRecord
+from processor.ports.records import RawRecord
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from processor.settings import Settings
+    from processor.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from processor.config.settings import KafkaSecurityProtocol, Settings
 from processor.errors import PublishError
-from processor.settings import KafkaSecurityProtocol, Settings
 from schemas.topics import TOPIC_CONTRACTS, TopicRole
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from processor.store import OutboxMessage
+    from processor.ports.detection_store import OutboxMessage
 
 INTERNAL_ROLES: tuple[TopicRole, ...] = tuple(c.role for c in TOPIC_CONTRACTS)
 

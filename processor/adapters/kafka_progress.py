@@ -20,7 +20,7 @@ from processor.errors import PublishError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from processor.settings import Settings
+    from processor.config.settings import Settings
 
 
 class GroupProgress:

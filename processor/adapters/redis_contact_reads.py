@@ -21,9 +21,9 @@ from operator import is_not
 from typing import TYPE_CHECKING, Any
 
 from processor.adapters.keys import contact_shards
-from processor.contacts import UNREADABLE_STATE, contact_digests
 from processor.domain.recipients import ContactState, decode_contact
 from processor.logs import address_hash
+from processor.ports.contact_store import UNREADABLE_STATE, contact_digests
 from schemas.events import Recipient
 
 if TYPE_CHECKING:

@@ -27,7 +27,9 @@ from processor.adapters.redis_contact_reads import (
 )
 from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
-from processor.contacts import (
+from processor.domain.recipients import ContactState
+from processor.errors import StoreUnavailableError
+from processor.ports.contact_store import (
     ATTEMPTED_EVENT_TYPES,
     Candidates,
     ContactOp,
@@ -36,8 +38,6 @@ from processor.contacts import (
     delivery_op,
     update_ops,
 )
-from processor.domain.recipients import ContactState
-from processor.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
-    from processor.event_input import EventView
+    from processor.ports.records import EventView
     from schemas.audience import AudienceChunk, ContactUpdate
     from schemas.events import Recipient
 

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
 from processor.errors import StoreUnavailableError
-from processor.store import (
+from processor.ports.detection_store import (
     CampaignAsk,
     CampaignRef,
     CampaignWrite,

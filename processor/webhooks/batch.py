@@ -12,7 +12,7 @@ from base64 import b64encode
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from processor.store import OutboxMessage
+from processor.ports.detection_store import OutboxMessage
 from processor.webhooks.auth import SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER
 from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicRole
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from processor.adapters.providers import NormalizeResult, Provider
     from processor.adapters.providers.base import Ignored, Rejection
-    from processor.settings import Settings
+    from processor.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

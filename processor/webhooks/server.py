@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-    from processor.settings import Settings
+    from processor.config.settings import Settings
     from processor.webhooks.credentials import Credentials
 
 log = logging.getLogger(__name__)

@@ -41,6 +41,14 @@ def _stack_env() -> dict[str, str]:
     return {name: env[name] for name in wanted}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration needs the real stack: mark it so (`-m integration`)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
     """The bootstrap servers and Redis URL of the running stack."""

@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from processor.adapters.batch_consumer import MAX_BATCHES_LANDING, BatchConsumer, WriteHeld
 from processor.adapters.kafka import declare_topics
+from processor.config.settings import Settings
 from processor.errors import StoreUnavailableError
-from processor.settings import Settings
 from schemas.topics import TopicRole
 from tests.integration.conftest import until
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from aiokafka import AIOKafkaProducer
 
-    from processor.messages import RawRecord
+    from processor.ports.records import RawRecord
     from tests.integration.conftest import Sandbox
 
 

@@ -17,7 +17,6 @@ from redis.crc import key_slot
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
-from processor.contacts import UNREADABLE_STATE, ContactStore, InMemoryContactStore
 from processor.domain.recipients import (
     MAX_SENDS_SINCE_ENGAGEMENT,
     ContactState,
@@ -27,6 +26,7 @@ from processor.domain.recipients import (
     encode_contact,
 )
 from processor.errors import StoreUnavailableError
+from processor.ports.contact_store import UNREADABLE_STATE, ContactStore, InMemoryContactStore
 from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
 from schemas.events import BounceClass, DeliveryEvent, EventType, Recipient
 

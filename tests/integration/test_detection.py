@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from processor.domain.codec import decode_state
 from processor.domain.policy import HOUR_MS, Policy, PolicyBook, wilson_lower_bound
 from processor.domain.windows import Counter
-from processor.messages import deterministic_id
+from processor.services.outbox import deterministic_id
 from schemas.health import CampaignStatus
 from tests.integration.conftest import event, produce, read_topic
 

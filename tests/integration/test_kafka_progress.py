@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from processor.adapters.kafka import declare_topics
 from processor.adapters.kafka_progress import GroupProgress
-from processor.settings import Settings
+from processor.config.settings import Settings
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:

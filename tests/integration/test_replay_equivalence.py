@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from processor.domain.policy import PolicyBook
-from processor.replay import records_from_lines, replay
-from processor.store import InMemoryStore
-from processor.workload import merged_events, to_json_line
-from processor.workload_profiles import CampaignKind, CampaignProfile, Rates
+from processor.ports.detection_store import InMemoryStore
+from processor.services.replay import records_from_lines, replay
+from processor.simulation.profiles import CampaignKind, CampaignProfile, Rates
+from processor.simulation.workload import merged_events, to_json_line
 from tests.integration.conftest import read_topic
 
 if TYPE_CHECKING:

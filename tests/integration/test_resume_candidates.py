@@ -15,8 +15,13 @@ import pytest
 from processor.adapters import redis_contact_reads
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
-from processor.contacts import UNREADABLE_STATE, Candidates, ContactStore, InMemoryContactStore
 from processor.domain.recipients import ContactState, encode_contact
+from processor.ports.contact_store import (
+    UNREADABLE_STATE,
+    Candidates,
+    ContactStore,
+    InMemoryContactStore,
+)
 from schemas.audience import ConsentState, ContactUpdate
 from schemas.events import EventType, Recipient
 from tests.integration.test_contact_store_contract import T0, event

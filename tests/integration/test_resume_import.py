@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
-from processor.resume_messages import clone_campaign_id
+from processor.services.resume_outbox import clone_campaign_id
 from tests.integration.conftest import produce, read_topic, run_cli
 from tests.integration.resume_support import (
     History,

@@ -19,12 +19,9 @@ import pytest
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_store import RedisStore
-from processor.detection import DetectionService
 from processor.domain.codec import decode_state
 from processor.domain.policy import PolicyBook
-from processor.event_input import event_digest
-from processor.messages import RawRecord
-from processor.store import (
+from processor.ports.detection_store import (
     CampaignAsk,
     CampaignRef,
     CampaignWrite,
@@ -34,6 +31,9 @@ from processor.store import (
     StoredCampaign,
     TenantEscalation,
 )
+from processor.ports.records import RawRecord
+from processor.services.detection import DetectionService
+from processor.services.event_input import event_digest
 from schemas.topics import TopicRole
 from tests.integration.conftest import event
 

@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from processor.adapters.kafka import client_options
-from processor.settings import Settings
+from processor.config.settings import Settings
 from processor.webhooks import create_webhook_app, load_credentials
 from processor.webhooks.auth import sns_canonical_string
 from tests.integration.conftest import read_topic, run_cli
@@ -49,11 +49,10 @@ if TYPE_CHECKING:
 
     Client = TestClient[web.Request, web.Application]
 
-pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO.parent / "shared" / "provider-samples"
-MAILGUN_FIXTURE = REPO / "tests" / "unit" / "providers" / "fixtures" / "mailgun"
+MAILGUN_FIXTURE = REPO / "tests" / "unit" / "adapters" / "providers" / "fixtures" / "mailgun"
 SNS_ARN = "arn:aws:sns:us-west-2:123456789012:MyTopic"  # the TopicArn of the SNS samples
 MAILGUN_KEY = secrets.token_hex(16)
 PASSWORDS = {"acme": secrets.token_hex(16), "beta": secrets.token_hex(16)}

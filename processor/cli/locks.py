@@ -1,0 +1,51 @@
+"""`sendguard lock` and `sendguard unlock`: an operator's hold on a campaign's pause."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import click
+
+
+@click.command("lock")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--campaign", "campaign_id", required=True)
+@click.option("--by", "locked_by", required=True, help="Who locks it (shown to requesters).")
+@click.option("--reason", default="", help="Why, for the record.")
+def lock_command(tenant_id: str, campaign_id: str, locked_by: str, reason: str) -> None:
+    """Lock a campaign's pause: only a privileged resume request may lift it."""
+    lock = json.dumps(
+        {"by": locked_by, "reason": reason, "at": datetime.now(tz=UTC).isoformat()},
+        separators=(",", ":"),
+    )
+    _set_lock(tenant_id, campaign_id, lock)
+    click.echo(f"locked {tenant_id}:{campaign_id} (by {locked_by})")
+
+
+@click.command("unlock")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--campaign", "campaign_id", required=True)
+def unlock_command(tenant_id: str, campaign_id: str) -> None:
+    """Lift the operator lock of a campaign's pause (the pause itself stays)."""
+    _set_lock(tenant_id, campaign_id, None)
+    click.echo(f"unlocked {tenant_id}:{campaign_id}")
+
+
+def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> None:
+    from processor.config.policy_file import load_policy_file
+    from processor.ports.detection_store import CampaignRef
+    from processor.runtime.bootstrap import build_redis, build_store, load_settings
+
+    settings = load_settings()
+
+    async def run() -> None:
+        client = build_redis(settings)
+        try:
+            store = build_store(settings, client, load_policy_file(settings.policy_file))
+            await store.set_campaign_lock(CampaignRef(tenant_id, campaign_id), lock)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())

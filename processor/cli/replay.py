@@ -1,0 +1,172 @@
+"""`sendguard replay` and `sendguard demo`: detection over a file or a seeded stream, no Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, TextIO
+
+import click
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from processor.ports.records import RawRecord
+
+
+DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+"""Event time at which the demo stream starts (fixed, so every run prints the same)."""
+
+
+@click.command("replay")
+@click.argument("source", type=click.File("rb"))
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML policy file (built-in defaults if omitted).",
+)
+@click.option("--redis", "redis_url", help="Use this Redis instead of the embedded store.")
+@click.option("--key-prefix", default="sendguard-replay", show_default=True)
+@click.option(
+    "--provider",
+    "provider_name",
+    type=click.Choice(["ses", "sendgrid", "mailgun", "postmark", "sparkpost"]),
+    help="SOURCE holds this provider's webhook payloads (one document, or one per line).",
+)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.option("--campaign", "campaign_id", help="Campaign of payloads that name none.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def replay_command(
+    source: BinaryIO,
+    policy_path: Path | None,
+    redis_url: str | None,
+    key_prefix: str,
+    *,
+    provider_name: str | None,
+    tenant_id: str,
+    campaign_id: str | None,
+    no_progress: bool,
+) -> None:
+    """Run detection over SOURCE (JSON lines of events, '-' for stdin) without Kafka.
+
+    Prints the pause commands and status changes the worker would publish as JSON lines on
+    stdout, and a summary table per campaign on stderr.
+    """
+    from processor.services.replay import records_from_lines
+
+    if provider_name is None:
+        records = records_from_lines(source)
+    else:
+        from processor.adapters.providers import Provider
+        from processor.cli.normalize import normalize_file
+
+        def provider_lines() -> Iterator[str]:
+            results = normalize_file(
+                Provider(provider_name), tenant_id, source.read(), fallback_campaign_id=campaign_id
+            )
+            for result in results:
+                for rejection in result.rejected:
+                    click.echo(f"rejected {rejection.reason}", err=True)
+                yield from (event.model_dump_json() for event in result.events)
+
+        records = records_from_lines(provider_lines())
+    _run_replay(records, policy_path, redis_url, key_prefix, no_progress=no_progress)
+
+
+def _run_replay(
+    records: Iterable[RawRecord],
+    policy_path: Path | None,
+    redis_url: str | None,
+    key_prefix: str,
+    *,
+    no_progress: bool,
+    total: int | None = None,
+) -> None:
+    from tqdm import tqdm
+
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_store import RedisStore
+    from processor.config.policy_file import PolicyHolder
+    from processor.config.settings import Settings
+    from processor.ports.detection_store import DetectionStore, InMemoryStore
+    from processor.runtime.bootstrap import build_redis
+    from processor.services.replay import render_summary, replay
+
+    holder = PolicyHolder(policy_path)
+    bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
+
+    async def run() -> str:
+        store: DetectionStore = InMemoryStore()
+        client = None
+        if redis_url is not None:
+            client = build_redis(Settings(redis_url=SecretStr(redis_url)))
+            longest = holder().longest_window_ms
+            store = RedisStore(
+                client,
+                Keys(key_prefix),
+                state_ttl_ms=2 * longest,
+                paused_state_ttl_ms=2 * longest,
+                seen_ttl_ms=2 * longest,
+            )
+        try:
+            result = await replay(
+                records,
+                store=store,
+                policy_book=holder,
+                out=sys.stdout,
+                errors=sys.stderr,
+                progress=bar.update,
+            )
+        finally:
+            if client is not None:
+                await client.aclose()
+        return render_summary(result)
+
+    try:
+        summary = asyncio.run(run())
+    finally:
+        bar.close()
+    click.echo(summary, err=True)
+
+
+@click.command()
+@click.option("--seed", default=7, show_default=True, help="Seed of the generated stream.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML policy file (built-in defaults if omitted).",
+)
+@click.option(
+    "--events-out",
+    type=click.File("w"),
+    help="Also write the generated events here as JSON lines (input for `replay`).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def demo(
+    seed: int, policy_path: Path | None, events_out: TextIO | None, *, no_progress: bool
+) -> None:
+    """Replay a realistic seeded stream: tenants, healthy and bad lists, a complaint wave.
+
+    Same output as `replay`: decisions as JSON lines on stdout, the summary on stderr.
+    """
+    from processor.ports.records import FILE_TOPIC, RawRecord
+    from processor.simulation.profiles import demo_profiles, expected_event_count
+    from processor.simulation.workload import merged_events, to_json_line
+
+    profiles = demo_profiles(seed)
+    total = int(sum(expected_event_count(p) for p in profiles))
+
+    def records() -> Iterator[RawRecord]:
+        events = merged_events(profiles, seed, DEMO_START)
+        for number, event in enumerate(events):
+            line = to_json_line(event)
+            if events_out is not None:
+                events_out.write(line + "\n")
+            yield RawRecord(FILE_TOPIC, 0, number, None, line.encode(), None)
+
+    _run_replay(records(), policy_path, None, "", no_progress=no_progress, total=total)

@@ -1,0 +1,228 @@
+"""The resume side of the `sendguard` command: `resume` and `import-suppressions`.
+
+Heavy imports stay inside the commands, so `sendguard --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from processor.errors import SendguardError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tqdm import tqdm
+
+    from processor.config.settings import Settings
+    from processor.domain.suppressions import RowResult
+    from schemas.resume import ResumeOutcome, ResumeRequest
+
+PUBLISH_BATCH = 1000
+"""Contact updates in flight before the import waits for the broker's acknowledgements."""
+
+
+@click.command("resume")
+@click.option("--tenant", required=True, help="The tenant of the paused campaign.")
+@click.option("--campaign", required=True, help="The paused campaign.")
+@click.option("--by", "requested_by", required=True, help="Who asks (kept in the command).")
+@click.option("--reason", default="", help="Why, for the record.")
+@click.option("--privileged", is_flag=True, help="May lift a tenant-scoped pause.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+@click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def resume(
+    *,
+    tenant: str,
+    campaign: str,
+    requested_by: str,
+    reason: str,
+    timeout_s: float,
+    request_id: str | None,
+    privileged: bool,
+    as_json: bool,
+) -> None:
+    """Ask the worker to send a paused campaign to its remaining recipients; print its answer.
+
+    Exit status: 0 accepted, 1 rejected, 2 no answer in time or an error.
+    """
+    from aiokafka.errors import KafkaError
+    from pydantic import ValidationError
+
+    from processor.runtime.bootstrap import load_settings
+    from processor.services.event_input import describe_validation_error
+    from schemas.resume import ResumeRequest
+
+    settings = load_settings()
+    try:
+        request = ResumeRequest(
+            request_id=request_id or str(uuid.uuid4()),
+            tenant_id=tenant,
+            campaign_id=campaign,
+            requested_by=requested_by,
+            reason=reason,
+            privileged=privileged,
+            requested_at=datetime.now(tz=UTC),
+        )
+    except ValidationError as exc:
+        raise SendguardError(f"invalid request: {describe_validation_error(exc)}") from None
+    try:
+        outcome = asyncio.run(asyncio.wait_for(_ask(settings, request), timeout_s))
+    except TimeoutError:
+        raise SendguardError(
+            f"no answer to request {request.request_id} within {timeout_s:g} s: is a worker up?"
+        ) from None
+    except KafkaError as exc:
+        raise SendguardError(f"Kafka at {settings.kafka_bootstrap_servers} failed: {exc}") from exc
+    click.echo(outcome.model_dump_json() if as_json else _describe(outcome))
+    sys.exit(0 if outcome.accepted else 1)
+
+
+async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
+    """Publish the request, then read resume-outcomes from before it until its answer."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.errors import UnknownTopicOrPartitionError
+
+    from processor.adapters.kafka import client_options
+    from schemas.resume import ResumeOutcome
+    from schemas.topics import TopicRole
+
+    options = client_options(settings)
+    outcomes = settings.topic(TopicRole.RESUME_OUTCOMES)
+    # No group: start() assigns every partition of the topic, or fails if it does not exist.
+    consumer = AIOKafkaConsumer(outcomes, **options, group_id=None, enable_auto_commit=False)
+    producer = AIOKafkaProducer(**options, acks="all")
+    try:
+        await consumer.start()
+    except UnknownTopicOrPartitionError as exc:
+        await consumer.stop()
+        raise SendguardError(f"topic {outcomes} does not exist: is a worker set up?") from exc
+    try:
+        await producer.start()
+        await consumer.seek_to_end()
+        for partition in consumer.assignment():  # pin the end offsets before the answer exists
+            await consumer.position(partition)
+        key = f"{request.tenant_id}:{request.campaign_id}".encode()
+        topic = settings.topic(TopicRole.RESUME_REQUESTS)
+        await producer.send_and_wait(topic, request.model_dump_json().encode(), key=key)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    if not record.value or record.key != key:
+                        continue
+                    outcome = ResumeOutcome.model_validate_json(record.value)
+                    if outcome.request_id == request.request_id:
+                        return outcome
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def _describe(outcome: ResumeOutcome) -> str:
+    if not outcome.accepted:
+        rejection = outcome.rejection.value if outcome.rejection else "rejected"
+        return f"rejected ({rejection}): {outcome.detail} [request {outcome.request_id}]"
+    headline = (
+        f"accepted: {outcome.total_recipients} recipients in {outcome.chunk_count} chunks as "
+        f"campaign {outcome.clone_campaign_id} [request {outcome.request_id}]"
+    )
+    lines = [headline, f"  already attempted: {outcome.already_attempted}"]
+    lines.extend(f"  excluded, {reason.value}: {n}" for reason, n in outcome.excluded.items())
+    return "\n".join(lines)
+
+
+@click.command("import-suppressions")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tenant", required=True, help="The tenant whose contacts opted out.")
+@click.option("--source", default=None, help="The system it came from (default: file name).")
+def import_suppressions(file: Path, tenant: str, source: str | None) -> None:
+    """Publish the opt-outs of another email system's CSV export as contact updates.
+
+    Each bad row is reported on stderr with its line number and skipped; the others go on.
+    Exit status: 0 every row imported, 1 some rows rejected, 2 the file or Kafka failed.
+    """
+    from aiokafka.errors import KafkaError
+    from tqdm import tqdm
+
+    from processor.domain.suppressions import (
+        SuppressionFileError,
+        parse_suppression_rows,
+    )
+    from processor.runtime.bootstrap import load_settings
+    from schemas.topics import TopicRole
+
+    settings = load_settings()
+    topic = settings.topic(TopicRole.CONTACT_UPDATES)
+    with file.open(encoding="utf-8", newline="") as handle:
+        try:
+            lines = sum(1 for _ in handle)
+            handle.seek(0)
+            results = parse_suppression_rows(
+                handle, tenant_id=tenant, source=source or file.name[:100], now=datetime.now(UTC)
+            )
+            with tqdm(total=lines, unit="line", file=sys.stderr, disable=None) as bar:
+                imported, rejected = asyncio.run(_publish_rows(settings, topic, results, bar))
+        except (SuppressionFileError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise SendguardError(f"{file}: {exc}") from exc
+        except KafkaError as exc:
+            raise SendguardError(
+                f"publishing to {topic} on {settings.kafka_bootstrap_servers} failed: {exc}"
+            ) from exc
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(imported.items()))
+    click.echo(
+        f"imported {sum(imported.values())} opt-outs of tenant {tenant} to {topic}"
+        + (f" ({counts})" if counts else "")
+        + f"; {rejected} rows rejected"
+    )
+    sys.exit(1 if rejected else 0)
+
+
+async def _publish_rows(
+    settings: Settings, topic: str, results: Iterator[RowResult], bar: tqdm[Any]
+) -> tuple[dict[str, int], int]:
+    """Publish each good row's update; report each bad row. Returns (imported by status, bad)."""
+    from aiokafka import AIOKafkaProducer
+
+    from processor.adapters.kafka import client_options
+    from processor.domain.suppressions import RowError
+
+    imported: dict[str, int] = {}
+    rejected = 0
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
+    await producer.start()
+    try:
+        in_flight: list[asyncio.Future[object]] = []
+        for result in results:
+            bar.update(max(0, result.line - bar.n))
+            if isinstance(result, RowError):
+                rejected += 1
+                bar.write(f"sendguard: {result.message}", file=sys.stderr)
+                continue
+            update = result.update
+            value = update.model_dump_json().encode()
+            in_flight.append(await producer.send(topic, value, key=update.key.encode()))
+            status = result.status or "unsubscribed"
+            imported[status] = imported.get(status, 0) + 1
+            if len(in_flight) >= PUBLISH_BATCH:
+                await asyncio.gather(*in_flight)
+                in_flight.clear()
+        await asyncio.gather(*in_flight)
+        bar.update(max(0, (bar.total or 0) - bar.n))
+    finally:
+        await producer.stop()
+    return imported, rejected

@@ -1,0 +1,1 @@
+"""Configuration: the environment (pydantic-settings, prefix SENDGUARD_) and the policy file."""

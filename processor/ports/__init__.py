@@ -1,0 +1,1 @@
+"""The seams the use cases see (stores, publishers, records) and their in-memory twins."""

@@ -1,0 +1,164 @@
+"""Bootstrap: settings from the environment, then clients, then the services they serve.
+
+The only place that turns configuration into live objects; the CLI commands call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from processor.config.settings import Settings
+from processor.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.asyncio import Redis
+
+    from processor.adapters.redis_contacts import RedisContactStore
+    from processor.adapters.redis_store import RedisStore
+    from processor.config.policy_file import PolicyHolder
+    from processor.domain.policy import PolicyBook
+    from processor.ports.contact_store import ContactStore
+    from processor.ports.detection_store import DetectionStore
+    from processor.ports.publishing import Publisher
+    from processor.runtime.app import Wiring
+    from processor.services.detection import DetectionService
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value raises ConfigurationError naming the variable.
+
+    The message never quotes the value: a bad password must not end up on a terminal or a log.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            location = [str(part) for part in error["loc"]]
+            if location:
+                field, *inside = location
+                # The variable is the field's; what lies inside it (a key, an item) is not a name.
+                where = f" ({'.'.join(inside)})" if inside else ""
+                problems.append(f"SENDGUARD_{field.upper()}{where}: {error['msg']}")
+            else:  # a check across several settings names no single variable
+                problems.append(error["msg"])
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+    except ValueError as exc:  # pydantic-settings: a JSON-valued variable that is not JSON
+        raise ConfigurationError(f"invalid configuration: {exc}") from None
+
+
+def build_redis(settings: Settings) -> Redis:
+    """A Redis client with bounded retries on connection errors."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        password=password,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def build_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisStore:
+    """The Redis detection store with TTLs derived from the policy's longest window."""
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_store import RedisStore
+
+    longest_ms = book.longest_window_ms
+    margin_ms = int(settings.state_margin_s * 1000)
+    return RedisStore(
+        client,
+        Keys(settings.redis_key_prefix),
+        state_ttl_ms=longest_ms + margin_ms,
+        paused_state_ttl_ms=int(settings.paused_state_ttl_s * 1000),
+        seen_ttl_ms=2 * longest_ms + margin_ms,
+    )
+
+
+def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
+    """The Redis contact store; a campaign's audience outlives its paused detection state."""
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_contacts import RedisContactStore
+
+    ttl_ms = int((settings.paused_state_ttl_s + settings.state_margin_s) * 1000)
+    return RedisContactStore(
+        client,
+        Keys(settings.redis_key_prefix),
+        campaign_ttl_ms=ttl_ms,
+        shards=settings.contact_shards,
+    )
+
+
+def detection_factory(
+    settings: Settings, store: DetectionStore, contacts: ContactStore, holder: PolicyHolder
+) -> Callable[[Publisher], DetectionService]:
+    """The detection service of a worker, built once its publisher exists."""
+    from processor.services.detection import DetectionService
+
+    skew_ms = int(settings.max_future_skew_s * 1000)
+
+    def detection(publisher: Publisher) -> DetectionService:
+        return DetectionService(
+            store,
+            publisher,
+            holder,
+            contacts=contacts,
+            max_future_skew_ms=skew_ms,
+            health_min_interval_s=settings.health_min_interval_s,
+            state_cache_campaigns=settings.state_cache_campaigns,
+            state_write_behind_s=settings.state_write_behind_ms / 1000,
+        )
+
+    return detection
+
+
+def with_resume(
+    wiring: Wiring,
+    settings: Settings,
+    store: DetectionStore,
+    contacts: ContactStore,
+    policy_book: Callable[[], PolicyBook],
+) -> Wiring:
+    """`wiring` plus the resume use cases: audience and contact-update intake, requests."""
+    from processor.adapters.kafka_progress import GroupProgress
+    from processor.runtime.app import detection_group
+    from processor.services.resume import (
+        AudienceIntake,
+        ContactUpdateIntake,
+        ResumeService,
+    )
+    from schemas.topics import TopicRole
+
+    # Detection merges contacts, maybe in another process: its progress is read from Kafka.
+    progress = GroupProgress(
+        settings, settings.topic(TopicRole.DELIVERY_EVENTS), detection_group(settings)
+    )
+    return replace(
+        wiring,
+        closers=(*wiring.closers, progress.close),
+        audience=lambda publisher: AudienceIntake(contacts, publisher),
+        contact_updates=lambda publisher: ContactUpdateIntake(contacts, publisher),
+        resume=lambda publisher: ResumeService(
+            store,
+            contacts,
+            publisher,
+            policy_book,
+            rules_for=settings.filter_rules,
+            chunk_size=settings.resume_chunk_size,
+            contact_progress=progress,
+            contact_wait_s=settings.resume_contacts_wait_s,
+        ),
+    )

@@ -1,0 +1,167 @@
+"""Builds the messages sendguard publishes from domain decisions and states (pure).
+
+Command ids are derived from what they decide, so replays and retries publish identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from base64 import b64encode
+from typing import TYPE_CHECKING
+
+from processor.domain.windows import RATE_TERMS, Counter
+from processor.ports.detection_store import OutboxMessage, TenantEscalation
+from processor.ports.records import RawRecord, from_ms
+from schemas.control import (
+    DomainCount,
+    PauseCommand,
+    PauseEvidence,
+    PauseScope,
+    TriggerEvent,
+)
+from schemas.dead_letter import DeadLetter
+from schemas.health import CampaignStatus, HealthSnapshot, StatusReason, WindowHealth
+from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from processor.domain.detector import CampaignState, EventFacts, PauseDecision
+    from processor.domain.policy import Policy, Reading
+
+TENANT_KEY_CAMPAIGN = "*"
+"""Campaign part of the Kafka key of a tenant-scoped command: `tenant:*`."""
+
+
+def deterministic_id(*parts: str | int) -> str:
+    """A stable 32-hex id of the given parts."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _trigger(facts: EventFacts) -> TriggerEvent:
+    topic = partition = None
+    if facts.source is not None:
+        topic, _, partition_text = facts.source.rpartition(":")
+        partition = int(partition_text)
+    return TriggerEvent(
+        event_id=facts.event_id,
+        occurred_at=from_ms(facts.at_ms),
+        topic=topic,
+        partition=partition,
+        offset=facts.offset,
+    )
+
+
+def pause_command(
+    tenant_id: str, campaign_id: str, decision: PauseDecision, policy: Policy
+) -> OutboxMessage:
+    """The control message of a campaign pause."""
+    reading = decision.reading
+    command = PauseCommand(
+        command_id=deterministic_id("pause", tenant_id, campaign_id, decision.episode),
+        scope=PauseScope.CAMPAIGN,
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        episode=decision.episode,
+        policy_version=policy.version,
+        decided_at=from_ms(decision.trigger.at_ms),
+        trigger=_trigger(decision.trigger),
+        evidence=PauseEvidence(
+            metric=reading.rule.metric,
+            window=reading.rule.window,
+            numerator=reading.numerator,
+            denominator=reading.denominator,
+            rate=reading.rate,
+            wilson_lower_bound=reading.wilson_lower_bound,
+            confidence=policy.confidence,
+            threshold=reading.rule.pause,
+            top_domains=[DomainCount(domain=d, count=c) for d, c in decision.top_domains],
+        ),
+    )
+    return OutboxMessage(
+        TopicRole.CONTROL.value, f"{tenant_id}:{campaign_id}", command.model_dump_json()
+    )
+
+
+def tenant_pause_command(
+    tenant_id: str, escalation: TenantEscalation, at_ms: int, policy: Policy
+) -> OutboxMessage:
+    """The control message of a tenant-scoped pause."""
+    command = PauseCommand(
+        command_id=deterministic_id("pause-tenant", tenant_id, escalation.episode),
+        scope=PauseScope.TENANT,
+        tenant_id=tenant_id,
+        campaign_id=None,
+        episode=escalation.episode,
+        policy_version=policy.version,
+        decided_at=from_ms(at_ms),
+        trigger=None,
+        evidence=None,
+        paused_campaigns=list(
+            dict.fromkeys(member.rpartition("#")[0] or member for member in escalation.campaigns)
+        ),
+    )
+    return OutboxMessage(
+        TopicRole.CONTROL.value, f"{tenant_id}:{TENANT_KEY_CAMPAIGN}", command.model_dump_json()
+    )
+
+
+def _reason(reading: Reading | None) -> StatusReason | None:
+    if reading is None:
+        return None
+    return StatusReason(
+        metric=reading.rule.metric,
+        window=reading.rule.window,
+        rate=reading.rate,
+        wilson_lower_bound=reading.wilson_lower_bound,
+        threshold=reading.rule.pause if reading.severity >= 2 else reading.rule.warn,  # noqa: PLR2004  # Severity.PAUSE
+    )
+
+
+def health_snapshot(
+    tenant_id: str, campaign_id: str, state: CampaignState, *, status_changed: bool
+) -> OutboxMessage:
+    """A campaign's health snapshot (key `tenant:campaign`, compacted topic)."""
+    windows = state.windows
+    names = [w.spec.name for w in windows.windows] + ["lifetime"]
+    health = []
+    for name in names:
+        totals = windows.window(name)
+        counted = len(totals) if name == "lifetime" else 5
+        counts = {Counter(i).name.lower(): totals[i] for i in range(counted)}
+        rates = {}
+        for metric, (numerator, denominator) in RATE_TERMS.items():
+            rates[metric] = totals[numerator] / totals[denominator] if totals[denominator] else None
+        health.append(WindowHealth(window=name, counts=counts, rates=rates))
+    snapshot = HealthSnapshot(
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        status=state.status,
+        status_changed=status_changed,
+        reason=_reason(state.status_reading)
+        if state.status is not CampaignStatus.HEALTHY
+        else None,
+        as_of=from_ms(windows.watermark_ms or 0),
+        windows=health,
+        late_events=windows.late_events,
+        duplicate_events=state.duplicates,
+    )
+    return OutboxMessage(
+        TopicRole.HEALTH.value, f"{tenant_id}:{campaign_id}", snapshot.model_dump_json()
+    )
+
+
+def dead_letter(record: RawRecord, error_type: str, reason: str, now: datetime) -> OutboxMessage:
+    """A rejected record, with where it came from and why (key: the source key)."""
+    letter = DeadLetter(
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        source_key=b64encode(record.key) if record.key is not None else None,
+        original=b64encode(record.value or b""),
+        error_type=error_type,
+        error=reason,
+        failed_at=now,
+    )
+    key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+    return OutboxMessage(TopicRole.DEAD_LETTER.value, key, letter.model_dump_json())

@@ -1,0 +1,1 @@
+"""The seeded workload behind the demo, the tests and the benchmarks."""
