@@ -41,13 +41,15 @@ async def produce(bootstrap: str, topic: str, path: Path, rate: float) -> None:
     records = read_lines(path)
     produced = 0
     started = reported = time.monotonic()
+    exhausted = False
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not exhausted:
             target = int(rate * (time.monotonic() - started))
             while produced < target:
                 record = next(records, None)
                 if record is None:
-                    return
+                    exhausted = True  # the records added so far still go out just below
+                    break
                 await out.add(*record)
                 produced += 1
             await out.send()
