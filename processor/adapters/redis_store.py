@@ -159,6 +159,8 @@ if #members < tonumber(ARGV[3]) then return false end
 local episode = redis.call('HINCRBY', KEYS[1], 'ep', 1)
 local joined = table.concat(members, '\\n')
 redis.call('HSET', KEYS[1], 'st', 'paused', 'pending', episode, 'members', joined)
+-- The PEXPIRE above found no key on a tenant's first escalation: the hash exists only now.
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {episode, joined}
 """
 

@@ -406,6 +406,19 @@ async def test_both_stores_name_an_escalations_campaigns_in_the_same_order(
     assert escalations[0] == escalations[1]
 
 
+async def test_a_tenants_state_in_redis_expires_once_its_first_pause_is_recorded(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """The tenant state hash a first escalation creates gets the paused-state TTL, as its pauses."""
+    store = redis_store(redis, sandbox.name)
+    for n, member in enumerate(("a#1", "b#1", "c#1")):
+        await store.record_campaign_pause("acme", member, NOW_MS + n, 3, HOUR_MS)
+    assert await store.tenant_paused("acme")
+    keys = Keys(sandbox.name)
+    for key in (keys.tenant_state("acme"), keys.tenant_pauses("acme")):
+        assert 0 < await redis.pttl(key) <= 1_200_000, key
+
+
 # --- resume ----------------------------------------------------------------------------------
 
 
