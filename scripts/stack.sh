@@ -2,9 +2,14 @@
 # Local Kafka (single-node KRaft, broker+controller) and Redis for tests and
 # development, without Docker.  Everything listens on 127.0.0.1 only, on free
 # ports picked at start-up, with state under .stack/ in the repository root.
+# Redis keeps an append-only file (fsync every second) and Kafka its log dirs,
+# so both keep their data across restarts.
 #
-#   scripts/stack.sh up       start (idempotent); prints the env on stdout
-#   scripts/stack.sh down     stop and remove the data (idempotent)
+#   scripts/stack.sh up       start (idempotent); prints the env on stdout.  On a
+#                             stack of ours found unhealthy, it restarts what is
+#                             down on the same ports and data, deleting nothing.
+#   scripts/stack.sh down     stop and remove the data (idempotent; the only
+#                             command that deletes data)
 #   scripts/stack.sh status   report health; exit 0 only if both are healthy
 #   scripts/stack.sh env      print the env file: eval "$(scripts/stack.sh env)"
 #
@@ -268,6 +273,7 @@ pid_of() {
 stop_pid() {
   local name="$1" pid="$2" grace="${3:-20}" i
   kill -TERM "$pid" 2>/dev/null || return 0
+  kill -CONT "$pid" 2>/dev/null || true  # a stopped (hung) process handles TERM only once resumed
   for ((i = 0; i < grace * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || { log "$name stopped"; return 0; }
     sleep 0.1
@@ -405,8 +411,87 @@ cmd_up() {
     cat "$ENV_FILE"
     return 0
   fi
-  # Leftovers of a crashed or half-started stack: start from scratch.
-  cmd_down_locked quiet
+  load_state
+  if [[ "$MODE" == local ]]; then
+    # A stack of ours, unhealthy: bring back what is down, keeping ports and data.
+    # Only `down` deletes a stack's data.
+    recover_local
+  else
+    start_fresh
+  fi
+}
+
+# start_redis: on REDIS_PORT with its data in $DATA/redis.  Append-only file,
+# fsync every second: data survives a restart, at most a second lost to a kill.
+start_redis() {
+  rm -f "$REDIS_PID"
+  redis-server --port "$REDIS_PORT" --bind "$HOST" --protected-mode yes \
+    --save '' --appendonly yes --appendfsync everysec --daemonize yes --dir "$DATA/redis" \
+    --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" </dev/null >/dev/null 2>&1 9>&-
+}
+
+# wait_redis DEADLINE: the pid Redis wrote, once it answers PING.
+wait_redis() {
+  local rpid="" deadline="$1"
+  for _ in $(seq 50); do
+    rpid="$(tr -dc '0-9' <"$REDIS_PID" 2>/dev/null || true)"
+    [[ -n "$rpid" ]] && break
+    sleep 0.1
+  done
+  py wait redis "$REDIS_URL" "$deadline" "$rpid" || return 1
+  echo "$rpid"
+}
+
+# kafka_jvm: the JVM command line (array KAFKA_JVM) for Kafka's tools and broker.
+kafka_jvm() {
+  # C1-only JIT: the broker is up ~30% sooner on 2 busy cores, plenty fast for tests.
+  # shellcheck disable=SC2206 # the option strings are meant to be split
+  KAFKA_JVM=(java ${SENDGUARD_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+    ${SENDGUARD_KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20}
+    -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$STACK_DIR/log4j2.properties" "-Dkafka.logs.dir=$STACK_DIR"
+    -cp "$LIBS/*")
+}
+
+# format_kafka_storage: KRaft storage into $DATA/kafka.  Formatting costs a JVM
+# start, so it is done once per Kafka version into a template that every fresh
+# stack copies (the storage holds no ports; each copy is a fresh cluster).
+format_kafka_storage() {
+  local template="$LIBS/kraft-storage-template"
+  if [[ ! -f "$template/meta.properties" ]]; then
+    rm -rf "$template.tmp"
+    mkdir -p "$template.tmp"
+    sed "s#^log.dirs=.*#log.dirs=$template.tmp#" "$STACK_DIR/server.properties" >"$STACK_DIR/format.properties"
+    "${KAFKA_JVM[@]}" kafka.tools.StorageTool format -t "$(py uuid)" \
+      -c "$STACK_DIR/format.properties" >>"$KAFKA_LOG" 2>&1 </dev/null 9>&- || return 1
+    rm -f "$STACK_DIR/format.properties"
+    rm -rf "$template"
+    mv "$template.tmp" "$template"
+  fi
+  rm -rf "$DATA/kafka"
+  cp -a "$template" "$DATA/kafka"
+}
+
+# start_kafka: broker+controller in one JVM on the state's ports and $DATA/kafka.
+start_kafka() {
+  nohup setsid "${KAFKA_JVM[@]}" kafka.Kafka "$STACK_DIR/server.properties" \
+    </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
+  echo $! >"$KAFKA_PID"
+}
+
+start_fresh() {
+  # Leftovers of a stack that never got its state written: stop its processes.
+  # Data it left is moved aside, never deleted (only `down` deletes).
+  local pid
+  if pid="$(redis_pid)"; then stop_pid redis "$pid" 10; fi
+  if pid="$(kafka_pid)"; then stop_pid kafka "$pid" 10; fi
+  if [[ -d "$DATA" ]]; then
+    local aside
+    aside="$DATA.orphaned-$(date +%Y%m%d-%H%M%S)"
+    mv "$DATA" "$aside"
+    log "data of an unknown earlier stack moved to $aside (delete it if unwanted)"
+  fi
+  rm -f "$KAFKA_PID" "$REDIS_PID" "$ENV_FILE" "$STATE_FILE"
 
   local t0=$SECONDS
   ensure_tools
@@ -424,54 +509,23 @@ cmd_up() {
 
   # Redis first: it is up in milliseconds.
   : >"$REDIS_LOG"
-  redis-server --port "$REDIS_PORT" --bind "$HOST" --protected-mode yes \
-    --save '' --appendonly no --daemonize yes --dir "$DATA/redis" \
-    --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" </dev/null >/dev/null 2>&1 9>&- ||
-    { dump_logs; die "redis-server did not start"; }
+  start_redis || { dump_logs; die "redis-server did not start"; }
 
-  # Kafka: KRaft storage, then broker+controller in one JVM.  Formatting costs a
-  # JVM start, so it is done once per Kafka version into a template that every
-  # `up` copies (the storage holds no ports; each copy is a fresh cluster).
   write_kafka_config
-  local cp="$LIBS/*" template="$LIBS/kraft-storage-template"
-  # C1-only JIT: the broker is up ~30% sooner on 2 busy cores, plenty fast for tests.
-  # shellcheck disable=SC2206 # the option strings are meant to be split
-  local jvm=(java ${SENDGUARD_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
-    ${SENDGUARD_KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20}
-    -Djava.awt.headless=true
-    "-Dlog4j2.configurationFile=$STACK_DIR/log4j2.properties" "-Dkafka.logs.dir=$STACK_DIR"
-    -cp "$cp")
+  kafka_jvm
   : >"$KAFKA_LOG"
-  if [[ ! -f "$template/meta.properties" ]]; then
-    rm -rf "$template.tmp"
-    mkdir -p "$template.tmp"
-    sed "s#^log.dirs=.*#log.dirs=$template.tmp#" "$STACK_DIR/server.properties" >"$STACK_DIR/format.properties"
-    if ! "${jvm[@]}" kafka.tools.StorageTool format -t "$(py uuid)" \
-        -c "$STACK_DIR/format.properties" >>"$KAFKA_LOG" 2>&1 </dev/null 9>&-; then
-      dump_logs
-      cmd_down_locked quiet
-      die "formatting KRaft storage failed"
-    fi
-    rm -f "$STACK_DIR/format.properties"
-    rm -rf "$template"
-    mv "$template.tmp" "$template"
-  fi
-  rm -rf "$DATA/kafka"
-  cp -a "$template" "$DATA/kafka"
-  nohup setsid "${jvm[@]}" kafka.Kafka "$STACK_DIR/server.properties" \
-    </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
-  echo $! >"$KAFKA_PID"
-
-  log "waiting for Redis on $HOST:$REDIS_PORT and Kafka on $BOOTSTRAP (deadline ${TIMEOUT}s)"
-  local rpid=""
-  for _ in $(seq 50); do
-    rpid="$(tr -dc '0-9' <"$REDIS_PID" 2>/dev/null || true)"
-    [[ -n "$rpid" ]] && break
-    sleep 0.1
-  done
-  if ! py wait redis "$REDIS_URL" 20 "$rpid"; then
+  if ! format_kafka_storage; then
     dump_logs
     cmd_down_locked quiet
+    die "formatting KRaft storage failed"
+  fi
+  start_kafka
+
+  log "waiting for Redis on $HOST:$REDIS_PORT and Kafka on $BOOTSTRAP (deadline ${TIMEOUT}s)"
+  local rpid
+  if ! rpid="$(wait_redis 20)"; then
+    dump_logs
+    cmd_down_locked quiet  # a stack just created: no one's data yet
     die "Redis did not become ready"
   fi
   if ! py wait kafka "$BOOTSTRAP" "$TIMEOUT" "$(cat "$KAFKA_PID")"; then
@@ -481,6 +535,56 @@ cmd_up() {
   fi
   write_env
   log "up in $((SECONDS - t0))s: Kafka $BOOTSTRAP (pid $(cat "$KAFKA_PID")), Redis $REDIS_URL (pid $rpid)"
+  cat "$ENV_FILE"
+}
+
+# recover_local: restart whichever of Redis and Kafka is dead (or alive but not
+# answering within the deadline) on the state's ports, with its data as it is.
+# Deletes nothing: on failure it says so and leaves everything for a look.
+recover_local() {
+  local t0=$SECONDS pid did=()
+  mkdir -p "$DATA/kafka" "$DATA/redis"
+  [[ -f "$STACK_DIR/server.properties" && -f "$STACK_DIR/log4j2.properties" ]] || write_kafka_config
+  if pid="$(redis_pid)" && ! py wait redis "$REDIS_URL" "$TIMEOUT" "$pid" 2>/dev/null; then
+    log "Redis (pid $pid) does not answer on $REDIS_URL after ${TIMEOUT}s: stopping it"
+    stop_pid redis "$pid" 10
+  fi
+  if ! redis_pid >/dev/null; then
+    ensure_tools
+    log "Redis is down: restarting it on port $REDIS_PORT with its data in $DATA/redis"
+    start_redis || { dump_logs; die "redis-server did not restart on port $REDIS_PORT (data kept in $DATA/redis; \`scripts/stack.sh down\` deletes it)"; }
+    did+=("Redis restarted (pid $(wait_redis 20 || echo '?'))")
+  fi
+  if pid="$(kafka_pid)" && ! py wait kafka "$BOOTSTRAP" "$TIMEOUT" "$pid" 2>/dev/null; then
+    log "Kafka (pid $pid) does not answer on $BOOTSTRAP after ${TIMEOUT}s: stopping it"
+    stop_pid kafka "$pid" 30
+  fi
+  if ! kafka_pid >/dev/null; then
+    ensure_tools
+    ensure_kafka_libs
+    kafka_jvm
+    if [[ ! -f "$DATA/kafka/meta.properties" ]]; then
+      # Never formatted (the first `up` died before): nothing in it to keep.
+      format_kafka_storage || { dump_logs; die "formatting KRaft storage failed"; }
+    fi
+    log "Kafka is down: restarting it on $BOOTSTRAP with its data in $DATA/kafka"
+    start_kafka
+    did+=("Kafka restarted (pid $(cat "$KAFKA_PID"))")
+  fi
+  if ! py wait redis "$REDIS_URL" 20 "$(redis_pid || true)"; then
+    dump_logs
+    die "Redis is not ready on $REDIS_URL; its data is kept in $DATA/redis (\`scripts/stack.sh down\` deletes it)"
+  fi
+  if ! py wait kafka "$BOOTSTRAP" "$TIMEOUT" "$(kafka_pid || true)"; then
+    dump_logs
+    die "Kafka is not ready on $BOOTSTRAP; its data is kept in $DATA/kafka (\`scripts/stack.sh down\` deletes it)"
+  fi
+  write_env
+  if ((${#did[@]})); then
+    log "recovered in $((SECONDS - t0))s, same ports and data: ${did[*]}"
+  else
+    log "both answer again: nothing restarted"
+  fi
   cat "$ENV_FILE"
 }
 
