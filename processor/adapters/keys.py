@@ -53,7 +53,7 @@ class Keys:
         return f"{self.prefix}:{{t:{tenant_id}}}:pauses"
 
     def contacts(self, tenant_id: str, contact_id: str, shards: int) -> str:
-        """Hash shard contact id -> 16-byte contact state (recipients.py codec; v1 read too).
+        """Hash shard contact id -> contact state (domain/contact_codec.py; v1 and v2 read too).
 
         A tenant's shards share its tag, so one Lua script merges a whole batch of its contacts.
         """

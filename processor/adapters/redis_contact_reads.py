@@ -21,7 +21,8 @@ from operator import is_not
 from typing import TYPE_CHECKING, Any
 
 from processor.adapters.keys import contact_shards
-from processor.domain.recipients import ContactState, decode_contact
+from processor.domain.contact_codec import decode_contact
+from processor.domain.contact_state import ContactState
 from processor.logs import address_hash
 from processor.ports.contact_store import UNREADABLE_STATE, contact_digests
 from schemas.events import Recipient

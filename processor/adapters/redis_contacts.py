@@ -7,7 +7,6 @@ concurrent workers never lose an update. Redis errors become StoreUnavailableErr
 from __future__ import annotations
 
 import logging
-import struct
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from processor.adapters.redis_contact_merge import MERGE_CONTACTS, OP_HEAD
 from processor.adapters.redis_contact_reads import (
     CODE_FIRST,
     CODE_FIRST_ATTEMPTED,
@@ -27,7 +27,7 @@ from processor.adapters.redis_contact_reads import (
 )
 from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
-from processor.domain.recipients import ContactState
+from processor.domain.contact_state import ContactState
 from processor.errors import StoreUnavailableError
 from processor.ports.contact_store import (
     ATTEMPTED_EVENT_TYPES,
@@ -52,85 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTACT_SHARDS = 4096
-
-# Mirrors apply_delivery_event / apply_contact_update on the codec of recipients.py: writes
-#   >BBI4I4HI4  version 2 | flags | last send (s, 0 = none) | last engaged (same) | sends since
-#               | unsubscribed stated at (same)
-# and reads version 1 too (12 bytes, no statement time: any statement applies to it).
-#   flags: bits 0-1 consent (0 unknown, 1 granted, 2 revoked), 2 unsubscribed, 3 deleted,
-#          4 hard bounced, 5 complained, 6 ever engaged, 7 reserved.
-# KEYS: the tenant's contact shards. ARGV[1]: the ops packed back to back, each `_OP_HEAD`
-# (shard index into KEYS, op code, at, id length) then the contact id's UTF-8 bytes. One packed
-# argument rather than four per op: building thousands of arguments cost the worker more CPU
-# than the merge itself.
-# A value it cannot read is left as it is (a newer version may have written it).
-# Returns {contacts changed, values left unread}.
-_OP_HEAD = struct.Struct(">IcIH")
-_MERGE_CONTACTS = """
-local band, bor, bnot = bit.band, bit.bor, bit.bnot
-local cache, unread = {}, 0
-local ops, pos = ARGV[1], 1
-while pos <= #ops do
-  local k, op, at, id
-  k, op, at, id, pos = struct.unpack('>I4c1I4Hc0', ops, pos)
-  local shard = cache[k]
-  if shard == nil then shard = {}; cache[k] = shard end
-  local s = shard[id]
-  if s == nil then
-    local raw = redis.call('HGET', KEYS[k], id)
-    if not raw then
-      s = {f = 0, sent = 0, eng = 0, n = 0, uat = 0}
-    else
-      local v, f, sent, eng, n, uat
-      if #raw == 16 then
-        v, f, sent, eng, n, uat = struct.unpack('>BBI4I4HI4', raw)
-        if v ~= 2 then v = nil end
-      elseif #raw == 12 then
-        v, f, sent, eng, n = struct.unpack('>BBI4I4H', raw)
-        uat = 0
-        if v ~= 1 then v = nil end
-      end
-      if v == nil or band(f, 3) == 3 or band(f, 128) ~= 0 then s = false
-      else s = {f = f, sent = sent, eng = eng, n = n, uat = uat, raw = raw} end
-    end
-    if not s then unread = unread + 1 end
-    shard[id] = s
-  end
-  if s then
-    if op == 'h' then s.f = bor(s.f, 16)
-    elseif op == 'c' then s.f = bor(s.f, 32)
-    elseif op == 'u' then
-      -- The latest statement wins; at the same second, an unsubscribe does.
-      if s.uat == 0 or at >= s.uat then s.f = bor(s.f, 4); s.uat = at end
-    elseif op == 'U' then
-      if s.uat == 0 or at > s.uat then s.f = band(s.f, bnot(4)); s.uat = at end
-    elseif op == 'd' then s.f = bor(s.f, 8)
-    elseif op == 'g' then s.f = bor(band(s.f, bnot(3)), 1)
-    elseif op == 'r' then s.f = bor(band(s.f, bnot(3)), 2)
-    elseif op == 's' then
-      if s.sent == 0 or at > s.sent then s.sent = at; s.n = math.min(s.n + 1, 65535) end
-    elseif op == 'e' then
-      s.f = bor(s.f, 64)
-      if s.eng == 0 or at > s.eng then s.eng = at; s.n = 0 end
-    else
-      return redis.error_reply('unknown contact op ' .. op)
-    end
-  end
-end
-local changed = 0
-for k, shard in pairs(cache) do
-  for id, s in pairs(shard) do
-    if s then
-      local packed = struct.pack('>BBI4I4HI4', 2, s.f, s.sent, s.eng, s.n, s.uat)
-      if packed ~= s.raw then
-        redis.call('HSET', KEYS[k], id, packed)
-        changed = changed + 1
-      end
-    end
-  end
-end
-return {changed, unread}
-"""
 
 # KEYS: a campaign's attempted set and its audience (one slot). ARGV: the 8-byte contact
 # digests concatenated, the TTL. Lua's unpack() has a C-stack limit: SADD in slices.
@@ -170,7 +91,7 @@ class RedisContactStore:
         self._keys = keys
         self._campaign_ttl_ms = campaign_ttl_ms
         self._shards = shards
-        self._merge = client.register_script(_MERGE_CONTACTS)
+        self._merge = client.register_script(MERGE_CONTACTS)
         self._mark_attempted = client.register_script(_MARK_ATTEMPTED)
         self._reads = ContactReads(client, keys, shards)
 
@@ -382,7 +303,7 @@ class RedisContactStore:
         # Per tenant: its shard numbers in the order first met (an op names its shard by that
         # position among the script's KEYS) and the packed ops.
         by_tenant: dict[str, tuple[dict[int, int], list[bytes]]] = {}
-        shards, head, crc32 = self._shards, _OP_HEAD.pack, zlib.crc32
+        shards, head, crc32 = self._shards, OP_HEAD.pack, zlib.crc32
         for tenant_id, contact_id, op in ops:
             tenant = by_tenant.get(tenant_id)
             if tenant is None:

@@ -1,7 +1,7 @@
 """The contact store seam: what the resume agent keeps about contacts, audiences and requests.
 
 `RedisContactStore` (adapters/redis_contacts.py) and `InMemoryContactStore` implement the same
-protocol and pass the same contract tests; the in-memory one applies recipients.py directly.
+protocol and pass the same contract tests; the in-memory one applies contact_state.py directly.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from processor.domain.recipients import (
+from processor.domain.contact_state import (
     MAX_STORED_SECONDS,
     ContactState,
     apply_contact_update,

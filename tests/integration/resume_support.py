@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from processor.adapters.keys import Keys
-from processor.domain.recipients import (
+from processor.domain.contact_state import (
     ContactState,
-    FilterRules,
     apply_contact_update,
     apply_delivery_event,
-    exclusion_reason,
 )
+from processor.domain.recipients import FilterRules, exclusion_reason
 from schemas.audience import ContactUpdate
 from schemas.events import DeliveryEvent
 from tests.integration.conftest import event, read_topic, run_cli

@@ -1,30 +1,34 @@
 """The contact store contract: the same cases on InMemoryContactStore and RedisContactStore.
 
 The Redis store merges in Lua; these cases prove it agrees with the pure transitions of
-recipients.py that the in-memory store applies directly.
+contact_state.py that the in-memory store applies directly, and writes contact_codec.py's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import struct
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
-from processor.domain.recipients import (
-    MAX_SENDS_SINCE_ENGAGEMENT,
+from processor.domain.contact_codec import decode_contact, encode_contact
+from processor.domain.contact_state import (
+    MAX_COUNTED_SENDS,
     ContactState,
     apply_contact_update,
     apply_delivery_event,
-    decode_contact,
-    encode_contact,
 )
+from processor.domain.recipients import FilterRules, exclusion_reason
 from processor.errors import StoreUnavailableError
 from processor.ports.contact_store import UNREADABLE_STATE, ContactStore, InMemoryContactStore
 from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
@@ -79,9 +83,11 @@ def update(contact: str, *, tenant: str = "t1", **fields: Any) -> ContactUpdate:
     return ContactUpdate(tenant_id=tenant, contact_id=contact, **fields)
 
 
-def pure(ops: list[Op]) -> dict[tuple[str, str], ContactState]:
-    """The states the pure transitions give, per (tenant, contact)."""
-    states: dict[tuple[str, str], ContactState] = {}
+def pure(
+    ops: list[Op], states: dict[tuple[str, str], ContactState] | None = None
+) -> dict[tuple[str, str], ContactState]:
+    """The states the pure transitions give, per (tenant, contact) (from `states`, if given)."""
+    states = {} if states is None else dict(states)
     for op in ops:
         if isinstance(op, ContactUpdate):
             key = (op.tenant_id, op.contact_id)
@@ -154,18 +160,23 @@ SEQUENCES: dict[str, list[Op]] = {
     ],
     "complaint": [event("a", EventType.COMPLAINT)],
     "unsubscribe event": [event("a", EventType.UNSUBSCRIBE)],
-    "sends count once per later second": [
+    "sends count once per second, in any order": [
         event("a", EventType.SENT, T0),
         event("a", EventType.SENT, T0 + timedelta(microseconds=500)),
         event("a", EventType.SENT, T0 - timedelta(hours=1)),
         event("a", EventType.SENT, T0 + timedelta(seconds=1)),
     ],
-    "engagement resets sends and a late one only marks engaged": [
+    "an engagement clears the sends before it; an older one only marks engaged": [
         event("a", EventType.SENT, T0),
         event("a", EventType.SENT, T0 + timedelta(seconds=1)),
         event("a", EventType.OPEN, T0 + timedelta(seconds=2)),
         event("a", EventType.SENT, T0 + timedelta(seconds=3)),
         event("a", EventType.CLICK, T0 - timedelta(days=1)),
+        event("a", EventType.SENT, T0 - timedelta(seconds=5)),
+    ],
+    "a late engagement keeps the sends after it": [
+        *(event("a", EventType.SENT, T0 + timedelta(seconds=n)) for n in range(5)),
+        event("a", EventType.OPEN, T0 + timedelta(seconds=2)),
     ],
     "consent granted then revoked": [
         update("a", consent=ConsentState.GRANTED),
@@ -196,7 +207,7 @@ SEQUENCES: dict[str, list[Op]] = {
 
 @pytest.mark.parametrize("name", list(SEQUENCES))
 async def test_each_transition_matches_the_pure_function(store: ContactStore, name: str) -> None:
-    """Each kind of event and update merges exactly as recipients.py defines it."""
+    """Each kind of event and update merges exactly as contact_state.py defines it."""
     await apply(store, SEQUENCES[name])
     await assert_agrees(store, SEQUENCES[name])
 
@@ -205,7 +216,7 @@ async def test_each_transition_matches_the_pure_function(store: ContactStore, na
 async def test_random_histories_merge_like_the_pure_transitions(
     store: ContactStore, seed: int
 ) -> None:
-    """Random mixes of events and updates, in batches of every size, agree with recipients.py."""
+    """Random mixes of events and updates, in batches of every size, agree with contact_state.py."""
     ops = random_ops(seed, 600)
     await apply(store, ops, batch=random.Random(seed).choice([1, 7, 100]))  # noqa: S311  # seeded
     await assert_agrees(store, ops)
@@ -229,18 +240,16 @@ async def seed(store: ContactStore, contact: str, state: ContactState) -> None:
         await store._client.hset(key, contact, encode_contact(state))
 
 
-async def test_sends_since_engagement_saturate(store: ContactStore) -> None:
-    """The send counter stops at its uint16 maximum, and an engagement still resets it."""
-    near = MAX_SENDS_SINCE_ENGAGEMENT - 2
-    await seed(store, "a", ContactState(last_marketing_send_at=T0, sends_since_engagement=near))
-    sends = [event("a", EventType.SENT, T0 + timedelta(seconds=n)) for n in range(1, 5)]
-    await store.apply_events(sends)
+async def test_only_the_latest_sends_are_kept(store: ContactStore) -> None:
+    """Past MAX_COUNTED_SENDS the oldest drop out; a late older send changes nothing then."""
+    sends = [event("a", EventType.SENT, T0 + timedelta(days=n)) for n in range(25)]
+    await store.apply_events(sends[::-1])
     (state,) = await store.states("t1", ["a"])
-    assert state.sends_since_engagement == MAX_SENDS_SINCE_ENGAGEMENT
+    assert state.recent_sends == tuple(e.occurred_at for e in sends[::-1][:MAX_COUNTED_SENDS])
     assert state.last_marketing_send_at == sends[-1].occurred_at
-    await store.apply_events([event("a", EventType.CLICK, T0 + timedelta(seconds=9))])
+    await store.apply_events([event("a", EventType.CLICK, T0 + timedelta(days=22, hours=1))])
     (state,) = await store.states("t1", ["a"])
-    assert (state.sends_since_engagement, state.ever_engaged) == (0, True)
+    assert (state.sends_since_engagement, state.ever_engaged) == (2, True)
 
 
 async def test_every_event_of_a_campaign_marks_its_contact_attempted(store: ContactStore) -> None:
@@ -368,7 +377,7 @@ async def test_an_unreadable_state_is_kept_and_read_as_revoked_consent(
     """A value of an unknown format is left as it is by merges and never reads as mailable."""
     store = redis_store(sandbox, redis, shards=1)
     key = Keys(sandbox.name).contacts("t1", "a", 1)
-    foreign = b"\x03" + encode_contact(ContactState())[1:]
+    foreign = b"\x04" + encode_contact(ContactState())[1:]
     await redis.hset(key, "a", foreign)
     await store.apply_events([event("a", EventType.SENT), event("b", EventType.SENT)])
     assert await redis.hget(key, "a") == foreign
@@ -377,25 +386,43 @@ async def test_an_unreadable_state_is_kept_and_read_as_revoked_consent(
     assert states[1].sends_since_engagement == 1
 
 
-async def test_a_version_1_state_is_read_merged_and_rewritten_as_version_2(
-    sandbox: Sandbox, redis: Redis
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_earlier_version_is_read_merged_and_rewritten_as_version_3(
+    sandbox: Sandbox, redis: Redis, version: int
 ) -> None:
-    """A 12-byte state stored before statement times were kept merges like the pure functions."""
+    """A version 1 or 2 state (a count of sends, no times) merges like the pure functions."""
     store = redis_store(sandbox, redis, shards=1)
     key = Keys(sandbox.name).contacts("t1", "a", 1)
-    before = ContactState(
-        consent=ConsentState.GRANTED, unsubscribed=True, last_marketing_send_at=T0
-    )
-    v1 = bytes([1]) + encode_contact(before)[1:12]
-    assert decode_contact(v1) == before
-    await redis.hset(key, "a", v1)
-    resubscribe = update("a", unsubscribed=False, occurred_at=T0 - timedelta(days=1))
-    await store.apply_updates([resubscribe])
-    stored = await redis.hget(key, "a")
-    assert stored is not None
-    assert len(stored) == 16
-    assert stored[0] == 2
-    assert await store.states("t1", ["a"]) == [apply_contact_update(before, resubscribe)]
+    sent = int(T0.timestamp())
+    head = struct.pack(">BBIIH", version, 0b0000_0101, sent, sent - 3600, 12)
+    stored_before = head if version == 1 else head + struct.pack(">I", sent - 7200)
+    before = decode_contact(stored_before)
+    assert before.sends_since_engagement == 12
+    await redis.hset(key, "a", stored_before)
+    ops: list[Op] = [
+        update("a", unsubscribed=False, occurred_at=T0 - timedelta(days=1)),
+        event("a", EventType.OPEN, T0 - timedelta(seconds=5)),
+        event("a", EventType.SENT, T0 - timedelta(seconds=30)),
+    ]
+    await apply(store, ops)
+    expected = before
+    for op in ops:
+        expected = pure([op], {("t1", "a"): expected})["t1", "a"]
+    assert await redis.hget(key, "a") == encode_contact(expected)
+    assert await store.states("t1", ["a"]) == [expected]
+    assert expected.sends_since_engagement == 5
+
+
+async def test_a_stored_state_untouched_by_merges_is_still_read(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """A version 2 value nobody merged into since the upgrade reads as migrated."""
+    store = redis_store(sandbox, redis, shards=1)
+    key = Keys(sandbox.name).contacts("t1", "a", 1)
+    await redis.hset(key, "a", struct.pack(">BBIIHI", 2, 0, int(T0.timestamp()), 0, 11, 0))
+    (state,) = await store.states("t1", ["a"])
+    assert state.sends_since_engagement == 11
+    assert exclusion_reason(state, FilterRules(), T0) is not None
 
 
 async def test_redis_errors_become_store_unavailable() -> None:
@@ -409,4 +436,70 @@ async def test_redis_errors_become_store_unavailable() -> None:
         with pytest.raises(StoreUnavailableError):
             await store.states("t1", ["a"])
     finally:
+        await client.aclose()
+
+
+# --- arrival order, on both stores -------------------------------------------------------------
+
+contacts = st.sampled_from(["a", "b", "c"])
+timed_kinds = st.sampled_from(
+    [EventType.SENT, EventType.SENT, EventType.SENT, EventType.OPEN, EventType.CLICK]
+)
+offsets = st.integers(min_value=-30, max_value=30).map(lambda n: timedelta(seconds=n))
+histories = st.lists(st.tuples(contacts, timed_kinds, offsets), min_size=1, max_size=60)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # each example: own tenant
+)
+@given(histories, st.randoms(use_true_random=False), st.data())
+def test_any_arrival_order_merges_to_the_same_states_on_both_stores(
+    sandbox: Sandbox,
+    history: list[tuple[str, EventType, timedelta]],
+    rng: random.Random,
+    data: st.DataObject,
+) -> None:
+    """Events shuffled, some replayed, in any batches: both stores hold the in-order fold's state.
+
+    Redis holds exactly the bytes `encode_contact` gives for it, and the resume filter's
+    verdict is the same as in order.
+    """
+    tenant = f"h{uuid.uuid4().hex[:8]}"
+    in_order: list[Op] = [event(c, kind, T0 + offset, tenant=tenant) for c, kind, offset in history]
+    arrived = in_order + data.draw(st.lists(st.sampled_from(in_order), max_size=10))
+    rng.shuffle(arrived)
+    batch = data.draw(st.sampled_from([1, 3, 1000]))
+    expected = pure(in_order)
+    asyncio.run(_check_both_stores(sandbox, tenant, arrived, batch, expected))
+
+
+async def _check_both_stores(
+    sandbox: Sandbox,
+    tenant: str,
+    arrived: list[Op],
+    batch: int,
+    expected: dict[tuple[str, str], ContactState],
+) -> None:
+    client = Redis.from_url(sandbox.stack["SENDGUARD_REDIS_URL"])
+    try:
+        stores: list[ContactStore] = [InMemoryContactStore(), redis_store(sandbox, client)]
+        ids = sorted(c for _, c in expected)
+        want = [expected[tenant, c] for c in ids]
+        for store in stores:
+            await apply(store, arrived, batch)
+            assert await store.states(tenant, ids) == want
+        keys = Keys(sandbox.name)
+        for contact, state in zip(ids, want, strict=True):
+            stored = await client.hget(keys.contacts(tenant, contact, SHARDS), contact)
+            assert stored == encode_contact(state)
+        rules = FilterRules(unengaged_never_engaged_sends=3, unengaged_engaged_before_sends=2)
+        now = T0 + timedelta(days=1)
+        verdicts = [exclusion_reason(s, rules, now) for s in await stores[1].states(tenant, ids)]
+        assert verdicts == [exclusion_reason(s, rules, now) for s in want]
+    finally:
+        stale = [k async for k in client.scan_iter(match=f"{sandbox.name}:*", count=1000)]
+        if stale:
+            await client.unlink(*stale)
         await client.aclose()

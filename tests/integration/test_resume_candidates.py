@@ -15,7 +15,8 @@ import pytest
 from processor.adapters import redis_contact_reads
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
-from processor.domain.recipients import ContactState, encode_contact
+from processor.domain.contact_codec import encode_contact
+from processor.domain.contact_state import ContactState
 from processor.ports.contact_store import (
     UNREADABLE_STATE,
     Candidates,
@@ -109,7 +110,7 @@ async def test_an_unreadable_state_of_a_candidate_reads_as_revoked_consent(
 ) -> None:
     """A value of an unknown format is judged as revoked consent, as `states` reads it."""
     store = RedisContactStore(redis, Keys(sandbox.name), campaign_ttl_ms=600_000, shards=1)
-    foreign = b"\x03" + encode_contact(ContactState())[1:]
+    foreign = b"\x04" + encode_contact(ContactState())[1:]
     await redis.hset(Keys(sandbox.name).contacts("t1", "a", 1), "a", foreign)
     got = await store.candidates("t1", "c1", "r1", recipients(["a", "b"]))
     assert got.states == [UNREADABLE_STATE, ContactState.empty()]

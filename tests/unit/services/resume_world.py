@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from processor.domain.codec import decode_state, encode_state
+from processor.domain.contact_state import ContactState
 from processor.domain.detector import CampaignState
 from processor.domain.policy import PolicyBook
-from processor.domain.recipients import ContactState, FilterRules, exclusion_reason
+from processor.domain.recipients import FilterRules, exclusion_reason
 from processor.errors import PublishError
 from processor.ports.contact_store import InMemoryContactStore
 from processor.ports.detection_store import CampaignRef, InMemoryStore, OutboxMessage

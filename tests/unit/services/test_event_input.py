@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from processor.domain.recipients import stored_seconds
+from processor.domain.contact_state import stored_seconds
 from processor.errors import InvalidInputError
 from processor.ports.contact_store import delivery_op
 from processor.ports.records import RawRecord

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from processor.config.settings import Settings
-from processor.domain.recipients import ContactState, FilterRules, stored_instant
+from processor.domain.contact_state import ContactState, stored_instant
+from processor.domain.recipients import FilterRules
 from processor.services.detection import DetectionService
 from processor.services.resume import AudienceIntake, ContactUpdateIntake
 from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
