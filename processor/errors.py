@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+WRITE_ATTEMPTS = 5
+"""Compare-and-set tries of one state write before it gives up with WriteConflictError."""
+
 
 class SendguardError(Exception):
     """Base of every error sendguard raises on purpose."""
@@ -18,6 +21,15 @@ class InvalidInputError(SendguardError):
 
 class StoreUnavailableError(SendguardError):
     """Redis did not answer, or answered with an error, after bounded retries."""
+
+
+class WriteConflictError(StoreUnavailableError):
+    """A compare-and-set write lost to another writer `WRITE_ATTEMPTS` times in a row.
+
+    The store did not take the write, as when it is unavailable, so it is handled alike: the
+    batch stops with its offsets uncommitted and is read again; its records are valid and are
+    never dead-lettered for it.
+    """
 
 
 class PublishError(SendguardError):

@@ -28,7 +28,13 @@ from processor.domain.detector import (
     counter_for,
     observe_run,
 )
-from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
+from processor.errors import (
+    WRITE_ATTEMPTS,
+    InvalidInputError,
+    PublishError,
+    StoreUnavailableError,
+    WriteConflictError,
+)
 from processor.ports.detection_store import (
     CampaignAsk,
     CampaignRef,
@@ -61,7 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-MAX_WRITE_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -194,8 +199,8 @@ class DetectionService:
     async def apply(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply one batch; returns after its decisions and dead letters are published.
 
-        Raises StoreUnavailableError or PublishError when Redis or Kafka fail: the caller must
-        then not commit the batch's offsets (a replay of it is harmless).
+        Raises StoreUnavailableError (or its WriteConflictError) or PublishError when Redis or
+        Kafka fail: the caller must then not commit the batch's offsets (a replay is harmless).
         """
         report = BatchReport()
         dead: list[OutboxMessage] = []
@@ -305,18 +310,20 @@ class DetectionService:
     async def _apply_all_campaigns(
         self, todo: list[_Pending], report: BatchReport, *, write_all: bool
     ) -> None:
-        for _attempt in range(MAX_WRITE_ATTEMPTS):
+        for _attempt in range(WRITE_ATTEMPTS):
             if not todo:
                 return
             todo = await self._apply_campaigns(todo, report, write_all=write_all)
         if todo:
             refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
-            raise RuntimeError(f"campaign state kept changing under us (another worker?): {refs}")
+            message = f"campaign state kept changing under us (another worker?): {refs}"
+            raise WriteConflictError(message)
 
     async def apply_isolating(self, records: Sequence[RawRecord]) -> BatchReport:
         """`apply`, but a record that trips an unexpected error is dead-lettered on its own.
 
-        Redis and Kafka failures still propagate: those records must be retried, not rejected.
+        Redis and Kafka failures (a lasting write conflict too) still propagate: those records
+        must be retried, not rejected.
         """
         try:
             return await self.apply(records)

@@ -21,7 +21,13 @@ from pydantic import BaseModel, ValidationError
 from processor.domain.codec import StateDecodeError, decode_state, encode_state
 from processor.domain.recipients import FilterRules, RecipientSetAccumulator
 from processor.domain.windows import CampaignWindows
-from processor.errors import InvalidInputError, PublishError, StoreUnavailableError
+from processor.errors import (
+    WRITE_ATTEMPTS,
+    InvalidInputError,
+    PublishError,
+    StoreUnavailableError,
+    WriteConflictError,
+)
 from processor.ports.detection_store import CampaignAsk, CampaignRef
 from processor.services.event_input import describe_validation_error
 from processor.services.outbox import dead_letter, health_snapshot
@@ -52,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_WRITE_ATTEMPTS = 5
 FILTER_STEP = 2000
 """Recipients filtered between two returns to the event loop, where the read ahead of the next
 audience chunk moves on (its Redis work then overlaps the filter's Python work)."""
@@ -115,7 +120,8 @@ class ResumeService:
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Answer each request record; a bad one is dead-lettered, never raised.
 
-        Raises StoreUnavailableError or PublishError: the records must then be read again.
+        Raises StoreUnavailableError (or its WriteConflictError) or PublishError: the records
+        must then be read again.
         """
         for record in records:
             try:
@@ -330,7 +336,7 @@ class ResumeService:
         Compare-and-set, retried on conflict. None when there is nothing (left) to re-arm.
         """
         book = self._policy_book()
-        for _attempt in range(MAX_WRITE_ATTEMPTS):
+        for _attempt in range(WRITE_ATTEMPTS):
             loaded = (await self._store.load_campaigns([CampaignAsk(ref)]))[0]
             state = self._decode(ref, loaded.blob)
             if (
@@ -346,9 +352,8 @@ class ResumeService:
                 windows = CampaignWindows(book.windows, watermark_ms=watermark_ms)
                 shown = replace(state, windows=windows)
                 return health_snapshot(ref.tenant_id, ref.campaign_id, shown, status_changed=True)
-        raise RuntimeError(
-            f"campaign state kept changing under us: {ref.tenant_id}:{ref.campaign_id}"
-        )
+        message = f"campaign state kept changing under us: {ref.tenant_id}:{ref.campaign_id}"
+        raise WriteConflictError(message)
 
     def _decode(self, ref: CampaignRef, blob: bytes | None) -> CampaignState | None:
         if blob is None:
