@@ -153,11 +153,3 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
         summary="Every authenticated webhook body as received, for audit.",
     ),
 )
-
-
-def contract_for(role: TopicRole) -> TopicContract:
-    """The contract of a topic role."""
-    for contract in TOPIC_CONTRACTS:
-        if contract.role is role:
-            return contract
-    raise KeyError(role)

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
     from processor.ports.detection_store import OutboxMessage
 
-INTERNAL_ROLES: tuple[TopicRole, ...] = tuple(c.role for c in TOPIC_CONTRACTS)
-
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of aiokafka clients for the configured bootstrap servers and security."""

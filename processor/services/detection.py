@@ -532,11 +532,6 @@ class DetectionService:
     ) -> None:
         """Publish a campaign's decided messages, escalate its pauses, then forget them."""
         await self._publisher.publish(outbox)
-        await self._after_publish(ref, outbox, version)
-
-    async def _after_publish(
-        self, ref: CampaignRef, outbox: list[OutboxMessage], version: int
-    ) -> None:
         await self._after_publish_all([(ref, outbox, version)])
 
     async def _after_publish_all(

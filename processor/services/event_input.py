@@ -139,13 +139,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_event(record: RawRecord, max_future_skew_ms: int) -> EventView:
-    """Validate one record's value as a delivery event, or raise InvalidInputError."""
-    return parse_with_time(record, max_future_skew_ms)[0]
-
-
 def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[EventView, int]:
-    """`parse_event`, plus the event's `occurred_at` in epoch ms (computed once)."""
+    """One record's value validated as a delivery event, and its `occurred_at` in epoch ms.
+
+    Raises InvalidInputError naming the reason.
+    """
     if not record.value:
         raise InvalidInputError("empty_value", "record has no value")
     event: EventView
