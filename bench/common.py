@@ -29,6 +29,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
+from schemas.base import campaign_key
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -451,7 +453,8 @@ def event_lines(count: int, seed: int = 1) -> Path:
     written = 0
     with tmp.open("w") as out:
         for event in merged_events(profiles, seed, start_at):
-            out.write(f"{event.tenant_id}:{event.campaign_id}\t{to_json_line(event)}\n")
+            key = campaign_key(event.tenant_id, event.campaign_id)
+            out.write(f"{key}\t{to_json_line(event)}\n")
             written += 1
             if written >= count:
                 break

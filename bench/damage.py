@@ -61,6 +61,7 @@ from bench.common import (
     write_result,
 )
 from processor.domain.policy import DEFAULT_RULES, Policy, Rule, Severity, evaluate
+from schemas.base import campaign_key
 from schemas.control import Metric
 
 PARTITIONS = 8
@@ -168,7 +169,7 @@ async def live_run(  # noqa: C901, PLR0917  # the pipeline's one loop
     onset = ONSET_AFTER if scenario == "onset" else 0
     run = Run(scenario, seed, onset)
     tenant, campaign = f"dmg{uuid.uuid4().hex[:6]}", f"{scenario}-s{seed}"
-    key = f"{tenant}:{campaign}".encode()
+    key = campaign_key(tenant, campaign).encode()
     topic = sandbox.topic("delivery-events")
     outcomes = Outcomes(seed, onset, delay)
     producer = AIOKafkaProducer(bootstrap_servers=sandbox.bootstrap, acks=1, linger_ms=5)

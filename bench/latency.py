@@ -62,6 +62,7 @@ from bench.common import (
 )
 from processor.domain.policy import DEFAULT_RULES, Policy, Severity, evaluate
 from processor.simulation.workload import to_json_line
+from schemas.base import campaign_key
 from schemas.control import Metric
 from schemas.events import BounceClass, DeliveryEvent, EventType, Recipient
 
@@ -130,7 +131,7 @@ async def _crossing(  # noqa: PLR0917  # one crossing's fixed inputs
     interval: float,
 ) -> dict[str, Any]:
     tenant, campaign = f"lat{run_id}t{k}", f"x{k}"
-    key = f"{tenant}:{campaign}"
+    key = campaign_key(tenant, campaign)
     watch.waiters[key] = asyncio.Event()
     prefix = [_event(tenant, campaign, i, EventType.SENT) for i in range(SENDS)]
     prefix += [_event(tenant, campaign, i, EventType.BOUNCE) for i in range(n_star - 1)]

@@ -55,6 +55,7 @@ from processor.domain.codec import decode_state
 from processor.domain.policy import DEFAULT_WINDOWS
 from processor.domain.windows import WINDOWED_COUNTERS
 from processor.simulation.workload import contact
+from schemas.base import campaign_key
 
 PARTITIONS = 8
 HISTORY_MIN = 31 * 60
@@ -94,7 +95,7 @@ def _line(  # noqa: PLR0917  # one event's fields
 
 def active_campaign(tenant: str, campaign: str, now: float) -> list[tuple[bytes, bytes]]:
     """31 h of a busy campaign's events, in event-time order."""
-    key = f"{tenant}:{campaign}".encode()
+    key = campaign_key(tenant, campaign).encode()
     out = []
     start = now - HISTORY_MIN * 60
     for m in range(HISTORY_MIN):
@@ -109,7 +110,7 @@ def dedup_campaign(tenant: str, campaign: str, count: int, now: float) -> list[t
     """`count` sends with distinct event ids in the last 20 minutes (one UTC day)."""
     midnight = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0).timestamp()
     span = min(1200.0, now - midnight - 1)
-    key = f"{tenant}:{campaign}".encode()
+    key = campaign_key(tenant, campaign).encode()
     return [
         (key, _line(tenant, campaign, f"id-{i}", i, "sent", now - span + span * i / count))
         for i in range(count)

@@ -40,6 +40,7 @@ from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.replay import replay
 from processor.simulation.profiles import CampaignKind, CampaignProfile, quality_profiles
 from processor.simulation.workload import campaign_events, expected_event_count, to_json_line
+from schemas.base import campaign_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -100,7 +101,7 @@ def run_one(job: tuple[int, CampaignProfile]) -> dict[str, Any]:
     )
     row: dict[str, Any] = {
         "index": index,
-        "campaign": f"{profile.tenant_id}:{profile.campaign_id}",
+        "campaign": campaign_key(profile.tenant_id, profile.campaign_id),
         "kind": profile.kind.value,
         "size": profile.size,
         "onset_index": profile.onset_index,

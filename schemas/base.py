@@ -27,6 +27,14 @@ Identifier = Annotated[
 leading or trailing blanks; inner spaces are allowed ("Example Campaign Name")."""
 
 
+def campaign_key(tenant_id: str, campaign_id: str) -> str:
+    """`tenant:campaign`: the Kafka key of a campaign's messages, and its name in sets and logs.
+
+    Unambiguous, as an Identifier has no ':'.
+    """
+    return f"{tenant_id}:{campaign_id}"
+
+
 class InputMessage(BaseModel):
     """A message sendguard consumes: unknown fields are ignored, used fields are validated."""
 

@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas.base import Identifier, InputMessage, UtcDatetime
+from schemas.base import Identifier, InputMessage, UtcDatetime, campaign_key
 
 
 class EventType(StrEnum):
@@ -99,4 +99,4 @@ class DeliveryEvent(InputMessage):
     @property
     def key(self) -> str:
         """The Kafka key this event is partitioned by."""
-        return f"{self.tenant_id}:{self.campaign_id}"
+        return campaign_key(self.tenant_id, self.campaign_id)

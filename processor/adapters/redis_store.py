@@ -22,6 +22,7 @@ from processor.ports.detection_store import (
     decode_outbox,
     encode_outbox,
 )
+from schemas.base import campaign_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -356,4 +357,4 @@ class RedisStore:
 
 
 def _ref_member(ref: CampaignRef) -> str:
-    return f"{ref.tenant_id}:{ref.campaign_id}"
+    return campaign_key(ref.tenant_id, ref.campaign_id)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import click
 
+from schemas.base import campaign_key
+
 
 @click.command("lock")
 @click.option("--tenant", "tenant_id", required=True)
@@ -21,7 +23,7 @@ def lock_command(tenant_id: str, campaign_id: str, locked_by: str, reason: str) 
         separators=(",", ":"),
     )
     _set_lock(tenant_id, campaign_id, lock)
-    click.echo(f"locked {tenant_id}:{campaign_id} (by {locked_by})")
+    click.echo(f"locked {campaign_key(tenant_id, campaign_id)} (by {locked_by})")
 
 
 @click.command("unlock")
@@ -30,7 +32,7 @@ def lock_command(tenant_id: str, campaign_id: str, locked_by: str, reason: str) 
 def unlock_command(tenant_id: str, campaign_id: str) -> None:
     """Lift the operator lock of a campaign's pause (the pause itself stays)."""
     _set_lock(tenant_id, campaign_id, None)
-    click.echo(f"unlocked {tenant_id}:{campaign_id}")
+    click.echo(f"unlocked {campaign_key(tenant_id, campaign_id)}")
 
 
 def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from processor.errors import SendguardError
+from schemas.base import campaign_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -116,7 +117,7 @@ async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
         await consumer.seek_to_end()
         for partition in consumer.assignment():  # pin the end offsets before the answer exists
             await consumer.position(partition)
-        key = f"{request.tenant_id}:{request.campaign_id}".encode()
+        key = campaign_key(request.tenant_id, request.campaign_id).encode()
         topic = settings.topic(TopicRole.RESUME_REQUESTS)
         await producer.send_and_wait(topic, request.model_dump_json().encode(), key=key)
         while True:

@@ -51,6 +51,7 @@ from processor.services.outbox import (
     pause_command,
     tenant_pause_command,
 )
+from schemas.base import campaign_key
 from schemas.control import PauseCommand
 from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
@@ -315,7 +316,7 @@ class DetectionService:
                 return
             todo = await self._apply_campaigns(todo, report, write_all=write_all)
         if todo:
-            refs = ", ".join(f"{p.ref.tenant_id}:{p.ref.campaign_id}" for p in todo)
+            refs = ", ".join(campaign_key(p.ref.tenant_id, p.ref.campaign_id) for p in todo)
             message = f"campaign state kept changing under us (another worker?): {refs}"
             raise WriteConflictError(message)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from processor.domain.windows import RATE_TERMS, Counter
 from processor.ports.detection_store import OutboxMessage, TenantEscalation
 from processor.ports.records import RawRecord, from_ms
+from schemas.base import campaign_key
 from schemas.control import (
     DomainCount,
     PauseCommand,
@@ -79,7 +80,7 @@ def pause_command(
         ),
     )
     return OutboxMessage(
-        TopicRole.CONTROL.value, f"{tenant_id}:{campaign_id}", command.model_dump_json()
+        TopicRole.CONTROL.value, campaign_key(tenant_id, campaign_id), command.model_dump_json()
     )
 
 
@@ -102,7 +103,9 @@ def tenant_pause_command(
         ),
     )
     return OutboxMessage(
-        TopicRole.CONTROL.value, f"{tenant_id}:{TENANT_KEY_CAMPAIGN}", command.model_dump_json()
+        TopicRole.CONTROL.value,
+        campaign_key(tenant_id, TENANT_KEY_CAMPAIGN),
+        command.model_dump_json(),
     )
 
 
@@ -147,7 +150,7 @@ def health_snapshot(
         duplicate_events=state.duplicates,
     )
     return OutboxMessage(
-        TopicRole.HEALTH.value, f"{tenant_id}:{campaign_id}", snapshot.model_dump_json()
+        TopicRole.HEALTH.value, campaign_key(tenant_id, campaign_id), snapshot.model_dump_json()
     )
 
 

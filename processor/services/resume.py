@@ -43,6 +43,7 @@ from processor.services.resume_outbox import (
     set_outcome,
 )
 from schemas.audience import AudienceChunk, ContactUpdate
+from schemas.base import campaign_key
 from schemas.health import CampaignStatus
 from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
 
@@ -352,8 +353,8 @@ class ResumeService:
                 windows = CampaignWindows(book.windows, watermark_ms=watermark_ms)
                 shown = replace(state, windows=windows)
                 return health_snapshot(ref.tenant_id, ref.campaign_id, shown, status_changed=True)
-        message = f"campaign state kept changing under us: {ref.tenant_id}:{ref.campaign_id}"
-        raise WriteConflictError(message)
+        key = campaign_key(ref.tenant_id, ref.campaign_id)
+        raise WriteConflictError(f"campaign state kept changing under us: {key}")
 
     def _decode(self, ref: CampaignRef, blob: bytes | None) -> CampaignState | None:
         if blob is None:

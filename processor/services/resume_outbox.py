@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from processor.ports.detection_store import OutboxMessage
 from processor.services.outbox import deterministic_id
+from schemas.base import campaign_key
 from schemas.control import ResumeCommand
 from schemas.resume import (
     RecipientChunk,
@@ -90,7 +91,7 @@ def set_outcome(request: ResumeRequest, clone: str, summary: RecipientSetSummary
 
 def outcome_message(outcome: ResumeOutcome) -> OutboxMessage:
     """An outcome on resume-outcomes (key `tenant:campaign`)."""
-    key = f"{outcome.tenant_id}:{outcome.campaign_id}"
+    key = campaign_key(outcome.tenant_id, outcome.campaign_id)
     return OutboxMessage(TopicRole.RESUME_OUTCOMES.value, key, outcome.model_dump_json())
 
 
@@ -104,7 +105,7 @@ def chunk_message(request: ResumeRequest, clone: str, chunk: KeptChunk) -> Outbo
         chunk_index=chunk.index,
         recipients=list(chunk.recipients),
     )
-    key = f"{request.tenant_id}:{clone}"
+    key = campaign_key(request.tenant_id, clone)
     return OutboxMessage(TopicRole.RECIPIENT_SETS.value, key, message.model_dump_json())
 
 
@@ -124,7 +125,7 @@ def manifest_message(
         excluded=summary.excluded,
         checksum=summary.checksum,
     )
-    key = f"{request.tenant_id}:{clone}"
+    key = campaign_key(request.tenant_id, clone)
     return OutboxMessage(TopicRole.RECIPIENT_SETS.value, key, manifest.model_dump_json())
 
 
@@ -145,5 +146,5 @@ def resume_command(record: ResumeRecord) -> OutboxMessage:
         recipient_count=outcome.total_recipients,
         decided_at=record.decided_at,
     )
-    key = f"{outcome.tenant_id}:{outcome.campaign_id}"
+    key = campaign_key(outcome.tenant_id, outcome.campaign_id)
     return OutboxMessage(TopicRole.CONTROL.value, key, command.model_dump_json())

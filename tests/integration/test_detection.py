@@ -22,6 +22,7 @@ from processor.domain.codec import decode_state
 from processor.domain.policy import HOUR_MS, Policy, PolicyBook, wilson_lower_bound
 from processor.domain.windows import Counter
 from processor.services.outbox import deterministic_id
+from schemas.base import campaign_key
 from schemas.health import CampaignStatus
 from tests.integration.conftest import event, produce, read_topic
 
@@ -200,7 +201,7 @@ async def wait_settled(
         await asyncio.sleep(0.1)
     lifetime = state.windows.lifetime if state is not None else None
     raise AssertionError(
-        f"{tenant}:{campaign} did not settle in {timeout_s} s: lifetime={lifetime}, "
+        f"{campaign_key(tenant, campaign)} did not settle in {timeout_s} s: lifetime={lifetime}, "
         f"outbox pending={pending}"
     )
 
@@ -294,7 +295,7 @@ async def test_a_bad_list_is_paused_once_right_after_the_floor_with_its_evidence
     pauses = await read_topic(sandbox, sandbox.topic("control"), until=lambda m: len(m) >= 1)
     assert len(pauses) == 1
     pause = pauses[0]
-    assert pause["_key"] == f"{tenant}:{campaign}"
+    assert pause["_key"] == campaign_key(tenant, campaign)
     assert pause["command_id"] == deterministic_id("pause", tenant, campaign, 1)
     assert (pause["command"], pause["scope"], pause["episode"]) == ("pause", "campaign", 1)
     assert (pause["tenant_id"], pause["campaign_id"]) == (tenant, campaign)
@@ -506,7 +507,7 @@ async def test_a_pause_publishes_a_status_changed_health_snapshot(
     await wait_settled(redis, sandbox, tenant, campaign, counted(distinct_counts(events)))
 
     health = await read_all(sandbox, sandbox.topic("health"))
-    assert all(m["_key"] == f"{tenant}:{campaign}" for m in health)
+    assert all(m["_key"] == campaign_key(tenant, campaign) for m in health)
     changes = [m for m in health if m["status_changed"]]
     assert len(changes) == 1
     snapshot = changes[0]

@@ -14,6 +14,7 @@ from processor.ports.detection_store import InMemoryStore
 from processor.services.replay import records_from_lines, replay
 from processor.simulation.profiles import CampaignKind, CampaignProfile, Rates
 from processor.simulation.workload import merged_events, to_json_line
+from schemas.base import campaign_key
 from tests.integration.conftest import read_topic
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ async def test_replay_and_the_live_worker_publish_identical_pause_commands(
     topic = sandbox.topic("delivery-events")
     sends = [
         await producer.send(
-            topic, value=line.encode(), key=f"{e.tenant_id}:{e.campaign_id}".encode()
+            topic, value=line.encode(), key=campaign_key(e.tenant_id, e.campaign_id).encode()
         )
         for e, line in zip(events, lines, strict=True)
     ]

@@ -15,6 +15,7 @@ from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
 from processor.services.resume_outbox import clone_campaign_id
 from schemas.audience import ConsentState
+from schemas.base import campaign_key
 from tests.integration.conftest import WorkerProcess, produce, read_topic, run_cli
 from tests.integration.resume_support import (
     DAY_S,
@@ -187,7 +188,7 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
             "privileged": privileged,
             "requested_at": datetime.now(UTC).isoformat(),
         }
-        key = f"{tenant}:{campaign}".encode()
+        key = campaign_key(tenant, campaign).encode()
         await producer.send_and_wait(topic, json.dumps(body).encode(), key=key)
 
     answers = await read_topic(

@@ -34,6 +34,7 @@ from processor.ports.detection_store import (
 from processor.ports.records import RawRecord
 from processor.services.detection import DetectionService
 from processor.services.event_input import event_digest
+from schemas.base import campaign_key
 from schemas.topics import TopicRole
 from tests.integration.conftest import event
 
@@ -97,7 +98,9 @@ def digest(n: int) -> bytes:
 
 def decision(n: int, ref: CampaignRef = REF) -> OutboxMessage:
     """A decided control message."""
-    return OutboxMessage(TopicRole.CONTROL.value, f"{ref.tenant_id}:{ref.campaign_id}", f"[{n}]")
+    return OutboxMessage(
+        TopicRole.CONTROL.value, campaign_key(ref.tenant_id, ref.campaign_id), f"[{n}]"
+    )
 
 
 def write(
@@ -296,7 +299,7 @@ async def test_outboxes_indexed_by_an_older_release_are_listed_and_cleared(
     assert await store.commit_campaigns([write(0, b"s", outbox=[decision(1)])]) == [True]
     keys = Keys(f"{sandbox.name}:legacy")
     await redis.delete(keys.outbox_index())
-    await redis.sadd(keys.legacy_outbox_index(), f"{REF.tenant_id}:{REF.campaign_id}")
+    await redis.sadd(keys.legacy_outbox_index(), campaign_key(REF.tenant_id, REF.campaign_id))
 
     assert await store.campaigns_with_outbox(60_000) == [REF]
     await store.clear_outbox(REF, 1)

@@ -1,0 +1,1 @@
+"""Tests of the schemas package (the topic contracts)."""
