@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from schemas.base import Identifier, OutputMessage, UtcDatetime
 
@@ -107,3 +107,12 @@ class ResumeCommand(OutputMessage):
 
 ControlCommand = Annotated[PauseCommand | ResumeCommand, Field(discriminator="command")]
 """Any message on the control topic."""
+_CONTROL_COMMAND: TypeAdapter[PauseCommand | ResumeCommand] = TypeAdapter(ControlCommand)
+
+
+def read_control(value: str | bytes) -> PauseCommand | ResumeCommand:
+    """A control message read back as the command its `command` field names.
+
+    Raises pydantic's ValidationError if it is neither.
+    """
+    return _CONTROL_COMMAND.validate_json(value)

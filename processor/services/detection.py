@@ -52,7 +52,7 @@ from processor.services.outbox import (
     tenant_pause_command,
 )
 from schemas.base import campaign_key
-from schemas.control import PauseCommand
+from schemas.control import PauseCommand, read_control
 from schemas.health import CampaignStatus
 from schemas.topics import TopicRole
 
@@ -542,31 +542,32 @@ class DetectionService:
 
         The order makes tenant escalation independent of how events were cut into batches.
         """
-        pauses = [
-            (_pause_fields(message.value), ref, message)
-            for ref, outbox, _ in published
-            for message in outbox
-            if message.role == TopicRole.CONTROL and '"command":"pause"' in message.value
-        ]
-        pauses.sort(key=lambda p: (p[0].at_ms, p[1].tenant_id, p[1].campaign_id))
-        for fields, ref, _message in pauses:
-            await self._escalate(ref, fields)
+        pauses: list[tuple[int, CampaignRef, PauseCommand]] = []
+        for ref, outbox, _ in published:
+            for message in outbox:
+                if message.role == TopicRole.CONTROL:
+                    command = read_control(message.value)
+                    if isinstance(command, PauseCommand):
+                        pauses.append((to_ms(command.decided_at), ref, command))
+        pauses.sort(key=lambda p: (p[0], p[1].tenant_id, p[1].campaign_id))
+        for at_ms, ref, command in pauses:
+            await self._escalate(ref, command.episode, at_ms)
         for ref, _, version in published:
             await self._store.clear_outbox(ref, version)
 
-    async def _escalate(self, ref: CampaignRef, command: _PauseFields) -> None:
+    async def _escalate(self, ref: CampaignRef, episode: int, at_ms: int) -> None:
         book = self._policy_book()
         policy = book.for_tenant(ref.tenant_id)
         escalation = await self._store.record_campaign_pause(
             ref.tenant_id,
-            f"{ref.campaign_id}#{command.episode}",
-            command.at_ms,
+            f"{ref.campaign_id}#{episode}",
+            at_ms,
             policy.escalation.campaign_pauses,
             policy.escalation.within_ms,
         )
         if escalation is None:
             return
-        message = tenant_pause_command(ref.tenant_id, escalation, command.at_ms, policy)
+        message = tenant_pause_command(ref.tenant_id, escalation, at_ms, policy)
         await self._publisher.publish([message])
         await self._store.confirm_tenant_pause(ref.tenant_id, escalation.episode)
         log.warning(
@@ -703,17 +704,6 @@ def _decision_message(
         return pause_command(ref.tenant_id, ref.campaign_id, decision, policy)
     # A status change is reported with the counts as they stand at that very event.
     return health_snapshot(ref.tenant_id, ref.campaign_id, state, status_changed=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _PauseFields:
-    episode: int
-    at_ms: int
-
-
-def _pause_fields(value: str) -> _PauseFields:
-    command = PauseCommand.model_validate_json(value)
-    return _PauseFields(command.episode, to_ms(command.decided_at))
 
 
 def _both(first: asyncio.Future[None] | None, second: asyncio.Future[None]) -> asyncio.Future[None]:

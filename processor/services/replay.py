@@ -14,6 +14,7 @@ from processor.domain.codec import decode_state
 from processor.ports.detection_store import CampaignAsk, CampaignRef, DetectionStore, OutboxMessage
 from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.detection import DetectionService
+from schemas.control import PauseCommand, PauseScope, read_control
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -137,10 +138,16 @@ async def _summaries(
 ) -> list[CampaignSummary]:
     paused_at: dict[tuple[str, str], str] = {}
     for message in publisher.decisions:
-        if message.role == TopicRole.CONTROL:
-            body = json.loads(message.value)
-            if body.get("scope") == "campaign":
-                paused_at.setdefault((body["tenant_id"], body["campaign_id"]), body["decided_at"])
+        if message.role != TopicRole.CONTROL:
+            continue
+        command = read_control(message.value)
+        if (
+            isinstance(command, PauseCommand)
+            and command.scope is PauseScope.CAMPAIGN
+            and command.campaign_id is not None
+        ):
+            shown = command.model_dump(mode="json", include={"decided_at"})["decided_at"]
+            paused_at.setdefault((command.tenant_id, command.campaign_id), shown)
     windows = policy_book().windows
     loaded = await store.load_campaigns([CampaignAsk(ref) for ref in refs])
     summaries = []
