@@ -156,7 +156,7 @@ async def test_a_bug_on_one_record_loses_none_of_the_events_held_before(
             raise RuntimeError(message)
         return iter(real_observe(state, run, policy, z))
 
-    monkeypatch.setattr("processor.services.detection.observe_run", observe_unless_broken)
+    monkeypatch.setattr("processor.services.campaign_fold.observe_run", observe_unless_broken)
 
     report = await detection.apply_isolating(_records(10, range(10, 15), EventType.SENT))
     monkeypatch.undo()
