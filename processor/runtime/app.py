@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from processor.config.settings import Settings
     from processor.ports.publishing import Publisher
     from processor.services.detection import DetectionService
-    from processor.services.resume import AudienceIntake, ContactUpdateIntake, ResumeService
+    from processor.services.resume import ResumeService
+    from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
 
 log = logging.getLogger(__name__)
 

@@ -135,11 +135,8 @@ def with_resume(
     """`wiring` plus the resume use cases: audience and contact-update intake, requests."""
     from processor.adapters.kafka_progress import GroupProgress
     from processor.runtime.app import detection_group
-    from processor.services.resume import (
-        AudienceIntake,
-        ContactUpdateIntake,
-        ResumeService,
-    )
+    from processor.services.resume import ResumeService
+    from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
     from schemas.topics import TopicRole
 
     # Detection merges contacts, maybe in another process: its progress is read from Kafka.

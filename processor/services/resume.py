@@ -1,8 +1,8 @@
 """The resume use case: answer resume requests with filtered remaining-recipient sets.
 
-Also the intake of what the filter reads: planned audiences and contact updates. Idempotent per
-request id: the answer is saved before the source is re-armed or commanded, then given again on
-any replay (only a crash between publishing the set and saving can publish the set twice).
+What the filter reads comes in through `resume_intake`. Idempotent per request id: the answer
+is saved before the source is re-armed or commanded, then given again on any replay (only a
+crash between publishing the set and saving can publish the set twice).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Protocol
 
 from processor.domain.codec import StateDecodeError, decode_state, encode_state
 from processor.domain.recipients import FilterRules, RecipientSetAccumulator
@@ -29,9 +27,9 @@ from processor.errors import (
     WriteConflictError,
 )
 from processor.ports.detection_store import CampaignAsk, CampaignRef
-from processor.services.event_input import describe_validation_error
 from processor.services.outbox import dead_letter, health_snapshot
 from processor.services.resume_flow import PublishBehind, fewer_gc_passes, read_ahead
+from processor.services.resume_intake import parse_input
 from processor.services.resume_outbox import (
     ResumeRecord,
     chunk_message,
@@ -42,7 +40,6 @@ from processor.services.resume_outbox import (
     resume_command,
     set_outcome,
 )
-from schemas.audience import AudienceChunk, ContactUpdate
 from schemas.base import campaign_key
 from schemas.health import CampaignStatus
 from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
@@ -65,19 +62,6 @@ audience chunk moves on (its Redis work then overlaps the filter's Python work).
 PUBLISH_GROUP = 16
 """Recipient-set chunks confirmed per publish: pipelined, yet memory stays bounded (one group
 in flight while the next fills)."""
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-def parse_input(record: RawRecord, model: type[_Model], error_type: str) -> _Model:
-    """Validate a record's value as `model`, or raise InvalidInputError naming the field."""
-    if not record.value:
-        raise InvalidInputError("empty_value", "record has no value")
-    try:
-        return model.model_validate_json(record.value)
-    except ValidationError as exc:
-        bad_json = any(e["type"] == "json_invalid" for e in exc.errors())
-        kind = "invalid_json" if bad_json else error_type
-        raise InvalidInputError(kind, describe_validation_error(exc)) from exc
 
 
 class ContactProgress(Protocol):
@@ -367,61 +351,3 @@ class ResumeService:
                 extra={"tenant_id": ref.tenant_id, "campaign_id": ref.campaign_id},
             )
             return None
-
-
-class _Intake:
-    """An input handler: the contact store it feeds, and where its dead letters go."""
-
-    def __init__(
-        self,
-        contacts: ContactStore,
-        publisher: Publisher,
-        *,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
-    ) -> None:
-        self._contacts = contacts
-        self._publisher = publisher
-        self._wall_clock = wall_clock
-
-
-class AudienceIntake(_Intake):
-    """Stores planned audience chunks; a chunk of another tenant's campaign is dead-lettered."""
-
-    async def apply(self, records: Sequence[RawRecord]) -> None:
-        """Store each chunk; bad input is dead-lettered, never raised."""
-        dead: list[OutboxMessage] = []
-        for record in records:
-            try:
-                chunk = parse_input(record, AudienceChunk, "invalid_audience_chunk")
-            except InvalidInputError as exc:
-                dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
-                continue
-            owner = await self._contacts.store_audience_chunk(chunk)
-            if owner != chunk.tenant_id:
-                reason = f"campaign_id: {chunk.campaign_id} belongs to another tenant"
-                dead.append(dead_letter(record, "wrong_tenant", reason, self._wall_clock()))
-        if dead:
-            await self._publisher.publish(dead)
-
-
-class ContactUpdateIntake(_Intake):
-    """Merges contact updates from other systems into contact state, a batch at a time."""
-
-    async def apply(self, records: Sequence[RawRecord]) -> None:
-        """Merge the batch's updates in order; bad input is dead-lettered, never raised.
-
-        A record without a value is a compaction tombstone and is skipped.
-        """
-        updates: list[ContactUpdate] = []
-        dead: list[OutboxMessage] = []
-        for record in records:
-            if not record.value:
-                continue
-            try:
-                updates.append(parse_input(record, ContactUpdate, "invalid_contact_update"))
-            except InvalidInputError as exc:
-                dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
-        if dead:
-            await self._publisher.publish(dead)
-        if updates:
-            await self._contacts.apply_updates(updates)

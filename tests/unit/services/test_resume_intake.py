@@ -11,7 +11,7 @@ from processor.config.settings import Settings
 from processor.domain.contact_state import ContactState, stored_instant
 from processor.domain.recipients import FilterRules
 from processor.services.detection import DetectionService
-from processor.services.resume import AudienceIntake, ContactUpdateIntake
+from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
 from schemas.audience import AudienceChunk, ConsentState, ContactUpdate
 from schemas.events import EventType
 from schemas.health import CampaignStatus
