@@ -88,6 +88,7 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self.ready = asyncio.Event()
+        self._handed_to: dict[TopicPartition, int] = {}
 
     def _build(self) -> AIOKafkaConsumer:
         settings = self._settings
@@ -112,6 +113,19 @@ class BatchConsumer:
         if self._consumer is None:
             return frozenset()
         return frozenset(self._consumer.assignment())
+
+    def lag(self) -> dict[int, int]:
+        """Records behind each assigned partition's end, as of the last fetch (for metrics)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            handed = self._handed_to.get(tp)
+            if end is not None and handed is not None:
+                lag[tp.partition] = max(0, end - handed)
+        return lag
 
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
@@ -192,6 +206,7 @@ class BatchConsumer:
     ) -> asyncio.Task[None]:
         """Apply one batch, then start committing it; returns that commit, in flight."""
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+        self._handed_to.update(offsets)
         handling = asyncio.ensure_future(self._handle(_records(batches)))
         try:
             # Shielded: a stop while Redis or Kafka is being written must not cut the batch in

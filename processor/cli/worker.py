@@ -17,6 +17,7 @@ def worker() -> None:
     from processor.runtime.app import Wiring, create_app, run_worker
     from processor.runtime.bootstrap import (
         build_contact_store,
+        build_metrics,
         build_redis,
         build_store,
         detection_factory,
@@ -37,8 +38,13 @@ def worker() -> None:
 
     roles = settings.worker_roles
     detection = detection_factory(settings, store, contacts, holder)
+    metrics, metrics_server = build_metrics(settings, "worker")
+    if metrics_server is not None:
+        metrics_server.start()  # before Kafka: a taken port is said at once, as a setting error
     wiring = Wiring(
-        detection=detection if WorkerRole.DETECT in roles else None, reload_policy=holder.reload
+        detection=detection if WorkerRole.DETECT in roles else None,
+        reload_policy=holder.reload,
+        metrics=metrics,
     )
     if WorkerRole.RESUME in roles:
         wiring = with_resume(wiring, settings, store, contacts, holder)

@@ -129,6 +129,17 @@ class Settings(BaseSettings):
         default=15, gt=0, description="Longest wait for Kafka to acknowledge a batch (then 503)."
     )
 
+    # Operations
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics endpoint of each process; 0: off.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the /metrics endpoint listens on."
+    )
+
     # Behaviour
     policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
     batch_max_events: PositiveInt = 2000

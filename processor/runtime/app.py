@@ -22,21 +22,24 @@ from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_n
 from processor.config.settings import WorkerRole
 from processor.errors import PublishError, StoreUnavailableError
 from processor.ports.records import RawRecord
+from processor.runtime.observe import Observer
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable, Sequence
 
+    from processor.adapters.metrics import Metrics
     from processor.config.settings import Settings
     from processor.ports.publishing import Publisher
-    from processor.services.detection import DetectionService
+    from processor.services.detection import BatchReport, DetectionService
     from processor.services.resume import ResumeService
     from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
 
 log = logging.getLogger(__name__)
 
 OUTBOX_SWEEP_INTERVAL_S = 10.0
+LAG_SAMPLE_INTERVAL_S = 5.0
 RESUME_INPUT_BATCH = 8
 """Audience chunks per batch: each holds up to 50 000 recipients."""
 
@@ -52,6 +55,8 @@ class Wiring:
     resume: Callable[[Publisher], ResumeService] | None = None
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()
     """Run when the app stops (clients the use cases opened)."""
+    metrics: Metrics | None = None
+    """Where the worker's metrics go (None: not collected)."""
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -168,7 +173,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     consumer: BatchConsumer | None = None
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
-        consumer = _detection_consumer(app, settings, detection)
+        consumer = _detection_consumer(app, settings, detection, wiring.metrics)
         _outbox_sweep(app, detection, settings)
 
     @app.on_before_shutdown.connect
@@ -197,18 +202,28 @@ def detection_group(settings: Settings) -> str:
 
 
 def _detection_consumer(
-    app: faust.App, settings: Settings, detection: DetectionService
+    app: faust.App, settings: Settings, detection: DetectionService, metrics: Metrics | None
 ) -> BatchConsumer:
-    """The batch consumer of the delivery events, run with the app."""
+    """The batch consumer of the delivery events, run with the app (and measured)."""
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    handle: Callable[[Sequence[RawRecord]], Awaitable[BatchReport]] = detection.apply_isolating
+    if metrics is not None:
+        handle = Observer(metrics).observed(handle)
     consumer = BatchConsumer(
         settings,
         topic,
         WorkerRole.DETECT.value,
-        detection.apply_isolating,
+        handle,
         write_held=detection.write_held_states,
     )
     app.add_dependency(_ConsumerService(consumer, app))
+    if metrics is not None:
+        sampled = metrics
+
+        async def sample_lag() -> None:
+            sampled.set_lag(topic, consumer.lag())
+
+        app.timer(LAG_SAMPLE_INTERVAL_S, name="sendguard.sample_lag", on_leader=False)(sample_lag)
     return consumer
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from processor.adapters.metrics import Metrics, MetricsServer
     from processor.adapters.redis_contacts import RedisContactStore
     from processor.adapters.redis_store import RedisStore
     from processor.config.policy_file import PolicyHolder
@@ -100,6 +101,16 @@ def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
         campaign_ttl_ms=ttl_ms,
         shards=settings.contact_shards,
     )
+
+
+def build_metrics(settings: Settings, process: str) -> tuple[Metrics, MetricsServer | None]:
+    """The process's metrics, and their /metrics server if SENDGUARD_METRICS_PORT is set."""
+    from processor.adapters.metrics import Metrics, MetricsServer
+
+    metrics = Metrics(process)
+    if settings.metrics_port == 0:
+        return metrics, None
+    return metrics, MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
 
 
 def detection_factory(

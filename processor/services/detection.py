@@ -173,6 +173,7 @@ class DetectionService:
         if dead:
             await self._publisher.publish(dead)
             report.dead_lettered = len(dead)
+            report.published.extend(dead)
         await self._apply_campaigns(todo, report, write_all=self._write_behind.due())
         if self._contacts is not None and events:
             # After the decisions are out, so the contacts' CPU never delays a pause. Built
@@ -255,7 +256,7 @@ class DetectionService:
                     self._wall_clock(),
                 )
                 await self._publisher.publish([letter])
-                return BatchReport(dead_lettered=1)
+                return BatchReport(dead_lettered=1, published=[letter])
         report = BatchReport()
         for record in records:
             report.merge(await self.apply_isolating([record]))

@@ -1,0 +1,154 @@
+"""Feeds the Prometheus metrics from what the use cases already report: batches and messages.
+
+The services stay unaware of Prometheus: a batch's report and the messages it published say
+what happened, and this module turns them into metric samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from processor.errors import PublishError, StoreUnavailableError
+from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+    from processor.adapters.metrics import Metrics
+    from processor.ports.detection_store import OutboxMessage
+    from processor.ports.records import RawRecord
+
+log = logging.getLogger(__name__)
+
+TRACKED_CAMPAIGNS_MAX = 200_000
+"""Campaign statuses remembered for the by-status gauge; the oldest are forgotten beyond it."""
+
+
+class BatchOutcome(Protocol):
+    """What a detection batch reports (processor.services.detection.BatchReport)."""
+
+    @property
+    def applied(self) -> int: ...  # noqa: D102 - the report's own field
+    @property
+    def duplicates(self) -> int: ...  # noqa: D102 - the report's own field
+    @property
+    def replayed(self) -> int: ...  # noqa: D102 - the report's own field
+    @property
+    def late(self) -> int: ...  # noqa: D102 - the report's own field
+    @property
+    def published(self) -> list[OutboxMessage]: ...  # noqa: D102 - the report's own field
+
+
+_Report = TypeVar("_Report", bound=BatchOutcome)
+
+
+class Observer:
+    """Turns batch reports and published messages into samples of one `Metrics`."""
+
+    def __init__(self, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self._clock = clock
+        self._statuses: OrderedDict[str, str] = OrderedDict()
+        self._status_counts: dict[str, int] = {}
+
+    def observed(
+        self, apply: Callable[[Sequence[RawRecord]], Awaitable[_Report]]
+    ) -> Callable[[Sequence[RawRecord]], Awaitable[_Report]]:
+        """`apply`, timed and counted; failures counted by kind and re-raised."""
+        metrics = self.metrics
+
+        async def handle(records: Sequence[RawRecord]) -> _Report:
+            started = time.perf_counter()
+            try:
+                report = await apply(records)
+            except (StoreUnavailableError, PublishError) as exc:
+                metrics.batch_failures.labels(type(exc).__name__).inc()
+                raise
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.batch_events.observe(len(records))
+            metrics.last_batch_timestamp.set(self._clock())
+            self.batch(report, records)
+            return report
+
+        return handle
+
+    def batch(self, report: BatchOutcome, records: Sequence[RawRecord]) -> None:
+        """Count what one applied batch did."""
+        metrics = self.metrics
+        metrics.events_applied.labels("all").inc(report.applied)
+        for why, count in (
+            ("duplicate", report.duplicates),
+            ("replayed", report.replayed),
+            ("late", report.late),
+        ):
+            if count:
+                metrics.events_skipped.labels(why).inc(count)
+        self.published(report.published, records)
+
+    def published(self, messages: Iterable[OutboxMessage], records: Sequence[RawRecord]) -> None:
+        """Count acknowledged messages: commands, dead letters, health statuses."""
+        timestamps: dict[tuple[str, int, int], int] | None = None
+        for message in messages:
+            role = message.role
+            if role == TopicRole.DEAD_LETTER:
+                reason = _field(message.value, "error_type") or "unknown"
+                self.metrics.dead_letters.labels(reason).inc()
+            elif role == TopicRole.HEALTH:
+                self._status(message)
+            elif role == TopicRole.CONTROL:
+                command = _parse(message.value)
+                name = str(command.get("command", "unknown"))
+                scope = str(command.get("scope") or "campaign")
+                self.metrics.commands_published.labels(name, scope).inc()
+                trigger = command.get("trigger")
+                if name == "pause" and isinstance(trigger, dict):
+                    if timestamps is None:
+                        timestamps = {
+                            (r.topic, r.partition, r.offset): r.timestamp_ms
+                            for r in records
+                            if r.timestamp_ms is not None
+                        }
+                    self._decision_latency(trigger, timestamps)
+
+    def _decision_latency(
+        self, trigger: dict[str, Any], timestamps: dict[tuple[str, int, int], int]
+    ) -> None:
+        key = (trigger.get("topic"), trigger.get("partition"), trigger.get("offset"))
+        at_ms = timestamps.get(key)  # type: ignore[arg-type]  # None parts simply miss
+        if at_ms is not None:
+            self.metrics.decision_seconds.observe(max(0.0, self._clock() - at_ms / 1000))
+
+    def _status(self, message: OutboxMessage) -> None:
+        status = _field(message.value, "status")
+        if status is None:
+            return
+        statuses, counts = self._statuses, self._status_counts
+        previous = statuses.pop(message.key, None)
+        if previous is not None:
+            counts[previous] -= 1
+        statuses[message.key] = status
+        counts[status] = counts.get(status, 0) + 1
+        if len(statuses) > TRACKED_CAMPAIGNS_MAX:
+            _, forgotten = statuses.popitem(last=False)
+            counts[forgotten] -= 1
+        for name in (status, previous):
+            if name is not None:
+                self.metrics.campaigns_by_status.labels(name).set(counts[name])
+
+
+def _parse(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        log.warning("published message is not JSON; not counted by type")
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _field(value: str, name: str) -> str | None:
+    found = _parse(value).get(name)
+    return str(found) if found is not None else None
