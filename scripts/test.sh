@@ -5,6 +5,7 @@
 #
 # 1. creates .venv (Python >= 3.11) if missing and installs '.[dev]' into it
 #    (again whenever pyproject.toml changes);
+# 1b. installs promtool (Debian's prometheus package) if missing, for the alert rules;
 # 2. starts the local Kafka + Redis stack (scripts/stack.sh up) and exports
 #    SENDGUARD_KAFKA_BOOTSTRAP_SERVERS / SENDGUARD_REDIS_URL;
 # 3. runs ruff check, mypy and pytest (all of them, even after a failure);
@@ -69,6 +70,21 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]] ||
 else
   echo "dependencies up to date ($(python --version 2>&1))"
 fi
+
+# ---------------------------------------------------------------- tools
+section "tools (promtool)"
+if ! command -v promtool >/dev/null 2>&1; then
+  # The alert rules are checked by the real promtool (Debian's prometheus package).
+  if command -v apt-get >/dev/null && [[ "$(id -u)" -eq 0 ]]; then
+    echo "apt-get install prometheus (for promtool)"
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+      >/dev/null || fail "could not install prometheus (promtool)"
+  else
+    fail "promtool is missing: install Debian's prometheus package"
+  fi
+fi
+echo "promtool: $(promtool --version 2>&1 | head -1)"
 
 # ---------------------------------------------------------------- stack
 section "stack (Kafka + Redis)"
