@@ -57,7 +57,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
 
 
 def _metric_names() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in Metrics("names").registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
     return names
