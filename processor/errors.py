@@ -38,3 +38,7 @@ class PublishError(SendguardError):
 
 class ConfigurationError(SendguardError):
     """A setting or the policy file is invalid; the message names it."""
+
+
+class ReadError(SendguardError):
+    """Kafka could not be read (a topic missing, the broker unreachable)."""

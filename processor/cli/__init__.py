@@ -16,6 +16,7 @@ from processor.cli.locks import lock_command, unlock_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
 from processor.cli.resume import import_suppressions, resume
+from processor.cli.status import explain_command, status_command
 from processor.cli.webhooks import webhooks
 from processor.cli.worker import worker
 from processor.errors import SendguardError
@@ -53,5 +54,7 @@ for command in (
     import_suppressions,
     webhooks,
     normalize_command,
+    status_command,
+    explain_command,
 ):
     main.add_command(command)

@@ -1,0 +1,63 @@
+"""Why a campaign is (or is not) paused: every rule of its policy read against its windows.
+
+Pure and read-only: the same arithmetic as the detector's own judgement, without touching the
+state, so an operator sees exactly the numbers the worker decides on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from processor.domain.policy import Reading, Severity, evaluate
+
+if TYPE_CHECKING:
+    from processor.domain.detector import CampaignState
+    from processor.domain.policy import Policy, Rule
+
+
+@dataclass(frozen=True, slots=True)
+class RuleExplanation:
+    """One rule's reading, with what held it back if it is OK."""
+
+    reading: Reading
+    active_denominator: int
+    """The window's own denominator, without the lag (the floor is judged on it)."""
+
+    @property
+    def verdict(self) -> str:
+        """`pause`, `warn` or `ok`."""
+        return self.reading.severity.name.lower()
+
+    @property
+    def why(self) -> str:
+        """One sentence on the verdict: which floor or threshold decided it."""
+        reading, rule = self.reading, self.reading.rule
+        if reading.numerator < rule.min_numerator:
+            return f"{reading.numerator} events, below the floor of {rule.min_numerator}"
+        denominator = min(self.active_denominator, reading.denominator)
+        if denominator < rule.min_denominator:
+            return f"denominator {denominator}, below the floor of {rule.min_denominator}"
+        bound = f"lower bound {reading.wilson_lower_bound:.3%}"
+        if reading.severity is Severity.PAUSE:
+            return f"{bound} above the pause threshold {rule.pause:.3%}"
+        if reading.severity is Severity.WARN:
+            return f"{bound} above the warn threshold {rule.warn:.3%}"
+        return f"{bound} at or below the warn threshold {rule.warn:.3%}"
+
+
+def reading_of(state: CampaignState, rule: Rule, z: float) -> RuleExplanation:
+    """The rule judged on the campaign's windows now (lagged denominator as the detector uses)."""
+    windows = state.windows
+    numerator, denominator = windows.rate_terms(rule.metric, rule.window, rule.denominator_lag_ms)
+    active = denominator
+    if rule.denominator_lag_ms:
+        active = windows.rate_terms(rule.metric, rule.window)[1]
+    return RuleExplanation(evaluate(rule, numerator, denominator, z, active), active)
+
+
+def explain(state: CampaignState, policy: Policy) -> list[RuleExplanation]:
+    """Every rule of `policy`, worst first, then in the policy's order."""
+    readings = [reading_of(state, rule, policy.z) for rule in policy.rules]
+    order = {id(r): i for i, r in enumerate(readings)}
+    return sorted(readings, key=lambda r: (-r.reading.severity, order[id(r)]))
