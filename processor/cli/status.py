@@ -138,8 +138,10 @@ async def _show(
     if clear:
         click.clear()
     if as_json:
+        from processor.services.status_board import row_summary
+
         for row in rows:
-            click.echo(json.dumps(_row_json(row), separators=(",", ":")))
+            click.echo(json.dumps(row_summary(row), separators=(",", ":")))
         return
     click.echo(_table(rows))
 
@@ -170,76 +172,30 @@ def _when(at: datetime | None) -> str:
     return "-" if at is None else at.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _rule(row: CampaignRow) -> tuple[str, str, str, str]:
-    """metric/window, rate, bound and threshold of the rule behind the status."""
-    evidence = row.pause.evidence if row.pause is not None else None
-    if evidence is not None:
-        return (
-            f"{evidence.metric.value}/{evidence.window}",
-            _percent(evidence.rate),
-            _percent(evidence.wilson_lower_bound),
-            _percent(evidence.threshold),
-        )
-    reason = row.reason
-    if reason is None:
-        return ("-", "-", "-", "-")
-    return (
-        f"{reason.metric.value}/{reason.window}",
-        _percent(reason.rate),
-        _percent(reason.wilson_lower_bound),
-        _percent(reason.threshold),
-    )
-
-
 def _table(rows: list[CampaignRow]) -> str:
-    header = (
-        "TENANT",
-        "CAMPAIGN",
-        "STATUS",
-        "RULE",
-        "RATE",
-        "BOUND",
-        "THRESHOLD",
-        "SINCE",
-        "LOCKED",
-    )
-    lines = [header]
+    from processor.services.status_board import rule_of
+
+    header = ("TENANT", "CAMPAIGN", "STATUS", "RULE", "RATE", "BOUND", "THRESHOLD", "SINCE")
+    lines: list[tuple[str, ...]] = [(*header, "LOCKED")]
     for row in rows:
         locked = "?" if row.locked is None else ("yes" if row.locked else "no")
         if row.status.value != "paused":
             locked = "-"
+        rule = rule_of(row)
+        cells: tuple[str, ...] = ("-", "-", "-", "-")
+        if rule is not None:
+            metric, window, rate, bound, threshold = rule
+            cells = (f"{metric.value}/{window}", *map(_percent, (rate, bound, threshold)))
         lines.append(
-            (
-                row.tenant_id,
-                row.campaign_id,
-                row.status.value,
-                *_rule(row),
-                _when(row.since),
-                locked,
-            )
+            (row.tenant_id, row.campaign_id, row.status.value, *cells, _when(row.since), locked)
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     text = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     ]
     text.append(f"{len(rows)} campaigns")
     return "\n".join(text)
-
-
-def _row_json(row: CampaignRow) -> dict[str, Any]:
-    rule = _rule(row)[0]
-    return {
-        "tenant_id": row.tenant_id,
-        "campaign_id": row.campaign_id,
-        "status": row.status.value,
-        "rule": None if rule == "-" else rule,
-        "reason": row.reason.model_dump(mode="json") if row.reason else None,
-        "pause": row.pause.model_dump(mode="json") if row.pause else None,
-        "since": row.since.isoformat() if row.since else None,
-        "as_of": row.as_of.isoformat() if row.as_of else None,
-        "locked": row.locked,
-    }
 
 
 @click.command("explain")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.control import PauseCommand, PauseScope, ResumeCommand
 from schemas.health import CampaignStatus, HealthSnapshot
@@ -62,6 +62,42 @@ class CampaignRow:
     def key(self) -> tuple[str, str]:
         """(tenant, campaign): the board's key and sort order."""
         return (self.tenant_id, self.campaign_id)
+
+
+def rule_of(row: CampaignRow) -> tuple[Metric, str, float, float, float] | None:
+    """(metric, window, rate, lower bound, threshold) of the rule behind the row's status."""
+    evidence = row.pause.evidence if row.pause is not None else None
+    if evidence is not None:
+        return (
+            evidence.metric,
+            evidence.window,
+            evidence.rate,
+            evidence.wilson_lower_bound,
+            evidence.threshold,
+        )
+    reason = row.reason
+    if reason is None:
+        return None
+    return (reason.metric, reason.window, reason.rate, reason.wilson_lower_bound, reason.threshold)
+
+
+def row_summary(row: CampaignRow) -> dict[str, Any]:
+    """A row as JSON-able data (what `status --json` prints and the status page shows)."""
+    rule = rule_of(row)
+    return {
+        "tenant_id": row.tenant_id,
+        "campaign_id": row.campaign_id,
+        "status": row.status.value,
+        "rule": None if rule is None else f"{rule[0].value}/{rule[1]}",
+        "rate": None if rule is None else rule[2],
+        "wilson_lower_bound": None if rule is None else rule[3],
+        "threshold": None if rule is None else rule[4],
+        "reason": row.reason.model_dump(mode="json") if row.reason else None,
+        "pause": row.pause.model_dump(mode="json") if row.pause else None,
+        "since": row.since.isoformat() if row.since else None,
+        "as_of": row.as_of.isoformat() if row.as_of else None,
+        "locked": row.locked,
+    }
 
 
 class StatusBoard:
