@@ -5,7 +5,8 @@
 #
 # 1. creates .venv (Python >= 3.11) if missing and installs '.[dev]' into it
 #    (again whenever pyproject.toml changes);
-# 1b. installs promtool (Debian's prometheus package) if missing, for the alert rules;
+# 1b. installs promtool and chromium (Debian's packages) if missing, for the alert rules and
+#     the status page's browser test;
 # 2. starts the local Kafka + Redis stack (scripts/stack.sh up) and exports
 #    SENDGUARD_KAFKA_BOOTSTRAP_SERVERS / SENDGUARD_REDIS_URL;
 # 3. runs ruff check, mypy and pytest (all of them, even after a failure);
@@ -72,19 +73,23 @@ else
 fi
 
 # ---------------------------------------------------------------- tools
-section "tools (promtool)"
-if ! command -v promtool >/dev/null 2>&1; then
-  # The alert rules are checked by the real promtool (Debian's prometheus package).
+section "tools (promtool, chromium)"
+# The alert rules are checked by the real promtool (Debian's prometheus package) and the status
+# page by a real headless Chromium (Debian's chromium).
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [[ ${#missing[@]} -gt 0 ]]; then
   if command -v apt-get >/dev/null && [[ "$(id -u)" -eq 0 ]]; then
-    echo "apt-get install prometheus (for promtool)"
+    echo "apt-get install ${missing[*]}"
     { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
-      >/dev/null || fail "could not install prometheus (promtool)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >/dev/null || fail "could not install ${missing[*]}"
   else
-    fail "promtool is missing: install Debian's prometheus package"
+    fail "missing tools: install Debian's ${missing[*]}"
   fi
 fi
-echo "promtool: $(promtool --version 2>&1 | head -1)"
+echo "promtool: $(promtool --version 2>&1 | head -1); $(chromium --version 2>/dev/null)"
 
 # ---------------------------------------------------------------- stack
 section "stack (Kafka + Redis)"

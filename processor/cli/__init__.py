@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from processor.cli.contracts import schemas, topics
+from processor.cli.dashboard import dashboard_command
 from processor.cli.locks import lock_command, unlock_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
@@ -56,5 +57,6 @@ for command in (
     normalize_command,
     status_command,
     explain_command,
+    dashboard_command,
 ):
     main.add_command(command)

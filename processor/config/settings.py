@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the /metrics endpoint listens on."
     )
+    dashboard_user: str | None = Field(
+        default=None, description="Basic-auth user of the status page (with the password)."
+    )
+    dashboard_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password of the status page."
+    )
 
     # Behaviour
     policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
@@ -255,6 +261,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SENDGUARD_KAFKA_SECURITY_PROTOCOL uses SASL: set SENDGUARD_KAFKA_SASL_MECHANISM, "
                 "SENDGUARD_KAFKA_SASL_USERNAME and SENDGUARD_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_auth_is_complete(self) -> Self:
+        if (self.dashboard_user is None) != (self.dashboard_password is None):
+            raise ValueError(
+                "set both SENDGUARD_DASHBOARD_USER and SENDGUARD_DASHBOARD_PASSWORD, or neither"
             )
         return self
 
