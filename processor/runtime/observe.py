@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from processor.errors import PublishError, StoreUnavailableError
+from schemas.control import ResumeCommand, read_control
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from processor.adapters.metrics import Metrics
     from processor.ports.detection_store import OutboxMessage
     from processor.ports.records import RawRecord
+    from schemas.control import TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +102,26 @@ class Observer:
             elif role == TopicRole.HEALTH:
                 self._status(message)
             elif role == TopicRole.CONTROL:
-                command = _parse(message.value)
-                name = str(command.get("command", "unknown"))
-                scope = str(command.get("scope") or "campaign")
-                self.metrics.commands_published.labels(name, scope).inc()
-                trigger = command.get("trigger")
-                if name == "pause" and isinstance(trigger, dict):
+                command = read_control(message.value)
+                if isinstance(command, ResumeCommand):
+                    self.metrics.commands_published.labels("resume", "campaign").inc()
+                    continue
+                self.metrics.commands_published.labels("pause", command.scope.value).inc()
+                if command.trigger is not None:
                     if timestamps is None:
                         timestamps = {
                             (r.topic, r.partition, r.offset): r.timestamp_ms
                             for r in records
                             if r.timestamp_ms is not None
                         }
-                    self._decision_latency(trigger, timestamps)
+                    self._decision_latency(command.trigger, timestamps)
 
     def _decision_latency(
-        self, trigger: dict[str, Any], timestamps: dict[tuple[str, int, int], int]
+        self, trigger: TriggerEvent, timestamps: dict[tuple[str, int, int], int]
     ) -> None:
-        key = (trigger.get("topic"), trigger.get("partition"), trigger.get("offset"))
-        at_ms = timestamps.get(key)  # type: ignore[arg-type]  # None parts simply miss
+        if trigger.topic is None or trigger.partition is None or trigger.offset is None:
+            return  # replayed from a file: no Kafka timestamp to measure from
+        at_ms = timestamps.get((trigger.topic, trigger.partition, trigger.offset))
         if at_ms is not None:
             self.metrics.decision_seconds.observe(max(0.0, self._clock() - at_ms / 1000))
 
