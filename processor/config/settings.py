@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     webhook_publish_timeout_s: float = Field(
         default=15, gt=0, description="Longest wait for Kafka to acknowledge a batch (then 503)."
     )
+    webhook_body_timeout_s: float = Field(
+        default=10, gt=0, description="Longest time a request body may take to arrive (then 408)."
+    )
+    webhook_max_records: PositiveInt = Field(
+        default=10_000,
+        description="Most records one webhook batch may hold (then 413): bounds a request's work.",
+    )
 
     # Operations
     metrics_port: int = Field(

@@ -7,7 +7,6 @@ No I/O: key material comes in already loaded, the clock comes in as `now`, and r
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 SENDGRID_SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAILGUN_TOKEN_MAX_LENGTH: Final = 256
-_EPOCH_SECONDS: Final = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
+_EPOCH_SECONDS: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _SNS_SUBSCRIPTION_FIELDS: Final = (
     "Message",
     "MessageId",
@@ -127,13 +126,61 @@ def _epoch(text: str, what: str) -> float:
 
 
 def _base64(text: str, what: str) -> bytes:
+    # Non-ASCII text is a plain ValueError, not binascii.Error: both are a forged header.
     try:
         return base64.b64decode(text.strip(), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:
         raise RejectedCredentialsError(f"{what} is not base64") from exc
 
 
+def _utf8(text: str, what: str) -> bytes:
+    # JSON may carry lone surrogates (`"\ud800"`): no signer could have signed those bytes.
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise RejectedCredentialsError(f"{what} is not valid Unicode") from exc
+
+
 # --- SendGrid -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendgridSignature:
+    """SendGrid's signature headers, checked before the body is read: fresh and base64."""
+
+    signature: bytes
+    timestamp: str
+
+
+def sendgrid_signature(
+    *, signature: str | None, timestamp: str | None, now: float, max_age_s: float
+) -> SendgridSignature:
+    """The decoded signature headers, or the refusal that needs no body (missing, stale, junk)."""
+    if not signature or not timestamp:
+        raise MissingCredentialsError(
+            f"the {SENDGRID_SIGNATURE_HEADER} and {SENDGRID_TIMESTAMP_HEADER} headers are required"
+        )
+    check_fresh(
+        _epoch(timestamp, "the SendGrid timestamp"),
+        now=now,
+        max_age_s=max_age_s,
+        what="the SendGrid timestamp",
+    )
+    return SendgridSignature(_base64(signature, "the SendGrid signature"), timestamp.strip())
+
+
+def verify_sendgrid(
+    headers: SendgridSignature, body: bytes, keys: Mapping[str, ec.EllipticCurvePublicKey]
+) -> str:
+    """The tenant whose key verifies SendGrid's ECDSA P-256/SHA-256 signature of timestamp+body."""
+    signed = headers.timestamp.encode() + body
+    for tenant_id, key in keys.items():
+        try:
+            key.verify(headers.signature, signed, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return tenant_id
+    raise RejectedCredentialsError("the SendGrid signature does not verify for this tenant")
 
 
 def authenticate_sendgrid(
@@ -145,26 +192,11 @@ def authenticate_sendgrid(
     now: float,
     max_age_s: float,
 ) -> str:
-    """The tenant whose key verifies SendGrid's ECDSA P-256/SHA-256 signature of timestamp+body."""
-    if not signature or not timestamp:
-        raise MissingCredentialsError(
-            f"the {SENDGRID_SIGNATURE_HEADER} and {SENDGRID_TIMESTAMP_HEADER} headers are required"
-        )
-    check_fresh(
-        _epoch(timestamp, "the SendGrid timestamp"),
-        now=now,
-        max_age_s=max_age_s,
-        what="the SendGrid timestamp",
+    """`sendgrid_signature` then `verify_sendgrid`, for a caller that has the body already."""
+    headers = sendgrid_signature(
+        signature=signature, timestamp=timestamp, now=now, max_age_s=max_age_s
     )
-    raw = _base64(signature, "the SendGrid signature")
-    signed = timestamp.encode() + body
-    for tenant_id, key in keys.items():
-        try:
-            key.verify(raw, signed, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            continue
-        return tenant_id
-    raise RejectedCredentialsError("the SendGrid signature does not verify for this tenant")
+    return verify_sendgrid(headers, body, keys)
 
 
 # --- Mailgun ------------------------------------------------------------------------------------
@@ -205,8 +237,8 @@ def authenticate_mailgun(
         raise RejectedCredentialsError("the Mailgun token is too long")
     what = "the Mailgun signature timestamp"
     check_fresh(_epoch(timestamp, what), now=now, max_age_s=max_age_s, what=what)
-    given = signature.strip().lower().encode()
-    signed = (timestamp + token).encode()
+    given = _utf8(signature.strip().lower(), "the Mailgun signature")
+    signed = _utf8(timestamp + token, "the Mailgun token")
     for tenant_id, key in keys.items():
         expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode()
         if hmac.compare_digest(expected, given):
@@ -244,7 +276,7 @@ def sns_canonical_string(message: Mapping[str, Any]) -> bytes:
         if not isinstance(value, str):
             raise RejectedCredentialsError(f"the SNS message's {name} is missing or not a string")
         parts.append(f"{name}\n{value}\n")
-    return "".join(parts).encode()
+    return _utf8("".join(parts), "the SNS message")
 
 
 def _sns_timestamp(value: Any) -> float:

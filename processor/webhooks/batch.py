@@ -1,12 +1,11 @@
 """The outcome of one accepted webhook request: its Kafka messages, HTTP answer and operator logs.
 
 Messages are all built before anything is sent, so a batch never fails half-way through building.
+Work and output are bounded per request: one dead letter, at most REPORTED_MAX reasons listed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from base64 import b64encode
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from schemas.topics import TopicRole
 from schemas.webhooks import RawWebhook
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from processor.adapters.providers import NormalizeResult, Provider
@@ -31,6 +30,13 @@ log = logging.getLogger(__name__)
 RAW_ROLE: Final = "webhooks-raw"
 """Role (and default name without the prefix) of the raw audit topic."""
 DEAD_LETTER_ERROR_TYPE: Final = "invalid_webhook_event"
+REPORTED_MAX: Final = 100
+"""Rejected (or ignored) records listed in an answer, a log line or a dead letter; the rest are
+counted. A body of 300,000 empty records must not become a 25 MB answer."""
+PROBLEM_MAX_CHARS: Final = 200
+"""Longest field path or problem text reported (paths may hold a provider's own keys)."""
+DEAD_LETTER_EXCERPT_BYTES: Final = 16 * 1024
+"""The dead letter carries the body up to this size; the raw record always has all of it."""
 RAW_HEADERS: Final = frozenset(
     {
         "content-type",
@@ -64,27 +70,50 @@ class Accepted:
     result: NormalizeResult
 
 
-def outcomes(items: Iterable[Rejection | Ignored]) -> list[dict[str, Any]]:
-    """Rejected or ignored records as answered to the provider (paths and problems, no values)."""
-    return [{"index": i.index, "field": i.field, "problem": i.problem} for i in items]
+def _cut(text: str) -> str:
+    return text if len(text) <= PROBLEM_MAX_CHARS else text[: PROBLEM_MAX_CHARS - 1] + "…"
 
 
-def _rejected_record(body: bytes, index: int | None) -> bytes:
-    """The bytes of one rejected record of a batch (the whole body for a single object)."""
-    if index is None:
-        return body
-    with contextlib.suppress(ValueError):
-        payload = json.loads(body)
-        if isinstance(payload, list) and 0 <= index < len(payload):
-            return json.dumps(payload[index], separators=(",", ":")).encode()
-    return body
+def outcomes(items: Sequence[Rejection | Ignored]) -> list[dict[str, Any]]:
+    """The first REPORTED_MAX rejected or ignored records as answered (paths and problems only)."""
+    return [
+        {"index": i.index, "field": _cut(i.field), "problem": _cut(i.problem)}
+        for i in items[:REPORTED_MAX]
+    ]
+
+
+def rejection_summary(rejected: Sequence[Rejection]) -> str:
+    """The first REPORTED_MAX reasons in one line, and how many more there were."""
+    shown = "; ".join(f"{_cut(r.field)}: {_cut(r.problem)}" for r in rejected[:REPORTED_MAX])
+    more = len(rejected) - REPORTED_MAX
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def dead_letter(accepted: Accepted, *, raw_topic: str) -> DeadLetter:
+    """The request's one dead letter: why its records were rejected, and where the body is.
+
+    `original` is the body, cut to DEAD_LETTER_EXCERPT_BYTES when longer; the whole body is the
+    raw record of the same request id on `raw_topic` (the dead letter's `source_topic`).
+    """
+    body, rejected = accepted.body, accepted.result.rejected
+    cut = len(body) > DEAD_LETTER_EXCERPT_BYTES
+    where = f"webhook request {accepted.request_id}, whole body in {raw_topic}"
+    if cut:
+        where += f"; original holds its first {DEAD_LETTER_EXCERPT_BYTES} of {len(body)} bytes"
+    return DeadLetter(
+        source_topic=raw_topic,
+        source_key=b64encode(accepted.tenant_id.encode()),
+        original=b64encode(body[:DEAD_LETTER_EXCERPT_BYTES]),
+        error_type=DEAD_LETTER_ERROR_TYPE,
+        error=f"{len(rejected)} record(s) rejected ({where}): {rejection_summary(rejected)}",
+        failed_at=accepted.received_at,
+    )
 
 
 def build_messages(accepted: Accepted, *, raw_topic: str) -> list[OutboxMessage]:
-    """Every event (key `tenant:campaign`), a dead letter per rejected record, the raw record.
+    """Every event (key `tenant:campaign`), the request's dead letter if any, the raw record.
 
-    Dead letters and the raw record are keyed by tenant; a dead letter's `source_topic` is the raw
-    topic, where the whole request body is.
+    The dead letter and the raw record are keyed by tenant.
     """
     tenant_id = accepted.tenant_id
     result = accepted.result
@@ -92,15 +121,8 @@ def build_messages(accepted: Accepted, *, raw_topic: str) -> list[OutboxMessage]
         OutboxMessage(TopicRole.DELIVERY_EVENTS.value, event.key, event.model_dump_json())
         for event in result.events
     ]
-    for rejection in result.rejected:
-        letter = DeadLetter(
-            source_topic=raw_topic,
-            source_key=b64encode(tenant_id.encode()),
-            original=b64encode(_rejected_record(accepted.body, rejection.index)),
-            error_type=DEAD_LETTER_ERROR_TYPE,
-            error=f"{rejection.reason} (webhook request {accepted.request_id})",
-            failed_at=accepted.received_at,
-        )
+    if result.rejected:
+        letter = dead_letter(accepted, raw_topic=raw_topic)
         messages.append(
             OutboxMessage(TopicRole.DEAD_LETTER.value, tenant_id, letter.model_dump_json())
         )
@@ -125,7 +147,9 @@ def answer(accepted: Accepted) -> dict[str, Any]:
         "tenant_id": accepted.tenant_id,
         "published": len(result.events),
         "ignored": outcomes(result.ignored),
+        "ignored_count": len(result.ignored),
         "rejected": outcomes(result.rejected),
+        "rejected_count": len(result.rejected),
         "subscription_confirmations": [
             {"type": s.kind, "topic_arn": s.topic_arn, "confirmed": False}
             for s in result.subscription_confirmations

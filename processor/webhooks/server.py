@@ -6,6 +6,7 @@ Kafka and Redis failures become 503 here, once (the provider retries; event ids 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import signal
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 
 from processor.adapters.kafka import ConfirmedPublisher
 from processor.adapters.keys import Keys
-from processor.adapters.providers import Provider, normalize_body
+from processor.adapters.providers import NormalizeResult, Provider, normalize
 from processor.adapters.providers.base import FieldError, parse_json
 from processor.errors import PublishError
 from processor.logs import address_hash
@@ -30,10 +31,12 @@ from processor.webhooks.auth import (
     SENDGRID_TIMESTAMP_HEADER,
     AuthenticationError,
     MissingCredentialsError,
+    SendgridSignature,
     authenticate_basic,
     authenticate_mailgun,
-    authenticate_sendgrid,
     authenticate_sns,
+    sendgrid_signature,
+    verify_sendgrid,
 )
 from processor.webhooks.batch import (
     RAW_ROLE,
@@ -47,7 +50,7 @@ from processor.webhooks.batch import (
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 
     from redis.asyncio import Redis
 
@@ -96,18 +99,33 @@ class RefusedError(Exception):
         return web.json_response({**body, **self.details}, status=self.status, headers=self.headers)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refusing more than `limit` bytes by Content-Length and by what actually came."""
+async def _read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The body; refused when over `limit` bytes, unfinished after `timeout_s` or undecodable.
+
+    The limit is checked by Content-Length and by what actually came (after decompression).
+    """
     too_large = RefusedError(413, "too_large", f"the body exceeds {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(_READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(_READ_CHUNK):
+                size += len(chunk)  # decoded bytes: a gzip bomb stops at the limit too
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RefusedError(
+            408, "timeout", f"the body did not arrive within {timeout_s:g} s"
+        ) from exc
+    except web.RequestPayloadError as exc:
+        raise RefusedError(
+            400, "invalid_body", "the body cannot be decoded (Content-Encoding or framing)"
+        ) from exc
+    except ConnectionResetError as exc:  # the client went away: nobody reads the answer
+        raise RefusedError(400, "connection_lost", "the client closed the connection") from exc
     return b"".join(chunks)
 
 
@@ -117,6 +135,18 @@ def _parse(body: bytes, provider: Provider) -> Any:
         return parse_json(body, provider.value)
     except FieldError as exc:
         raise RefusedError(400, "invalid_body", exc.problem) from exc
+
+
+@contextlib.contextmanager
+def _refusals(provider: Provider) -> Iterator[None]:
+    """Authentication failures as answers: missing credentials 401, anything else wrong 403."""
+    try:
+        yield
+    except MissingCredentialsError as exc:
+        challenge = {"WWW-Authenticate": _BASIC_CHALLENGE} if provider in _BASIC else None
+        raise RefusedError(401, "unauthenticated", exc.reason, headers=challenge) from exc
+    except AuthenticationError as exc:
+        raise RefusedError(403, "forbidden", exc.reason) from exc
 
 
 @dataclass
@@ -164,7 +194,11 @@ class _Receiver:
                 exc.reason,
                 extra={**context, "status": exc.status, "error": exc.error, **exc.details},
             )
-            return exc.response(request_id)
+            response = exc.response(request_id)
+            # No keep-alive after a refusal: aiohttp would otherwise go on reading (lingering
+            # on) the rest of a body we refused, e.g. a slow or undecodable one.
+            response.force_close()
+            return response
         log.info(
             "webhook accepted",
             extra={**context, **reply, "duration_ms": round(1000 * (time.monotonic() - started))},
@@ -176,11 +210,14 @@ class _Receiver:
             provider = Provider(request.match_info["provider"])
         except ValueError as exc:
             raise RefusedError(404, "unknown_provider", "no such provider") from exc
-        body = await _read_body(request, self.settings.webhook_max_body_bytes)
+        url_tenant = request.match_info.get("tenant")
         now = time.time()
-        tenant_id, token_key = await self._authenticate(
-            provider, request.match_info.get("tenant"), request, body, now
+        # Whatever the headers alone can refuse is refused before a byte of the body is read.
+        early = self._before_body(provider, url_tenant, request, now)
+        body = await _read_body(
+            request, self.settings.webhook_max_body_bytes, self.settings.webhook_body_timeout_s
         )
+        tenant_id, token_key = await self._authenticate(provider, url_tenant, body, now, early)
         try:
             return await self._accept(
                 provider, tenant_id, request=request, body=body, now=now, request_id=request_id
@@ -190,58 +227,83 @@ class _Receiver:
                 await self._release(token_key)
             raise
 
+    def _candidates(self, provider: Provider, url_tenant: str | None) -> int:
+        """How many credentials a request to this provider (and URL tenant) may verify against."""
+        creds = self.credentials
+        match provider:
+            case Provider.SENDGRID:
+                return len(creds.sendgrid_keys(url_tenant))
+            case Provider.MAILGUN:
+                return len(creds.mailgun_keys(url_tenant))
+            case Provider.POSTMARK | Provider.SPARKPOST:
+                return len(creds.basic_accounts(provider, url_tenant))
+            case Provider.SES:
+                return len(creds.sns_topics(url_tenant))
+            case _:
+                assert_never(provider)
+
+    def _before_body(
+        self, provider: Provider, url_tenant: str | None, request: web.Request, now: float
+    ) -> str | SendgridSignature | None:
+        """The checks the headers allow: the basic-auth tenant, SendGrid's decoded headers."""
+        with _refusals(provider):
+            if not self._candidates(provider, url_tenant):
+                raise RefusedError(
+                    403, "forbidden", f"no {provider.value} credential is configured for this URL"
+                )
+            match provider:
+                case Provider.SENDGRID:
+                    return sendgrid_signature(
+                        signature=request.headers.get(SENDGRID_SIGNATURE_HEADER),
+                        timestamp=request.headers.get(SENDGRID_TIMESTAMP_HEADER),
+                        now=now,
+                        max_age_s=self.settings.webhook_max_age_s,
+                    )
+                case Provider.POSTMARK | Provider.SPARKPOST:
+                    return authenticate_basic(
+                        request.headers.get("Authorization"),
+                        self.credentials.basic_accounts(provider, url_tenant),
+                    )
+                case Provider.MAILGUN | Provider.SES:  # their credentials are in the body
+                    return None
+                case _:
+                    assert_never(provider)
+
     async def _authenticate(
         self,
         provider: Provider,
         url_tenant: str | None,
-        request: web.Request,
         body: bytes,
         now: float,
+        early: str | SendgridSignature | None,
     ) -> tuple[str, str | None]:
         """The tenant of the verified credential, and the Redis key of a claimed Mailgun token."""
         creds = self.credentials
         settings = self.settings
-        try:
-            match provider:
-                case Provider.SENDGRID:
-                    tenant_id = authenticate_sendgrid(
-                        signature=request.headers.get(SENDGRID_SIGNATURE_HEADER),
-                        timestamp=request.headers.get(SENDGRID_TIMESTAMP_HEADER),
-                        body=body,
-                        keys=creds.sendgrid_keys(url_tenant),
-                        now=now,
-                        max_age_s=settings.webhook_max_age_s,
-                    )
-                case Provider.MAILGUN:
-                    identity = authenticate_mailgun(
-                        _parse(body, provider),
-                        creds.mailgun_keys(url_tenant),
-                        now=now,
-                        max_age_s=settings.webhook_max_age_s,
-                    )
-                    key = self.keys.webhook_token(provider.value, identity.token)
-                    await self._claim(key)
-                    return identity.tenant_id, key
-                case Provider.POSTMARK | Provider.SPARKPOST:
-                    tenant_id = authenticate_basic(
-                        request.headers.get("Authorization"),
-                        creds.basic_accounts(provider, url_tenant),
-                    )
-                case Provider.SES:
-                    tenant_id = authenticate_sns(
-                        _parse(body, provider),
-                        creds.sns_topics(url_tenant),
-                        now=now,
-                        max_age_s=settings.webhook_sns_max_age_s,
-                    )
-                case _:
-                    assert_never(provider)
-        except MissingCredentialsError as exc:
-            challenge = {"WWW-Authenticate": _BASIC_CHALLENGE} if provider in _BASIC else None
-            raise RefusedError(401, "unauthenticated", exc.reason, headers=challenge) from exc
-        except AuthenticationError as exc:
-            raise RefusedError(403, "forbidden", exc.reason) from exc
-        return tenant_id, None
+        with _refusals(provider):
+            if isinstance(early, str):  # basic auth: verified from the header already
+                return early, None
+            if isinstance(early, SendgridSignature):
+                return verify_sendgrid(early, body, creds.sendgrid_keys(url_tenant)), None
+            if provider is Provider.MAILGUN:
+                identity = authenticate_mailgun(
+                    _parse(body, provider),
+                    creds.mailgun_keys(url_tenant),
+                    now=now,
+                    max_age_s=settings.webhook_max_age_s,
+                )
+                key = self.keys.webhook_token(provider.value, identity.token)
+                await self._claim(key)
+                return identity.tenant_id, key
+            if provider is Provider.SES:
+                tenant_id = authenticate_sns(
+                    _parse(body, provider),
+                    creds.sns_topics(url_tenant),
+                    now=now,
+                    max_age_s=settings.webhook_sns_max_age_s,
+                )
+                return tenant_id, None
+        raise AssertionError(provider)  # pragma: no cover  # _before_body covers every provider
 
     async def _claim(self, key: str) -> None:
         """Remember a Mailgun token; refuse it if it was already there (a replay)."""
@@ -260,6 +322,24 @@ class _Receiver:
         except RedisError as exc:
             log.warning("could not release a webhook token", extra={"error": str(exc)})
 
+    def _normalize(self, provider: Provider, tenant_id: str, body: bytes) -> NormalizeResult:
+        """The body's events, ignored and rejected records; more than the allowed records: 413.
+
+        The cap bounds the work one request can cause (each record costs microseconds; a
+        megabyte of `{}` is 350,000 records). A body that is not JSON is one rejection.
+        """
+        try:
+            payload = parse_json(body, provider.value)
+        except FieldError as exc:
+            return NormalizeResult(rejected=(exc.rejection(None),))
+        limit = self.settings.webhook_max_records
+        if isinstance(payload, list) and len(payload) > limit:
+            raise RefusedError(
+                413, "too_many_records", f"the batch has {len(payload)} records, over {limit}"
+            )
+        attribution = self.credentials.attribution(tenant_id)
+        return normalize(provider, payload, tenant_id=tenant_id, attribution=attribution)
+
     async def _accept(
         self,
         provider: Provider,
@@ -271,8 +351,7 @@ class _Receiver:
         request_id: str,
     ) -> dict[str, Any]:
         """Normalize, publish the whole batch with its raw record, and describe the outcome."""
-        attribution = self.credentials.attribution(tenant_id)
-        result = normalize_body(provider, body, tenant_id=tenant_id, attribution=attribution)
+        result = self._normalize(provider, tenant_id, body)
         if not result.events and result.rejected:
             raise RefusedError(
                 400,
@@ -280,6 +359,7 @@ class _Receiver:
                 "no event of the payload could be used",
                 tenant_id=tenant_id,
                 rejected=outcomes(result.rejected),
+                rejected_count=len(result.rejected),
             )
         accepted = Accepted(
             request_id=request_id,
