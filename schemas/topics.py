@@ -54,6 +54,9 @@ class TopicContract:
     message_name: str
     compacted: bool
     summary: str
+    audit_retention: bool
+    """Holds raw input with recipient addresses: created with a bounded retention
+    (`SENDGUARD_AUDIT_TOPIC_RETENTION_S`) instead of the broker's default."""
 
 
 def _contract(
@@ -65,8 +68,11 @@ def _contract(
     name: str,
     summary: str,
     compacted: bool = False,
+    audit_retention: bool = False,
 ) -> TopicContract:
-    return TopicContract(role, direction, key, TypeAdapter(message), name, compacted, summary)
+    return TopicContract(
+        role, direction, key, TypeAdapter(message), name, compacted, summary, audit_retention
+    )
 
 
 TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
@@ -143,6 +149,7 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
         DeadLetter,
         name="DeadLetter",
         summary="Rejected input with its origin and reason.",
+        audit_retention=True,
     ),
     _contract(
         TopicRole.WEBHOOKS_RAW,
@@ -151,5 +158,6 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
         RawWebhook,
         name="RawWebhook",
         summary="Every authenticated webhook body as received, for audit.",
+        audit_retention=True,
     ),
 )

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from processor.config.settings import KafkaSecurityProtocol, Settings
 from processor.errors import PublishError
-from schemas.topics import TOPIC_CONTRACTS, TopicRole
+from schemas.topics import TOPIC_CONTRACTS, TopicRole, contract_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +57,21 @@ def topic_names(settings: Settings) -> dict[str, str]:
     return {role.value: settings.topic(role) for role in TopicRole}
 
 
+def topic_config(settings: Settings, role: TopicRole) -> dict[str, str]:
+    """The configs sendguard creates a topic with.
+
+    Compaction, a bounded retention for the topics that hold raw input (recipient addresses),
+    and room for the raw copy of the largest webhook body.
+    """
+    contract = contract_for(role)
+    config = {"cleanup.policy": "compact"} if contract.compacted else {}
+    if contract.audit_retention:
+        config["retention.ms"] = str(int(settings.audit_topic_retention_s * 1000))
+    if role is TopicRole.WEBHOOKS_RAW:
+        config["max.message.bytes"] = str(settings.webhook_raw_record_max_bytes)
+    return config
+
+
 async def declare_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     """Create every sendguard topic that does not exist yet; returns the ones created."""
     admin = AIOKafkaAdminClient(
@@ -71,7 +86,7 @@ async def declare_topics(settings: Settings, *, timeout_s: float = 30.0) -> list
             name = settings.topic(contract.role)
             if name in existing:
                 continue
-            config = {"cleanup.policy": "compact"} if contract.compacted else {}
+            config = topic_config(settings, contract.role)
             wanted.append(
                 NewTopic(
                     name,

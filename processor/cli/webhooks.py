@@ -27,6 +27,8 @@ async def _serve(settings: Settings, credentials: Credentials, host: str, port: 
         acks="all",
         enable_idempotence=True,
         client_id=f"{settings.app_id}-webhooks",
+        # The raw copy of a full-size body is base64, a third larger than the body itself.
+        max_request_size=settings.webhook_raw_record_max_bytes,
     )
     redis = build_redis(settings)
     try:

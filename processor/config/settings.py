@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-role overrides of full topic names, e.g. {"control": "ops.control"}.',
     )
+    audit_topic_retention_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="Retention of webhooks-raw and dead-letter when sendguard creates them: "
+        "they hold recipient addresses.",
+    )
 
     # Webhook receiver (`sendguard webhooks`)
     webhook_credentials_file: Path | None = Field(
@@ -278,6 +284,11 @@ class Settings(BaseSettings):
                 "set both SENDGUARD_DASHBOARD_USER and SENDGUARD_DASHBOARD_PASSWORD, or neither"
             )
         return self
+
+    @property
+    def webhook_raw_record_max_bytes(self) -> int:
+        """Largest raw webhook record: the biggest body in base64, plus headers and envelope."""
+        return 4 * -(-self.webhook_max_body_bytes // 3) + 64 * 1024
 
     def topic(self, role: TopicRole) -> str:
         """The full name of a topic."""
