@@ -58,7 +58,7 @@ def webhooks(host: str, port: int) -> None:
     from processor.webhooks.credentials import load_credentials
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.library_log_level)
     if settings.webhook_credentials_file is None:
         raise ConfigurationError(
             "SENDGUARD_WEBHOOK_CREDENTIALS_FILE is not set (see docs/WEBHOOKS.md)"

@@ -26,7 +26,7 @@ def worker() -> None:
     )
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.library_log_level)
     holder = PolicyHolder(settings.policy_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
@@ -49,4 +49,4 @@ def worker() -> None:
     if WorkerRole.RESUME in roles:
         wiring = with_resume(wiring, settings, store, contacts, holder)
     app = create_app(settings, wiring)
-    run_worker(app, loop, settings.log_level)
+    run_worker(app, loop, settings.log_level, settings.library_log_level)

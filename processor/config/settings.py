@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         "event produced before it into contact state; then it is refused as contacts_behind.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    library_log_level: str | None = Field(
+        default=None,
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="Level of third-party loggers (Faust, aiokafka, aiohttp); unset: "
+        "SENDGUARD_LOG_LEVEL but never below INFO. DEBUG logs message values: addresses.",
+    )
 
     @field_validator("redis_url")
     @classmethod

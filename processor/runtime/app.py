@@ -21,6 +21,7 @@ from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
 from processor.config.settings import WorkerRole
 from processor.errors import PublishError, StoreUnavailableError
+from processor.logs import library_level, logging_config
 from processor.ports.records import RawRecord
 from processor.runtime.observe import Observer
 from schemas.topics import TopicRole
@@ -301,9 +302,22 @@ async def _apply_or_crash(
         await stream.ack(event)
 
 
-def run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, log_level: str) -> None:
-    """Run the app until SIGTERM or SIGINT, then stop cleanly (this call exits the process)."""
-    worker = faust.Worker(app, loop=loop, loglevel=log_level, quiet=True, redirect_stdouts=False)
+def run_worker(
+    app: faust.App, loop: asyncio.AbstractEventLoop, log_level: str, library: str | None = None
+) -> None:
+    """Run the app until SIGTERM or SIGINT, then stop cleanly (this call exits the process).
+
+    Faust would set up logging again at `log_level` for every logger (aiokafka's DEBUG lines
+    carry each record): it gets ours instead, libraries at `library_level`.
+    """
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        loglevel=library_level(log_level, library),
+        logging_config=logging_config(log_level, library),
+        quiet=True,
+        redirect_stdouts=False,
+    )
     tune_garbage_collection()
     worker.execute_from_commandline()
 
