@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Identifier, InputMessage, UtcDatetime
+from schemas.base import ContactId, Identifier, InputMessage, UtcDatetime
 from schemas.events import Recipient
 
 
@@ -41,7 +41,7 @@ class ContactUpdate(InputMessage):
 
     schema_version: Literal[1] = 1
     tenant_id: Identifier
-    contact_id: str = Field(min_length=1, max_length=320)
+    contact_id: ContactId
     consent: ConsentState | None = Field(default=None, description="Opt-in consent, if known.")
     unsubscribed: bool | None = Field(
         default=None, description="Unsubscribed in this or another system."

@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas.base import Identifier, InputMessage, UtcDatetime, campaign_key
+from schemas.base import ContactId, Identifier, InputMessage, UtcDatetime, campaign_key
 
 
 class EventType(StrEnum):
@@ -35,9 +35,7 @@ class BounceClass(StrEnum):
 class Recipient(InputMessage):
     """One addressee of a campaign."""
 
-    contact_id: str = Field(
-        min_length=1,
-        max_length=320,
+    contact_id: ContactId = Field(
         description="The sender's stable id of the contact (may equal the address).",
     )
     address: str = Field(

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from processor.errors import InvalidInputError
 from processor.ports.records import RawRecord, to_ms
+from schemas.base import CONTACT_ID_RE, IDENTIFIER_RE
 from schemas.events import BounceClass, DeliveryEvent, EventType
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 # whitespace is wider than pydantic-core's (Rust), so these checks reject more, never less.
 # Patterns are checked in `_fast_ok`, not by msgspec: its per-field regex calls cost 8x the
 # decoding itself.
-_IDENTIFIER = re.compile(r"[^\s:](?:[^:\x00-\x1f]*[^\s:])?")
+_IDENTIFIER = IDENTIFIER_RE  # schemas.base: one rule for every input path
+_CONTACT_ID = CONTACT_ID_RE
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 """RFC 3339 in UTC with at most microseconds: what providers send, read alike by both paths."""
@@ -118,7 +120,7 @@ def _fast_ok(event: LeanEvent) -> bool:
         _ADDRESS.fullmatch(recipient.address) is not None
         and _campaign_ok(event.tenant_id, event.campaign_id)
         and event_id.strip() is event_id
-        and contact_id.strip() is contact_id
+        and _CONTACT_ID.fullmatch(contact_id) is not None
         and provider.strip() is provider
         and (message_id is None or message_id.strip() is message_id)
         and (provider_event_id is None or provider_event_id.strip() is provider_event_id)

@@ -6,6 +6,7 @@ an unreadable certificate stops start-up instead of failing requests.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Self
@@ -240,11 +241,31 @@ class Credentials:
         return topics
 
 
+_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _location_part(part: str | int) -> str:
+    # A misplaced secret can become a key (`{password hunter2}`): only plain names are shown.
+    text = str(part)
+    return text if _PLAIN_NAME.fullmatch(text) else "<a key that is not a plain name>"
+
+
 def _problems(exc: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'file'}: {error['msg']}"
+        f"{'.'.join(_location_part(part) for part in error['loc']) or 'file'}: {error['msg']}"
         for error in exc.errors(include_url=False, include_input=False)
     )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what the syntax error is, never the offending line (it may hold a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        what = "; ".join(text for text in (exc.context, exc.problem) if text)
+        return f"{what or 'syntax error'} at {where}"
+    position = getattr(exc, "position", None)  # a ReaderError: an unacceptable character
+    return f"{type(exc).__name__} at character {position}" if position is not None else "invalid"
 
 
 def parse_credentials(text: str, *, base_dir: Path, environ: Mapping[str, str]) -> Credentials:
@@ -256,7 +277,7 @@ def parse_credentials(text: str, *, base_dir: Path, environ: Mapping[str, str]) 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"not valid YAML: {exc}") from exc
+        raise ConfigurationError(f"not valid YAML: {_yaml_problem(exc)}") from None
     try:
         file = CredentialsFile.model_validate(data, context={"environ": environ})
     except ValidationError as exc:

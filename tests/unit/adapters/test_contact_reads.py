@@ -16,7 +16,7 @@ from processor.adapters.redis_contact_reads import (
 from processor.ports.contact_store import contact_digest, contact_digests
 from schemas.events import Recipient
 
-IDS = ["a", "tab\there", "ü", "😀 emoji", "contact-00001234", "x" * 320, 'quote"back\\slash']
+IDS = ["a", "inner space", "ü", "😀 emoji", "contact-00001234", "x" * 320, 'quote"back\\slash']
 
 
 def test_recipient_has_nothing_the_fast_construction_skips() -> None:
