@@ -85,6 +85,7 @@ class RefusedError(Exception):
         reason: str,
         *,
         headers: Mapping[str, str] | None = None,
+        unreadable: bool = False,
         **details: Any,
     ) -> None:
         super().__init__(reason)
@@ -92,6 +93,8 @@ class RefusedError(Exception):
         self.error = error
         self.reason = reason
         self.headers = headers
+        self.unreadable = unreadable
+        """The rest of the body cannot or should not be read (broken, too slow, gone)."""
         self.details = details
 
     def response(self, request_id: str) -> web.Response:
@@ -118,15 +121,14 @@ async def _read_body(request: web.Request, limit: int, timeout_s: float) -> byte
                     raise too_large
                 chunks.append(chunk)
     except TimeoutError as exc:
-        raise RefusedError(
-            408, "timeout", f"the body did not arrive within {timeout_s:g} s"
-        ) from exc
+        reason = f"the body did not arrive within {timeout_s:g} s"
+        raise RefusedError(408, "timeout", reason, unreadable=True) from exc
     except web.RequestPayloadError as exc:
-        raise RefusedError(
-            400, "invalid_body", "the body cannot be decoded (Content-Encoding or framing)"
-        ) from exc
+        reason = "the body cannot be decoded (Content-Encoding or framing)"
+        raise RefusedError(400, "invalid_body", reason, unreadable=True) from exc
     except ConnectionResetError as exc:  # the client went away: nobody reads the answer
-        raise RefusedError(400, "connection_lost", "the client closed the connection") from exc
+        reason = "the client closed the connection"
+        raise RefusedError(400, "connection_lost", reason, unreadable=True) from exc
     return b"".join(chunks)
 
 
@@ -140,6 +142,18 @@ def _record_count(body: bytes) -> int | None:
         return len(_RECORDS.decode(body))
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
+
+
+async def _answer_and_hang_up(request: web.Request, response: web.Response) -> None:
+    """Send the answer, then close the connection at once.
+
+    Otherwise aiohttp lingers, reading up to 10 s more of a body we gave up on (a slow client
+    keeps its connection), or logs a traceback when that body cannot be decoded.
+    """
+    with contextlib.suppress(ConnectionError):  # the client may be gone already
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()
 
 
 def _parse(body: bytes, provider: Provider) -> Any:
@@ -208,9 +222,9 @@ class _Receiver:
                 extra={**context, "status": exc.status, "error": exc.error, **exc.details},
             )
             response = exc.response(request_id)
-            # No keep-alive after a refusal: aiohttp would otherwise go on reading (lingering
-            # on) the rest of a body we refused, e.g. a slow or undecodable one.
-            response.force_close()
+            response.force_close()  # no keep-alive after a refusal
+            if exc.unreadable:
+                await _answer_and_hang_up(request, response)
             return response
         log.info(
             "webhook accepted",
