@@ -161,3 +161,11 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
         audit_retention=True,
     ),
 )
+
+
+def contract_for(role: TopicRole) -> TopicContract:
+    """The contract of a topic role."""
+    for contract in TOPIC_CONTRACTS:
+        if contract.role is role:
+            return contract
+    raise KeyError(role)

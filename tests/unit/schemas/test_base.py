@@ -9,9 +9,16 @@ from pydantic import TypeAdapter
 from schemas.base import Identifier, campaign_key
 
 IDENTIFIER = TypeAdapter(Identifier)
-identifiers = st.from_regex(r"[^\s:](?:[^:\x00-\x1f]*[^\s:])?", fullmatch=True).filter(
-    lambda text: len(text) <= 200
-)
+
+
+def _is_identifier(text: str) -> bool:
+    try:
+        return IDENTIFIER.validate_python(text) == text
+    except ValueError:  # pydantic's ValidationError
+        return False
+
+
+identifiers = st.text(min_size=1, max_size=40).filter(_is_identifier)
 
 
 def test_the_campaign_key_is_tenant_colon_campaign() -> None:
@@ -22,6 +29,4 @@ def test_the_campaign_key_is_tenant_colon_campaign() -> None:
 @given(identifiers, identifiers)
 def test_the_campaign_key_names_one_tenant_and_campaign(tenant: str, campaign: str) -> None:
     """Identifiers have no ':', so a key splits back into exactly its tenant and campaign."""
-    IDENTIFIER.validate_python(tenant)
-    IDENTIFIER.validate_python(campaign)
     assert campaign_key(tenant, campaign).split(":") == [tenant, campaign]

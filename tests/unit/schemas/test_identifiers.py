@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from processor.adapters.providers import AttributionConfig, Provider, normalize
 from processor.errors import InvalidInputError
 from processor.ports.records import RawRecord
-from processor.services.event_input import parse_event
+from processor.services.event_input import parse_with_time
 from schemas.audience import AudienceChunk, ContactUpdate
 from schemas.base import CONTACT_ID_RE, IDENTIFIER_RE, ContactId, Identifier
 
@@ -127,9 +127,9 @@ def test_the_event_decoder_refuses_them_with_the_field(field: str, value: str) -
         document[field] = value
     record = RawRecord("t", 0, 0, None, json.dumps(document).encode(), None)
     with pytest.raises(InvalidInputError) as caught:
-        parse_event(record, -1)
+        parse_with_time(record, -1)
     assert caught.value.reason.startswith(field), caught.value.reason
-    assert parse_event(RawRecord("t", 0, 0, None, json.dumps(VALID_EVENT).encode(), None), -1)
+    assert parse_with_time(RawRecord("t", 0, 0, None, json.dumps(VALID_EVENT).encode(), None), -1)
 
 
 def test_audience_and_contact_updates_refuse_them() -> None:
