@@ -25,11 +25,43 @@ class EventType(StrEnum):
 
 
 class BounceClass(StrEnum):
-    """Bounce severity: only hard bounces count towards the hard-bounce rate."""
+    """Bounce severity: only hard bounces count towards the hard-bounce rate.
+
+    hard: the address or its domain does not exist or is disabled; block: refused for policy,
+    reputation, spam, authentication or content (a signal about the sender, not the address);
+    soft: transient, mailbox full, message too large, unclassified.
+    """
 
     HARD = "hard"
     SOFT = "soft"
     BLOCK = "block"
+
+
+class BounceCategory(StrEnum):
+    """Why a bounce happened, finer than its class (see `processor/domain/smtp_classifier.py`)."""
+
+    BAD_MAILBOX = "bad_mailbox"
+    """The mailbox does not exist (hard)."""
+    BAD_DOMAIN = "bad_domain"
+    """The domain does not exist or accepts no mail (hard)."""
+    INACTIVE_MAILBOX = "inactive_mailbox"
+    """The mailbox exists but is disabled, closed or has changed owner (hard)."""
+    MAILBOX_FULL = "mailbox_full"
+    """Over quota, or the message is over a size limit (soft)."""
+    POLICY = "policy"
+    """Refused by the receiver's local policy, sender not allowed (block)."""
+    SPAM_BLOCK = "spam_block"
+    """Refused as spam, for the sender's reputation or a blocklist listing (block)."""
+    CONTENT = "content"
+    """Refused for what the message contains: links, attachments, format (block)."""
+    AUTH_FAILURE = "auth_failure"
+    """SPF, DKIM, DMARC, reverse DNS or TLS requirements not met (block)."""
+    ROUTING = "routing"
+    """DNS failure, no route, relaying denied, routing loop (soft)."""
+    TRANSIENT = "transient"
+    """Temporary: try later, rate limited, greylisted, timed out, expired (soft)."""
+    OTHER = "other"
+    """Nothing more is known (soft)."""
 
 
 class Recipient(InputMessage):
@@ -70,6 +102,11 @@ class DeliveryEvent(InputMessage):
     bounce_class: BounceClass | None = Field(
         default=None, description="Severity, required when type is 'bounce', absent otherwise."
     )
+    bounce_category: BounceCategory | None = Field(
+        default=None,
+        description="Why it bounced, when known; only when type is 'bounce'. Informational: "
+        "detection counts by bounce_class.",
+    )
     occurred_at: UtcDatetime = Field(description="When it happened, per the provider (UTC).")
     provider: str = Field(
         default="sendguard", max_length=64, description="Source system, e.g. 'ses', 'sendgrid'."
@@ -87,6 +124,8 @@ class DeliveryEvent(InputMessage):
             raise ValueError("bounce_class is required when type is 'bounce'")
         if self.type is not EventType.BOUNCE and self.bounce_class is not None:
             raise ValueError("bounce_class is only allowed when type is 'bounce'")
+        if self.type is not EventType.BOUNCE and self.bounce_category is not None:
+            raise ValueError("bounce_category is only allowed when type is 'bounce'")
         return self
 
     @property
