@@ -205,6 +205,11 @@ def _by_reply_code(answer: SmtpAnswer) -> Verdict | None:
     code = answer.reply_code
     if code is None:
         return None
+    enhanced = answer.enhanced_code
+    if enhanced is not None and enhanced.subject != 0 and code >= 500:  # noqa: PLR2004  # 5yz
+        # An enhanced code more specific than x.0.x already said what the failure is about
+        # (e.g. 553 5.5.4 is a protocol error, not a bad mailbox); the reply code adds nothing.
+        return None
     category = REPLY_CODES.get(code)
     if category is None and 400 <= code < 500:  # noqa: PLR2004  # RFC 5321: 4yz is transient
         category = BounceCategory.TRANSIENT

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from processor.errors import InvalidInputError
 from processor.ports.records import RawRecord, to_ms
 from schemas.base import CONTACT_ID_RE, IDENTIFIER_RE
-from schemas.events import BounceClass, DeliveryEvent, EventType
+from schemas.events import BounceCategory, BounceClass, DeliveryEvent, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -76,6 +76,7 @@ class LeanEvent(msgspec.Struct):
         name="occurred_at"
     )
     bounce_class: BounceClass | None = None
+    bounce_category: BounceCategory | None = None
     schema_version: Literal[1] = 1
     provider: Annotated[str, _text(1, 64)] = "sendguard"
     provider_message_id: Annotated[str, _text(1, 512)] | None = None
@@ -104,6 +105,8 @@ def _campaign_ok(tenant_id: str, campaign_id: str) -> bool:
 def _fast_ok(event: LeanEvent) -> bool:
     """What the contract checks beyond msgspec's types and lengths (see the comment above)."""
     if (event.type is EventType.BOUNCE) is (event.bounce_class is None):
+        return False
+    if event.bounce_category is not None and event.type is not EventType.BOUNCE:
         return False
     # Other shapes and offsets are read and normalized by the contract's path.
     if _TIMESTAMP.fullmatch(event.occurred_at_text) is None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from processor.adapters.providers.base import FieldError, child, json_type
 from schemas.base import Identifier
-from schemas.events import BounceClass, DeliveryEvent, EventType
+from schemas.events import BounceCategory, BounceClass, DeliveryEvent, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -150,6 +150,7 @@ def make_event(
     occurred_at: datetime,
     message_id: Found | None,
     provider_event_id: str | None,
+    bounce_category: BounceCategory | None = None,
 ) -> DeliveryEvent:
     """A validated DeliveryEvent; a validation failure names the provider field it came from."""
     record = {
@@ -159,6 +160,7 @@ def make_event(
         "recipient": {"contact_id": contact.value, "address": address.value},
         "type": event_type,
         "bounce_class": bounce_class,
+        "bounce_category": bounce_category,
         "occurred_at": occurred_at,
         "provider": ctx.provider.value,
         "provider_message_id": None if message_id is None else message_id.value,

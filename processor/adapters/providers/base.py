@@ -256,7 +256,8 @@ _MS_THRESHOLD: Final = Decimal(10) ** 11
 _OUT_OF_RANGE: Final = "timestamp outside 2000-2099 (wrong unit?)"
 _EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
-_NUMERIC: Final = re.compile(r"\d+(?:\.\d+)?")
+_NUMERIC: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+"""ASCII digits only: `\\d` and `Decimal` also read other scripts' digits."""
 
 
 def parse_timestamp(value: Any, path: str) -> datetime:

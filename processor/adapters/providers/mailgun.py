@@ -30,7 +30,14 @@ from processor.adapters.providers.base import (
     short,
     stable_event_id,
 )
-from schemas.events import BounceClass, EventType
+from processor.adapters.providers.bounces import (
+    Bounce,
+    generic,
+    joined_text,
+    resolve_text,
+    specific,
+)
+from schemas.events import BounceCategory, BounceClass, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,11 +67,16 @@ _SUPPRESSION_REASONS: Final = frozenset(
 the name of the same drop in Mailgun's legacy webhooks)."""
 _PERMANENT_FAILURES: Final = MappingProxyType(
     {
-        "bounce": BounceClass.HARD,  # immediate or delayed (NDR) rejection of the recipient
-        "espblock": BounceClass.BLOCK,  # the mailbox provider blocked the message
-        "old": BounceClass.SOFT,  # retried past Mailgun's deadline after temporary failures
-        "generic": BounceClass.SOFT,  # unclassified: not evidence the address is invalid
-        "greylisted": BounceClass.SOFT,  # greylisting is a deferral by nature
+        # immediate or delayed (NDR) rejection of the recipient
+        "bounce": specific(BounceClass.HARD, BounceCategory.BAD_MAILBOX),
+        # the mailbox provider blocked the message
+        "espblock": specific(BounceClass.BLOCK, BounceCategory.POLICY),
+        # retried past Mailgun's deadline after temporary failures
+        "old": specific(BounceClass.SOFT, BounceCategory.TRANSIENT),
+        # greylisting is a deferral by nature
+        "greylisted": specific(BounceClass.SOFT, BounceCategory.TRANSIENT),
+        # unclassified by Mailgun: the SMTP answer in delivery-status decides
+        "generic": generic(BounceClass.SOFT, BounceCategory.OTHER),
     }
 )
 
@@ -81,7 +93,21 @@ def normalize(payload: Any, ctx: Context) -> list[Outcome]:
         return [exc.rejection(None)]
 
 
-def _classify(data: Mapping[str, Any], path: str) -> tuple[EventType, BounceClass | None] | Ignored:
+def _answered(data: Mapping[str, Any], reason: str | None) -> Bounce:
+    """The permanent failure's class from Mailgun's reason and its `delivery-status`."""
+    label = _PERMANENT_FAILURES["generic" if reason is None else reason]
+    status = data.get("delivery-status")
+    if not isinstance(status, dict):  # diagnostics only: a malformed one must not lose the bounce
+        status = {}
+    return resolve_text(
+        label,
+        joined_text(status.get("message"), status.get("description")),
+        reply_code=status.get("code"),
+        enhanced_code=joined_text(status.get("enhanced-code")),
+    )
+
+
+def _classify(data: Mapping[str, Any], path: str) -> tuple[EventType, Bounce | None] | Ignored:
     event = required_str(data, "event", path)
     if event in _NOT_SIGNALS:
         return Ignored(None, child(path, "event"), f"{short(event)}: {_NOT_SIGNALS[event]}")
@@ -91,14 +117,14 @@ def _classify(data: Mapping[str, Any], path: str) -> tuple[EventType, BounceClas
             return EventType.DEFERRED, None
         if severity != "permanent":
             raise FieldError(child(path, "severity"), f"unknown severity {short(severity)}")
-        reason = required_str(data, "reason", path)
+        reason = optional_str(data, "reason", path)  # absent: as unclassified as `generic`
         if reason in _SUPPRESSION_REASONS:
             return EventType.DROPPED_SUPPRESSED, None
-        if reason not in _PERMANENT_FAILURES:
+        if reason is not None and reason not in _PERMANENT_FAILURES:
             raise FieldError(
                 child(path, "reason"), f"unknown permanent failure reason {short(reason)}"
             )
-        return EventType.BOUNCE, _PERMANENT_FAILURES[reason]
+        return EventType.BOUNCE, _answered(data, reason)
     if event not in _EVENT_TYPES:
         return Ignored(None, child(path, "event"), f"unknown event type {short(event)}")
     return _EVENT_TYPES[event], None
@@ -133,7 +159,7 @@ def _record(data: Mapping[str, Any], path: str, ctx: Context) -> Outcome:
     classified = _classify(data, path)
     if isinstance(classified, Ignored):
         return classified
-    event_type, bounce_class = classified
+    event_type, bounce = classified
     address = Found(child(path, "recipient"), required_str(data, "recipient", path))
     occurred_at = parse_timestamp(data.get("timestamp"), child(path, "timestamp"))
     metadata = [(child(path, "user-variables"), _user_variables(data, path))]
@@ -163,7 +189,8 @@ def _record(data: Mapping[str, Any], path: str, ctx: Context) -> Outcome:
         ctx,
         event_id=event_id,
         event_type=event_type,
-        bounce_class=bounce_class,
+        bounce_class=None if bounce is None else bounce.bounce_class,
+        bounce_category=None if bounce is None else bounce.category,
         campaign=campaign,
         contact=contact,
         address=address,

@@ -30,27 +30,37 @@ from processor.adapters.providers.base import (
     short,
     stable_event_id,
 )
-from schemas.events import BounceClass, EventType
+from processor.adapters.providers.bounces import (
+    Bounce,
+    Label,
+    generic,
+    joined_text,
+    resolve_text,
+    specific,
+)
+from schemas.events import BounceCategory, BounceClass, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ROOT: Final = "postmark"
 
-# Postmark's bounce types: name -> (TypeCode, outcome). The outcome is a bounce class, an event
+# Postmark's bounce types: name -> (TypeCode, outcome). The outcome is a bounce label, an event
 # type for the two that are no bounce at all, or None for those that say nothing about the
 # address or the sender (auto-replies, challenges, the sender's own errors): ignored.
-_BOUNCE_TYPES: Final[Mapping[str, tuple[int, BounceClass | EventType | None]]] = MappingProxyType(
+_B, _C = BounceClass, BounceCategory
+_BOUNCE_TYPES: Final[Mapping[str, tuple[int, Label | EventType | None]]] = MappingProxyType(
     {
-        "HardBounce": (1, BounceClass.HARD),
-        "BadEmailAddress": (100000, BounceClass.HARD),
-        "Transient": (2, BounceClass.SOFT),
-        "DnsError": (256, BounceClass.SOFT),
-        "Unknown": (2048, BounceClass.SOFT),
-        "SoftBounce": (4096, BounceClass.SOFT),
-        "SpamNotification": (512, BounceClass.BLOCK),  # classified as spam or blocked by the user
-        "Blocked": (100006, BounceClass.BLOCK),  # ISP block for content or blacklisting
-        "DMARCPolicy": (100009, BounceClass.BLOCK),
+        "HardBounce": (1, specific(_B.HARD, _C.BAD_MAILBOX)),
+        "BadEmailAddress": (100000, specific(_B.HARD, _C.BAD_MAILBOX)),
+        "Transient": (2, specific(_B.SOFT, _C.TRANSIENT)),
+        "DnsError": (256, specific(_B.SOFT, _C.ROUTING)),
+        "Unknown": (2048, generic(_B.SOFT, _C.OTHER)),  # Details (the SMTP answer) decides
+        "SoftBounce": (4096, specific(_B.SOFT, _C.TRANSIENT)),
+        # classified as spam or blocked by the user
+        "SpamNotification": (512, specific(_B.BLOCK, _C.SPAM_BLOCK)),
+        "Blocked": (100006, specific(_B.BLOCK, _C.POLICY)),  # ISP block for content or blocklisting
+        "DMARCPolicy": (100009, specific(_B.BLOCK, _C.AUTH_FAILURE)),
         "SpamComplaint": (100001, EventType.COMPLAINT),
         "Unsubscribe": (16, EventType.UNSUBSCRIBE),  # an unsubscribe or remove request
         "Subscribe": (32, None),
@@ -76,7 +86,7 @@ class _Plan:
     """How one record maps: what happened, to whom (which field), when (which field)."""
 
     event_type: EventType
-    bounce_class: BounceClass | None
+    bounce: Bounce | None
     address_key: str
     time_key: str
     id_keys: tuple[str, ...]
@@ -113,8 +123,10 @@ def _bounce_plan(obj: Mapping[str, Any], path: str, index: int | None) -> _Plan 
         return Ignored(
             index, child(path, "Type"), f"bounce type {short(name)} is not a delivery signal"
         )
-    if isinstance(outcome, BounceClass):
-        return _Plan(EventType.BOUNCE, outcome, "Email", "BouncedAt", ("ID",))
+    if isinstance(outcome, Label):
+        # Details holds the receiving server's answer; Description only explains the type.
+        bounce = resolve_text(outcome, joined_text(obj.get("Details")))
+        return _Plan(EventType.BOUNCE, bounce, "Email", "BouncedAt", ("ID",))
     return _Plan(outcome, None, "Email", "BouncedAt", ("ID",))
 
 
@@ -194,7 +206,8 @@ def _record(raw: Any, path: str, index: int | None, ctx: Context) -> Outcome:
         ctx,
         event_id=event_id,
         event_type=plan.event_type,
-        bounce_class=plan.bounce_class,
+        bounce_class=None if plan.bounce is None else plan.bounce.bounce_class,
+        bounce_category=None if plan.bounce is None else plan.bounce.category,
         campaign=campaign,
         contact=contact,
         address=address,

@@ -27,7 +27,14 @@ from processor.adapters.providers.base import (
     short,
     stable_event_id,
 )
-from schemas.events import BounceClass, EventType
+from processor.adapters.providers.bounces import (
+    Bounce,
+    Label,
+    generic,
+    resolve_text,
+    specific,
+)
+from schemas.events import BounceCategory, BounceClass, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -49,9 +56,14 @@ _EVENT_TYPES: Final = MappingProxyType(
 _NOT_SIGNALS: Final = MappingProxyType(
     {"group_resubscribe": "a resubscribe to a suppression group is not a reputation signal"}
 )
-_BOUNCE_CLASSES: Final = MappingProxyType(
-    {"bounce": BounceClass.HARD, "blocked": BounceClass.BLOCK}
+_BOUNCE_LABELS: Final[Mapping[str, Label]] = MappingProxyType(
+    {
+        "bounce": specific(BounceClass.HARD, BounceCategory.BAD_MAILBOX),
+        "blocked": specific(BounceClass.BLOCK, BounceCategory.POLICY),
+    }
 )
+_UNLABELLED: Final = generic(BounceClass.SOFT, BounceCategory.OTHER)
+"""A bounce without `type` (older payloads, or "" / null): `status` and `reason` decide."""
 _SUPPRESSED_DROP_REASONS: Final = frozenset(
     {"bounced address", "unsubscribed address", "spam reporting address", "invalid"}
 )
@@ -73,19 +85,29 @@ def normalize(payload: Any, ctx: Context) -> list[Outcome]:
     return outcomes
 
 
+def _bounce(obj: Mapping[str, Any], path: str) -> Bounce:
+    bounce_type = optional_str(obj, "type", path)  # tells a bounce from a block
+    if bounce_type is not None and bounce_type not in _BOUNCE_LABELS:
+        raise FieldError(child(path, "type"), f"unknown bounce type {short(bounce_type)}")
+    label = _UNLABELLED if bounce_type is None else _BOUNCE_LABELS[bounce_type]
+    status = obj.get("status")
+    reason = obj.get("reason")
+    return resolve_text(
+        label,
+        reason if isinstance(reason, str) else None,
+        enhanced_code=status if isinstance(status, str) else None,
+    )
+
+
 def _classify(
     obj: Mapping[str, Any], path: str, index: int | None
-) -> tuple[EventType, BounceClass | None] | Ignored:
+) -> tuple[EventType, Bounce | None] | Ignored:
     event = required_str(obj, "event", path)
     event_path = child(path, "event")
     if event in _NOT_SIGNALS:
         return Ignored(index, event_path, f"{short(event)}: {_NOT_SIGNALS[event]}")
     if event == "bounce":
-        # `type` tells a bounce from a block; older payloads have no `type`: a plain bounce.
-        bounce_type = optional_str(obj, "type", path) or "bounce"
-        if bounce_type not in _BOUNCE_CLASSES:
-            raise FieldError(child(path, "type"), f"unknown bounce type {short(bounce_type)}")
-        return EventType.BOUNCE, _BOUNCE_CLASSES[bounce_type]
+        return EventType.BOUNCE, _bounce(obj, path)
     if event == "dropped":
         reason = optional_str(obj, "reason", path) or ""
         if reason.casefold() not in _SUPPRESSED_DROP_REASONS:
@@ -102,7 +124,7 @@ def _record(raw: Any, path: str, index: int | None, ctx: Context) -> Outcome:
     classified = _classify(obj, path, index)
     if isinstance(classified, Ignored):
         return classified
-    event_type, bounce_class = classified
+    event_type, bounce = classified
     address = Found(child(path, "email"), required_str(obj, "email", path))
     occurred_at = parse_timestamp(obj.get("timestamp"), child(path, "timestamp"))
     # Custom args (unique args) arrive as top-level keys of the event.
@@ -138,7 +160,8 @@ def _record(raw: Any, path: str, index: int | None, ctx: Context) -> Outcome:
         ctx,
         event_id=event_id,
         event_type=event_type,
-        bounce_class=bounce_class,
+        bounce_class=None if bounce is None else bounce.bounce_class,
+        bounce_category=None if bounce is None else bounce.category,
         campaign=campaign,
         contact=contact,
         address=address,

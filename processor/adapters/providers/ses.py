@@ -38,7 +38,15 @@ from processor.adapters.providers.base import (
     short,
     stable_event_id,
 )
-from schemas.events import BounceClass, EventType
+from processor.adapters.providers.bounces import (
+    Bounce,
+    Label,
+    generic,
+    joined_text,
+    resolve_text,
+    specific,
+)
+from schemas.events import BounceCategory, BounceClass, EventType
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -47,7 +55,31 @@ ROOT: Final = "ses"
 _CONFIGURATION_SET_TAG: Final = "ses:configuration-set"
 _SUPPRESSED_BOUNCE_SUBTYPES: Final = frozenset({"Suppressed", "OnAccountSuppressionList"})
 """Permanent bounces SES generated itself because the address is on a suppression list."""
-_BLOCKING_BOUNCE_SUBTYPES: Final = frozenset({"ContentRejected", "AttachmentRejected"})
+_B, _C = BounceClass, BounceCategory
+_BOUNCE_LABELS: Final[Mapping[tuple[str, str | None], Label]] = MappingProxyType(
+    {
+        # General (or no subtype) is SES's "no specific reason": the recipient's answer decides,
+        # a permanent bounce that says nothing more stays hard.
+        ("Permanent", "General"): generic(_B.HARD, _C.BAD_MAILBOX),
+        ("Permanent", None): generic(_B.HARD, _C.BAD_MAILBOX),
+        ("Permanent", "NoEmail"): specific(_B.HARD, _C.BAD_MAILBOX),
+        ("Permanent", "UnsubscribedRecipient"): specific(_B.HARD, _C.OTHER),
+        ("Transient", "General"): generic(_B.SOFT, _C.OTHER, temporary=True),
+        ("Transient", None): generic(_B.SOFT, _C.OTHER, temporary=True),
+        ("Transient", "MailboxFull"): specific(_B.SOFT, _C.MAILBOX_FULL),
+        ("Transient", "MessageTooLarge"): specific(_B.SOFT, _C.MAILBOX_FULL),
+        ("Transient", "ContentRejected"): specific(_B.BLOCK, _C.CONTENT),
+        ("Transient", "AttachmentRejected"): specific(_B.BLOCK, _C.CONTENT),
+    }
+)
+"""(bounceType, bounceSubType) -> label. Other subtypes of a known type take these defaults:"""
+_TYPE_DEFAULTS: Final[Mapping[str, Label]] = MappingProxyType(
+    {
+        "Permanent": specific(_B.HARD, _C.BAD_MAILBOX),
+        "Transient": specific(_B.SOFT, _C.TRANSIENT),
+        "Undetermined": generic(_B.SOFT, _C.OTHER),
+    }
+)
 _NOT_SIGNALS: Final = MappingProxyType(
     {
         "Reject": "SES refused to send the message (e.g. a virus); no recipient was tried",
@@ -62,12 +94,13 @@ class _Plan:
     """How one SES record maps: what happened, to which recipients, when."""
 
     event_type: EventType
-    bounce_class: BounceClass | None
     recipients: list[tuple[str, Any]]
     """(path, raw address) of each recipient concerned."""
     occurred_at: datetime
     id_parts: tuple[str, ...] = ()
     provider_event_id: str | None = None
+    bounces: tuple[Bounce, ...] = ()
+    """For bounces: each recipient's class and category, in the order of `recipients`."""
 
 
 def normalize(payload: Any, ctx: Context) -> list[Outcome]:
@@ -143,7 +176,8 @@ def _record(record: Mapping[str, Any], path: str, ctx: Context) -> list[Outcome]
         else None
     )
     outcomes: list[Outcome] = []
-    for address_path, raw_address in plan.recipients:
+    for position, (address_path, raw_address) in enumerate(plan.recipients):
+        bounce = plan.bounces[position] if plan.bounces else None
         try:
             address = Found(address_path, _address(raw_address, address_path))
             # Message tags describe the whole message: a contact tag names the contact only
@@ -158,7 +192,8 @@ def _record(record: Mapping[str, Any], path: str, ctx: Context) -> list[Outcome]
                     ctx,
                     event_id=event_id,
                     event_type=plan.event_type,
-                    bounce_class=plan.bounce_class,
+                    bounce_class=None if bounce is None else bounce.bounce_class,
+                    bounce_category=None if bounce is None else bounce.category,
                     campaign=campaign,
                     contact=contact,
                     address=address,
@@ -212,7 +247,7 @@ def _time(obj: Mapping[str, Any], path: str) -> datetime:
 def _send(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_path: str) -> _Plan:
     del record, path  # a Send record says no more than its mail object
     recipients = _listed(mail, "destination", mail_path, None)
-    return _Plan(EventType.SENT, None, recipients, _time(mail, mail_path))
+    return _Plan(EventType.SENT, recipients, _time(mail, mail_path))
 
 
 def _delivery(
@@ -221,7 +256,7 @@ def _delivery(
     del mail, mail_path
     delivery, section = required_object(record, "delivery", path), child(path, "delivery")
     recipients = _listed(delivery, "recipients", section, None)
-    return _Plan(EventType.DELIVERED, None, recipients, _time(delivery, section))
+    return _Plan(EventType.DELIVERED, recipients, _time(delivery, section))
 
 
 def _delay(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_path: str) -> _Plan:
@@ -229,14 +264,14 @@ def _delay(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_p
     delay, section = required_object(record, "deliveryDelay", path), child(path, "deliveryDelay")
     at = _time(delay, section)
     recipients = _listed(delay, "delayedRecipients", section, "emailAddress")
-    return _Plan(EventType.DEFERRED, None, recipients, at, (at.isoformat(),))
+    return _Plan(EventType.DEFERRED, recipients, at, (at.isoformat(),))
 
 
 def _open(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_path: str) -> _Plan:
     opened = required_object(record, "open", path)
     at = _time(opened, child(path, "open"))
     recipients = _sole_recipient(mail, mail_path, "Open")
-    return _Plan(EventType.OPEN, None, recipients, at, (at.isoformat(),))
+    return _Plan(EventType.OPEN, recipients, at, (at.isoformat(),))
 
 
 def _click(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_path: str) -> _Plan:
@@ -244,7 +279,29 @@ def _click(record: Mapping[str, Any], path: str, mail: Mapping[str, Any], mail_p
     at = _time(click, section)
     link = optional_str(click, "link", section) or ""
     recipients = _sole_recipient(mail, mail_path, "Click")
-    return _Plan(EventType.CLICK, None, recipients, at, (at.isoformat(), link))
+    return _Plan(EventType.CLICK, recipients, at, (at.isoformat(), link))
+
+
+def _bounce_label(bounce: Mapping[str, Any], path: str) -> Label | None:
+    """The label of SES's bounce type and subtype; None for a send to a suppressed address."""
+    bounce_type = required_str(bounce, "bounceType", path)
+    subtype = optional_str(bounce, "bounceSubType", path)
+    if bounce_type == "Permanent" and subtype in _SUPPRESSED_BOUNCE_SUBTYPES:
+        return None
+    label = _BOUNCE_LABELS.get((bounce_type, subtype)) or _TYPE_DEFAULTS.get(bounce_type)
+    if label is None:
+        raise FieldError(child(path, "bounceType"), f"unknown bounce type {short(bounce_type)}")
+    return label
+
+
+def _recipient_bounce(label: Label, entry: Any) -> Bounce:
+    """One bounced recipient's class: its own DSN status and diagnostic code, when SES has them."""
+    fields = entry if isinstance(entry, dict) else {}
+    return resolve_text(
+        label,
+        joined_text(fields.get("diagnosticCode")),
+        enhanced_code=joined_text(fields.get("status")),
+    )
 
 
 def _bounce(
@@ -252,25 +309,16 @@ def _bounce(
 ) -> _Plan:
     del mail, mail_path
     bounce, path = required_object(record, "bounce", record_path), child(record_path, "bounce")
-    bounce_type = required_str(bounce, "bounceType", path)
-    subtype = optional_str(bounce, "bounceSubType", path)
-    event_type = EventType.BOUNCE
-    bounce_class: BounceClass | None
-    if bounce_type == "Permanent" and subtype in _SUPPRESSED_BOUNCE_SUBTYPES:
-        event_type, bounce_class = EventType.DROPPED_SUPPRESSED, None
-    elif bounce_type == "Permanent":
-        bounce_class = BounceClass.HARD
-    elif bounce_type == "Transient" and subtype in _BLOCKING_BOUNCE_SUBTYPES:
-        bounce_class = BounceClass.BLOCK
-    elif bounce_type in ("Transient", "Undetermined"):
-        bounce_class = BounceClass.SOFT
-    else:
-        raise FieldError(child(path, "bounceType"), f"unknown bounce type {short(bounce_type)}")
+    label = _bounce_label(bounce, path)
     at = _time(bounce, path)
     feedback_id = optional_str(bounce, "feedbackId", path)
     recipients = _listed(bounce, "bouncedRecipients", path, "emailAddress")
     id_parts = (feedback_id or at.isoformat(),)
-    return _Plan(event_type, bounce_class, recipients, at, id_parts, feedback_id)
+    if label is None:
+        return _Plan(EventType.DROPPED_SUPPRESSED, recipients, at, id_parts, feedback_id)
+    entries = required_list(bounce, "bouncedRecipients", path)
+    bounces = tuple(_recipient_bounce(label, entry) for entry in entries)
+    return _Plan(EventType.BOUNCE, recipients, at, id_parts, feedback_id, bounces)
 
 
 def _complaint(
@@ -289,7 +337,7 @@ def _complaint(
     at = _time(complaint, path)
     feedback_id = optional_str(complaint, "feedbackId", path)
     recipients = _listed(complaint, "complainedRecipients", path, "emailAddress")
-    return _Plan(event_type, None, recipients, at, (feedback_id or at.isoformat(),), feedback_id)
+    return _Plan(event_type, recipients, at, (feedback_id or at.isoformat(),), feedback_id)
 
 
 def _topic_statuses(preferences: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -329,7 +377,7 @@ def _subscription(
         )
     at = _time(subscription, path)
     recipients = _sole_recipient(mail, mail_path, "Subscription")
-    return _Plan(EventType.UNSUBSCRIBE, None, recipients, at, (at.isoformat(),))
+    return _Plan(EventType.UNSUBSCRIBE, recipients, at, (at.isoformat(),))
 
 
 _Handler = Callable[[Mapping[str, Any], str, Mapping[str, Any], str], _Plan | Ignored]

@@ -5,6 +5,7 @@ Numbers often arrive as strings ("bounce_class": "10"), timestamps as epoch stri
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +33,15 @@ from processor.adapters.providers.base import (
     short,
     stable_event_id,
 )
-from schemas.events import BounceClass, EventType
+from processor.adapters.providers.bounces import (
+    Bounce,
+    Label,
+    generic,
+    joined_text,
+    resolve_text,
+    specific,
+)
+from schemas.events import BounceCategory, BounceClass, EventType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -55,36 +64,42 @@ _EVENT_TYPES: Final = MappingProxyType(
         "link_unsubscribe": EventType.UNSUBSCRIBE,
     }
 )
-_BOUNCES: Final = frozenset({"bounce", "out_of_band"})
+_BOUNCES: Final = frozenset({"bounce", "out_of_band", "inband", "outofband"})
+"""Bounce event types: SparkPost's, and Momentum's names for the same in-band and out-of-band
+bounces (Momentum, SparkPost's on-premises MTA, posts the same webhook format)."""
 _REJECTIONS: Final = frozenset({"policy_rejection", "generation_rejection"})
 """SparkPost refused to send: a suppressed recipient when the reason says so, else policy."""
 
 # SparkPost's bounce classification codes and their category. Admin (25 policy failure,
 # 80 subscribe request) is no verdict of the receiver on the address: None, ignored.
-_BOUNCE_CLASSES: Final = MappingProxyType(
+# Undetermined (1) and Generic Bounce (40) are no verdict either: the SMTP answer decides.
+_B, _C = BounceClass, BounceCategory
+_BOUNCE_CLASSES: Final[Mapping[int, Label | None]] = MappingProxyType(
     {
-        1: BounceClass.SOFT,  # Undetermined
-        10: BounceClass.HARD,  # Invalid Recipient
-        20: BounceClass.SOFT,  # Soft Bounce
-        21: BounceClass.SOFT,  # DNS Failure
-        22: BounceClass.SOFT,  # Mailbox Full
-        23: BounceClass.SOFT,  # Too Large
-        24: BounceClass.SOFT,  # Timeout
+        1: generic(_B.SOFT, _C.OTHER),  # Undetermined
+        10: specific(_B.HARD, _C.BAD_MAILBOX),  # Invalid Recipient
+        20: specific(_B.SOFT, _C.TRANSIENT),  # Soft Bounce
+        21: specific(_B.SOFT, _C.ROUTING),  # DNS Failure
+        22: specific(_B.SOFT, _C.MAILBOX_FULL),  # Mailbox Full
+        23: specific(_B.SOFT, _C.MAILBOX_FULL),  # Too Large
+        24: specific(_B.SOFT, _C.TRANSIENT),  # Timeout
         25: None,  # Admin Failure
-        30: BounceClass.HARD,  # Generic Bounce: No RCPT
-        40: BounceClass.SOFT,  # Generic Bounce
-        50: BounceClass.BLOCK,  # Mail Block
-        51: BounceClass.BLOCK,  # Spam Block
-        52: BounceClass.BLOCK,  # Spam Content
-        53: BounceClass.BLOCK,  # Prohibited Attachment
-        54: BounceClass.BLOCK,  # Relaying Denied
-        60: BounceClass.SOFT,  # Auto-Reply
-        70: BounceClass.SOFT,  # Transient Failure
+        30: specific(_B.HARD, _C.BAD_MAILBOX),  # Generic Bounce: No RCPT
+        40: generic(_B.SOFT, _C.OTHER),  # Generic Bounce
+        50: specific(_B.BLOCK, _C.POLICY),  # Mail Block
+        51: specific(_B.BLOCK, _C.SPAM_BLOCK),  # Spam Block
+        52: specific(_B.BLOCK, _C.CONTENT),  # Spam Content
+        53: specific(_B.BLOCK, _C.CONTENT),  # Prohibited Attachment
+        54: specific(_B.BLOCK, _C.POLICY),  # Relaying Denied
+        60: specific(_B.SOFT, _C.OTHER),  # Auto-Reply
+        70: specific(_B.SOFT, _C.TRANSIENT),  # Transient Failure
         80: None,  # Subscribe
-        90: BounceClass.HARD,  # Unsubscribe
-        100: BounceClass.SOFT,  # Challenge-Response
+        90: specific(_B.HARD, _C.OTHER),  # Unsubscribe
+        100: specific(_B.SOFT, _C.OTHER),  # Challenge-Response
     }
 )
+_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,4}")
+"""`str.isdigit` and `int` also take other scripts' digits (Arabic-Indic 1 0 would be class 10)."""
 
 
 def normalize(payload: Any, ctx: Context) -> list[Outcome]:
@@ -111,20 +126,25 @@ def _not_spam(event: Mapping[str, Any], path: str) -> bool:
     return (optional_str(event, "fbtype", path) or "").casefold() == "not-spam"
 
 
-def _bounce_class(event: Mapping[str, Any], path: str) -> BounceClass | None:
+def _bounce_label(event: Mapping[str, Any], path: str) -> Label | None:
     field = child(path, "bounce_class")
     text = scalar_text(required(event, "bounce_class", path), field)
-    if not text.isdigit() or int(text) not in _BOUNCE_CLASSES:
+    if not _ASCII_DIGITS.fullmatch(text) or int(text) not in _BOUNCE_CLASSES:
         raise FieldError(field, f"unknown bounce class {short(text)}")
     return _BOUNCE_CLASSES[int(text)]
 
 
 def _bounce(
     event: Mapping[str, Any], path: str, index: int | None
-) -> tuple[EventType, BounceClass | None] | Ignored:
-    bounce_class = _bounce_class(event, path)
-    if bounce_class is not None:
-        return EventType.BOUNCE, bounce_class
+) -> tuple[EventType, Bounce | None] | Ignored:
+    label = _bounce_label(event, path)
+    if label is not None:
+        # raw_reason is the receiver's answer verbatim; reason is the same, addresses redacted.
+        raw_reason, reason = event.get("raw_reason"), event.get("reason")
+        text = joined_text(raw_reason) or joined_text(reason)
+        error_code = event.get("error_code")
+        code = error_code if isinstance(error_code, str | int) else None
+        return EventType.BOUNCE, resolve_text(label, text, reply_code=code)
     if _suppressed(event, path):
         return EventType.DROPPED_SUPPRESSED, None
     problem = "an admin-class bounce (SparkPost policy) is not the receiver's verdict"
@@ -133,7 +153,7 @@ def _bounce(
 
 def _classify(
     event: Mapping[str, Any], path: str, index: int | None
-) -> tuple[EventType, BounceClass | None] | Ignored:
+) -> tuple[EventType, Bounce | None] | Ignored:
     kind = required_str(event, "type", path)
     if kind in _BOUNCES:
         return _bounce(event, path, index)
@@ -169,7 +189,7 @@ def _record(raw: Any, item_path: str, index: int | None, ctx: Context) -> Outcom
     classified = _classify(event, path, index)
     if isinstance(classified, Ignored):
         return classified
-    event_type, bounce_class = classified
+    event_type, bounce = classified
     address_key = "rcpt_to" if "rcpt_to" in event else "raw_rcpt_to"
     address = Found(child(path, address_key), required_str(event, address_key, path))
     occurred_at = parse_timestamp(event.get("timestamp"), child(path, "timestamp"))
@@ -197,7 +217,8 @@ def _record(raw: Any, item_path: str, index: int | None, ctx: Context) -> Outcom
         ctx,
         event_id=event_id,
         event_type=event_type,
-        bounce_class=bounce_class,
+        bounce_class=None if bounce is None else bounce.bounce_class,
+        bounce_category=None if bounce is None else bounce.category,
         campaign=campaign,
         contact=contact,
         address=address,

@@ -47,6 +47,7 @@ FIELDS = (
     "campaign_id",
     "type",
     "bounce_class",
+    "bounce_category",
     "occurred_at",
     "provider",
     "provider_message_id",
@@ -113,7 +114,10 @@ VALUES = st.one_of(
     TIMES,
     st.none(),
     st.booleans(),
-    st.sampled_from([e.value for e in EventType] + ["hard", "soft", "block", "HARD", "Sent"]),
+    st.sampled_from(
+        [e.value for e in EventType]
+        + ["hard", "soft", "block", "HARD", "Sent", "bad_mailbox", "spam_block", "Other"]
+    ),
     st.builds(dict),
     st.builds(list),
 )

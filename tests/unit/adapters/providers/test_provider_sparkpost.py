@@ -39,12 +39,14 @@ def test_every_documented_sample_event_maps_or_is_ignored_by_type(
     """The samples batch gives one event per delivery signal and ignores the rest, by index."""
     result = sparkpost(fixture_payload("sparkpost", "event_samples_batch.json"), CUSTOM_KEY)
 
+    # The two bounces are class 1 (Undetermined): their answer, 554 "MAIL REFUSED - IP ... is in
+    # black list", makes them spam blocks.
     assert [(e.event_id, e.type, e.bounce_class) for e in result.events] == [
-        ("sparkpost:bounce:92356927693813856", EventType.BOUNCE, BounceClass.SOFT),  # class 1
+        ("sparkpost:bounce:92356927693813856", EventType.BOUNCE, BounceClass.BLOCK),
         ("sparkpost:delivery:92356927693813856", EventType.DELIVERED, None),
         ("sparkpost:injection:92356927693813856", EventType.SENT, None),
         ("sparkpost:spam_complaint:92356927693813856", EventType.COMPLAINT, None),
-        ("sparkpost:out_of_band:92356927693813856", EventType.BOUNCE, BounceClass.SOFT),
+        ("sparkpost:out_of_band:92356927693813856", EventType.BOUNCE, BounceClass.BLOCK),
         ("sparkpost:delay:92356927693813856", EventType.DEFERRED, None),
         ("sparkpost:click:92356927693813856", EventType.CLICK, None),
         ("sparkpost:open:92356927693813856", EventType.OPEN, None),
@@ -145,13 +147,11 @@ def _bounce(bounce_class: Any, **fields: Any) -> list[dict[str, Any]]:
         (10, BounceClass.HARD),
         ("30", BounceClass.HARD),
         ("90", BounceClass.HARD),
-        ("1", BounceClass.SOFT),
         ("20", BounceClass.SOFT),
         ("21", BounceClass.SOFT),
         ("22", BounceClass.SOFT),
         ("23", BounceClass.SOFT),
         ("24", BounceClass.SOFT),
-        ("40", BounceClass.SOFT),
         ("60", BounceClass.SOFT),
         ("70", BounceClass.SOFT),
         ("100", BounceClass.SOFT),
@@ -170,6 +170,57 @@ def test_bounce_classes_follow_sparkposts_classification_table(
 
     assert (event.type, event.bounce_class) == (EventType.BOUNCE, expected)
     assert event.occurred_at == datetime(2016, 6, 1, 23, 42, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("bounce_class", "reason", "expected", "category"),
+    [
+        ("1", "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", "hard",
+         "bad_mailbox"),
+        ("40", "552 5.2.2 Mailbox full", "soft", "mailbox_full"),
+        ("40", "554 5.7.1 Service unavailable; Client host [1.2.3.4] blocked using Spamhaus",
+         "block", "spam_block"),
+        ("1", "421 4.4.2 Connection dropped", "soft", "transient"),
+        ("1", "no text a classifier could read", "soft", "other"),
+    ],
+)  # fmt: skip
+def test_undetermined_and_generic_classes_are_decided_by_the_smtp_answer(
+    bounce_class: str, reason: str, expected: str, category: str
+) -> None:
+    """Classes 1 (Undetermined) and 40 (Generic Bounce) are no verdict: raw_reason decides."""
+    [event] = sparkpost(_bounce(bounce_class, raw_reason=reason)).events
+
+    assert (event.bounce_class, event.bounce_category) == (expected, category)
+
+
+def test_a_specific_class_keeps_its_class_whatever_the_answer_says() -> None:
+    """Class 10 (Invalid Recipient) stays hard even when the answer reads like a block."""
+    [event] = sparkpost(_bounce("10", raw_reason="554 5.7.1 blocked using Spamhaus")).events
+
+    assert (event.bounce_class, event.bounce_category) == ("hard", "bad_mailbox")
+
+
+@pytest.mark.parametrize("digits", ["\u0661\u0660", "\uff11\uff10", "\u09e7\u09e6", " 1O"])
+def test_bounce_classes_in_other_scripts_digits_are_rejected(digits: str) -> None:
+    """Arabic-Indic, full-width or Bengali digits are not SparkPost's class 10."""
+    [rejection] = sparkpost(_bounce(digits)).rejected
+
+    assert rejection.field == "sparkpost[0].msys.message_event.bounce_class"
+
+
+@pytest.mark.parametrize(("kind", "event_type"), [("inband", "bounce"), ("outofband", "bounce")])
+def test_momentum_in_band_and_out_of_band_bounces_are_bounces(kind: str, event_type: str) -> None:
+    """Momentum names its bounce events `inband` and `outofband`: they are bounces too."""
+    [event] = sparkpost(
+        _bounce("1", type=kind, raw_reason="550 5.1.1 user unknown", error_code="550")
+    ).events
+
+    assert (event.type, event.bounce_class, event.bounce_category) == (
+        event_type,
+        "hard",
+        "bad_mailbox",
+    )
+    assert event.event_id == f"sparkpost:{kind}:84345317653491230"
 
 
 @pytest.mark.parametrize("bounce_class", ["25", "80"])
