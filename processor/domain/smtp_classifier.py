@@ -19,9 +19,10 @@ from processor.domain.smtp_rules import (
     REPLY_CODES,
     WEAK_TEXT_RULES,
 )
+from processor.domain.text_patterns import PatternSet
 from schemas.events import BounceCategory, BounceClass
 
-MAX_TEXT_CHARS: Final = 2_000
+MAX_TEXT_CHARS: Final = 1_000
 """Only this much of a diagnostic text is read: answers are short, request bodies may not be."""
 
 _ADDRESS_CATEGORIES: Final = frozenset(
@@ -102,12 +103,9 @@ split over two lines still matches."""
 _BLANKS: Final = re.compile(r"\s+")
 
 
-def _compiled(
-    rules: tuple[TextRule, ...],
-) -> tuple[tuple[str, BounceCategory, re.Pattern[str]], ...]:
+def _compiled(rules: tuple[TextRule, ...]) -> tuple[tuple[str, BounceCategory, PatternSet], ...]:
     return tuple(
-        (name, category, re.compile("|".join(alternatives), re.IGNORECASE))
-        for name, category, alternatives in rules
+        (name, category, PatternSet(alternatives)) for name, category, alternatives in rules
     )
 
 
@@ -179,12 +177,13 @@ def _verdict(category: BounceCategory, basis: Basis, rule: str, answer: SmtpAnsw
 
 
 def _by_text(
-    rules: tuple[tuple[str, BounceCategory, re.Pattern[str]], ...], answer: SmtpAnswer
+    rules: tuple[tuple[str, BounceCategory, PatternSet], ...], answer: SmtpAnswer
 ) -> Verdict | None:
     if not answer.text:
         return None
-    for name, category, pattern in rules:
-        if pattern.search(answer.text):
+    lowered = answer.text.lower()
+    for name, category, patterns in rules:
+        if patterns.search(lowered):
             return _verdict(category, Basis.TEXT, name, answer)
     return None
 

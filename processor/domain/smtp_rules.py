@@ -87,10 +87,12 @@ COMMON_TEXT_RULES: Final[tuple[TextRule, ...]] = (
         "text:inactive",
         C.INACTIVE_MAILBOX,
         (
-            (
-                r"(?:account|mailbox|user|address|recipient)(?: has been| is)? "
-                r"(?:disabled|deactivated|inactive|suspended|closed|expired)"
-            ),
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? disabled",
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? deactivated",
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? inactive",
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? suspended",
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? closed",
+            r"(?:account|mailbox|user|address|recipient)(?: has been| is)? expired",
             r"no longer (?:active|in use|available|valid)",
             r"has been (?:disabled|deactivated)",
             r"mailbox has moved",
