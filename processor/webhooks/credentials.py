@@ -132,6 +132,7 @@ class TenantCredentials(_Section):
     postmark: BasicAuthCredentials | None = None
     sparkpost: BasicAuthCredentials | None = None
     ses: SesCredentials | None = None
+    kumomta: BasicAuthCredentials | None = None
 
 
 def _duplicates(values: Iterable[str]) -> list[str]:
@@ -147,7 +148,7 @@ class CredentialsFile(_Section):
     def _unambiguous(self) -> Self:
         """A credential must identify one tenant, or a request could land on the wrong one."""
         tenants = self.tenants.values()
-        for provider in (Provider.POSTMARK, Provider.SPARKPOST):
+        for provider in _BASIC_PROVIDERS:
             usernames = [a.username for t in tenants if (a := _basic(t, provider)) is not None]
             if dup := _duplicates(usernames):
                 raise ValueError(f"{provider.value} usernames used by several tenants: {dup}")
@@ -164,8 +165,20 @@ class CredentialsFile(_Section):
         return self
 
 
+_BASIC_PROVIDERS: Final = (Provider.POSTMARK, Provider.SPARKPOST, Provider.KUMOMTA)
+"""Providers that post with HTTP basic auth (KumoMTA: its log hook's HTTP client)."""
+
+
 def _basic(tenant: TenantCredentials, provider: Provider) -> BasicAuthCredentials | None:
-    return tenant.postmark if provider is Provider.POSTMARK else tenant.sparkpost
+    match provider:
+        case Provider.POSTMARK:
+            return tenant.postmark
+        case Provider.SPARKPOST:
+            return tenant.sparkpost
+        case Provider.KUMOMTA:
+            return tenant.kumomta
+        case _:
+            return None
 
 
 def _only(mapping: Mapping[str, Any], tenant_id: str | None) -> dict[str, Any]:
@@ -197,7 +210,7 @@ class Credentials:
             if t.mailgun
         }
         self._basic: dict[Provider, dict[str, tuple[str, BasicAccount]]] = {}
-        for provider in (Provider.POSTMARK, Provider.SPARKPOST):
+        for provider in _BASIC_PROVIDERS:
             self._basic[provider] = {
                 tid: (account.username, BasicAccount(tid, account.password))
                 for tid, t in tenants.items()

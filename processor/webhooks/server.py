@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _READ_CHUNK: Final = 64 * 1024
-_BASIC: Final = frozenset({Provider.POSTMARK, Provider.SPARKPOST})
+_BASIC: Final = frozenset({Provider.POSTMARK, Provider.SPARKPOST, Provider.KUMOMTA})
 _BASIC_CHALLENGE: Final = 'Basic realm="sendguard webhooks"'
 
 
@@ -262,7 +262,7 @@ class _Receiver:
                 return len(creds.sendgrid_keys(url_tenant))
             case Provider.MAILGUN:
                 return len(creds.mailgun_keys(url_tenant))
-            case Provider.POSTMARK | Provider.SPARKPOST:
+            case Provider.POSTMARK | Provider.SPARKPOST | Provider.KUMOMTA:
                 return len(creds.basic_accounts(provider, url_tenant))
             case Provider.SES:
                 return len(creds.sns_topics(url_tenant))
@@ -286,7 +286,7 @@ class _Receiver:
                         now=now,
                         max_age_s=self.settings.webhook_max_age_s,
                     )
-                case Provider.POSTMARK | Provider.SPARKPOST:
+                case Provider.POSTMARK | Provider.SPARKPOST | Provider.KUMOMTA:
                     return authenticate_basic(
                         request.headers.get("Authorization"),
                         self.credentials.basic_accounts(provider, url_tenant),

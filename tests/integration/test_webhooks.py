@@ -106,6 +106,7 @@ tenants:
     sendgrid: {{public_key: "{der["acme"]}"}}
     mailgun: {{signing_key: "env:TEST_MAILGUN_KEY"}}
     postmark: {{username: acme-hooks, password: "{PASSWORDS["acme"]}"}}
+    kumomta: {{username: acme-kumo, password: "{PASSWORDS["acme"]}"}}
     ses: {{topics: [{{topic_arn: "{SNS_ARN}", signing_cert_files: [sns.pem]}}]}}
   beta:
     sendgrid: {{public_key: "{der["beta"]}"}}
@@ -266,6 +267,42 @@ async def test_postmark_bounce_with_basic_auth_is_published(
     assert events[0]["provider_message_id"] == "883953f4-6105-42a2-a16a-77a8eac79483"
     raws = await read_topic(sandbox, sandbox.topic("webhooks-raw"), until=lambda m: len(m) >= 1)
     assert "authorization" not in raws[0]["headers"]
+
+
+async def test_a_kumomta_log_hook_batch_with_basic_auth_is_published(
+    sandbox: Sandbox, receiver: Callable[..., Awaitable[Client]]
+) -> None:
+    """A KumoMTA log hook's batch: the Uncategorized Gmail 5.1.1 bounce is hard, by its answer."""
+    client = await receiver()
+    record = {
+        "id": "1d98076abbbc11ed940250ebf67f93bd",
+        "recipient": "ana@gmail.com",
+        "queue": "spring:acme@gmail.com",
+        "timestamp": 1757675281,
+        "num_attempts": 1,
+        "bounce_classification": "Uncategorized",
+        "response": {
+            "code": 550,
+            "enhanced_code": {"class": 5, "subject": 1, "detail": 1},
+            "content": "The email account that you tried to reach does not exist.",
+        },
+    }
+    body = json.dumps([record | {"type": "Reception"}, record | {"type": "Bounce"}]).encode()
+    pair = base64.b64encode(f"acme-kumo:{PASSWORDS['acme']}".encode()).decode()
+    auth = {"Authorization": f"Basic {pair}"}
+
+    refused = await client.post("/webhooks/kumomta/acme", data=body)
+    response = await client.post("/webhooks/kumomta/acme", data=body, headers=auth)
+
+    assert refused.status == 401
+    assert response.status == 200, await response.text()
+    events = await read_topic(
+        sandbox, sandbox.topic("delivery-events"), until=lambda m: len(m) >= 2
+    )
+    assert [(e["_key"], e["type"], e["bounce_class"], e["bounce_category"]) for e in events] == [
+        ("acme:spring", "sent", None, None),
+        ("acme:spring", "bounce", "hard", "bad_mailbox"),
+    ]
 
 
 async def test_sns_envelopes_are_verified_and_confirmations_only_logged(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, assert_never
 
 from pydantic import TypeAdapter, ValidationError
 
-from processor.adapters.providers import mailgun, postmark, sendgrid, ses, sparkpost
+from processor.adapters.providers import kumomta, mailgun, postmark, sendgrid, ses, sparkpost
 from processor.adapters.providers.attribution import AttributionConfig, Context
 from processor.adapters.providers.base import (
     FieldError,
@@ -75,6 +75,8 @@ def normalize(
             outcomes = postmark.normalize(payload, ctx)
         case Provider.SPARKPOST:
             outcomes = sparkpost.normalize(payload, ctx)
+        case Provider.KUMOMTA:
+            outcomes = kumomta.normalize(payload, ctx)
         case _:
             assert_never(ctx.provider)
     return NormalizeResult.collect(outcomes)

@@ -28,6 +28,7 @@ class Provider(StrEnum):
     MAILGUN = "mailgun"
     POSTMARK = "postmark"
     SPARKPOST = "sparkpost"
+    KUMOMTA = "kumomta"
 
 
 @dataclass(frozen=True, slots=True)
