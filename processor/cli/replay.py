@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 import click
 from pydantic import SecretStr
 
+from processor.cli.normalize import PROVIDER_CHOICE
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -34,7 +36,7 @@ DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 @click.option(
     "--provider",
     "provider_name",
-    type=click.Choice(["ses", "sendgrid", "mailgun", "postmark", "sparkpost"]),
+    type=PROVIDER_CHOICE,
     help="SOURCE holds this provider's webhook payloads (one document, or one per line).",
 )
 @click.option("--tenant", "tenant_id", default="default", show_default=True)
@@ -64,9 +66,11 @@ def replay_command(
         from processor.adapters.providers import Provider
         from processor.cli.normalize import normalize_file
 
+        provider = Provider(provider_name.lower())
+
         def provider_lines() -> Iterator[str]:
             results = normalize_file(
-                Provider(provider_name), tenant_id, source.read(), fallback_campaign_id=campaign_id
+                provider, tenant_id, source.read(), fallback_campaign_id=campaign_id
             )
             for result in results:
                 for rejection in result.rejected:
