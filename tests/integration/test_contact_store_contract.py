@@ -282,7 +282,7 @@ async def test_audience_chunks_come_back_by_index_and_replace_themselves(
     store: ContactStore,
 ) -> None:
     """Chunks iterate in numeric index order, exactly as stored; a redelivered index replaces."""
-    stored = {10: chunk(10, ["j"]), 2: chunk(2, ["x"]), 1: chunk(1, ["a", "quote\"here", "ü"])}
+    stored = {10: chunk(10, ["j"]), 2: chunk(2, ["x"]), 1: chunk(1, ["a", 'quote"here', "ü"])}
     for c in stored.values():
         assert await store.store_audience_chunk(c) == "t1"
     stored[2] = chunk(2, ["b", "c"])

@@ -68,7 +68,7 @@ async def composed(
 async def test_candidates_are_the_claim_then_the_reads(store: ContactStore) -> None:
     """Same recipients, states and attempted flags as claim_first, attempted and states give."""
     rng = random.Random(5)  # noqa: S311  # a seeded workload, not cryptography
-    ids = ["quote\"here", "ü", "😀", *(f"c{n}" for n in range(60))]
+    ids = ['quote"here', "ü", "😀", *(f"c{n}" for n in range(60))]
     kinds = [EventType.SENT, EventType.OPEN, EventType.UNSUBSCRIBE, EventType.COMPLAINT]
     history = [
         event(c, rng.choice(kinds), T0 - timedelta(days=rng.randrange(300)), campaign="c-old")
