@@ -2,7 +2,8 @@
 
 A small JSON header plus the windows' ring counts as little-endian uint32, in a zstd frame
 (states written before zstd are zlib streams and still read): an active campaign's windows
-take well under 2 KB.
+take well under 2 KB. The sequential rules' state is an optional header field: states written
+before it existed read back with every statistic at zero.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import msgspec
 import zstandard
 
 from processor.domain.detector import CampaignState
-from processor.domain.policy import Reading, Rule, Severity
+from processor.domain.policy import Reading, Rule, SequentialRule, Severity
+from processor.domain.sequential import SequentialReading, SequentialState, Track
 from processor.domain.windows import (
     LIFETIME_COUNTERS,
     WINDOWED_COUNTERS,
@@ -71,9 +73,29 @@ class StateDecodeError(ValueError):
     """Stored campaign state could not be read back."""
 
 
-def _reading_to_json(reading: Reading | None) -> list[Any] | None:
+def _reading_to_json(reading: Reading | SequentialReading | None) -> list[Any] | None:
     if reading is None:
         return None
+    if isinstance(reading, SequentialReading):
+        sequential = reading.rule
+        return [
+            _SEQUENTIAL_TAG,
+            sequential.metric.value,
+            sequential.p0,
+            sequential.p1,
+            sequential.h,
+            sequential.warn_h,
+            sequential.min_denominator,
+            sequential.min_numerator,
+            sequential.lag_ms,
+            reading.statistic,
+            int(reading.severity),
+            reading.change_at_ms,
+            reading.change_sends,
+            reading.numerator,
+            reading.denominator,
+            reading.exposure,
+        ]
     rule = reading.rule
     return [
         rule.metric.value,
@@ -91,15 +113,26 @@ def _reading_to_json(reading: Reading | None) -> list[Any] | None:
     ]
 
 
-def _reading_from_json(raw: list[Any] | None) -> Reading | None:
+def _reading_from_json(raw: list[Any] | None) -> Reading | SequentialReading | None:
     if raw is None:
         return None
+    if raw and raw[0] == _SEQUENTIAL_TAG:
+        _, metric, p0, p1, h, warn_h, min_den, min_num, lag, *measured = raw
+        statistic, severity, change_at, change_sends, num, den, exposure = measured
+        sequential = SequentialRule(Metric(metric), p0, p1, h, warn_h, min_den, min_num, lag)
+        return SequentialReading(
+            sequential, statistic, Severity(severity), change_at, change_sends, num, den, exposure
+        )
     metric, window, warn, pause, min_den, min_num, lag, num, den, rate, bound, severity = raw
     rule = Rule(Metric(metric), window, warn, pause, min_den, min_num, lag)
     return Reading(rule, num, den, rate, bound, Severity(severity))
 
 
 _SPEC_FIELDS = 4  # name, length, buckets, history
+_SEQUENTIAL_TAG = "seq"
+"""First element of a stored sequential reading (a window reading starts with its metric)."""
+_SEQUENTIAL_READING_FIELDS = 16  # see _reading_to_json
+_TRACK_FIELDS = 10  # see _track_to_json
 _RULE_KEY_FIELDS = 2  # metric, window
 _READING_FIELDS = 12  # see _reading_to_json
 
@@ -134,7 +167,13 @@ _HEADER_CHECKS: dict[str, Any] = {
             for p in v
         )
     ),
-    "rd": lambda v: v is None or (isinstance(v, list) and len(v) == _READING_FIELDS),
+    "rd": lambda v: (
+        v is None
+        or (isinstance(v, list) and len(v) == _READING_FIELDS and v[0] != _SEQUENTIAL_TAG)
+        or (
+            isinstance(v, list) and len(v) == _SEQUENTIAL_READING_FIELDS and v[0] == _SEQUENTIAL_TAG
+        )
+    ),
     "off": lambda v: isinstance(v, dict) and all(_is_int(o) for o in v.values()),
     "dup": _is_int,
     "dom": lambda v: (
@@ -144,12 +183,87 @@ _HEADER_CHECKS: dict[str, Any] = {
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_sequential(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and (value.get("s") is None or _is_int(value.get("s")))
+        and isinstance(value.get("b"), list)
+        and all(map(_is_int, value["b"]))
+        and isinstance(value.get("t"), list)
+        and len(value["t"]) == len(Metric)
+        and all(_check_track(track) for track in value["t"])
+    )
+
+
+def _check_track(track: Any) -> bool:
+    if not isinstance(track, list) or len(track) != _TRACK_FIELDS:
+        return False
+    at_step, bumps, exposure, change_at, sends, base_num, base_den, base_exp, domains, h = track
+    return (
+        all(map(_is_number, (at_step, exposure, base_exp, h)))
+        and all(map(_is_int, (bumps, sends, base_num, base_den)))
+        and (change_at is None or _is_int(change_at))
+        and isinstance(domains, dict)
+        and all(_is_int(n) for n in domains.values())
+    )
+
+
+def _track_to_json(track: Track) -> list[Any]:
+    return [
+        track.at_step,
+        track.bumps,
+        track.exposure,
+        track.change_at_ms,
+        track.change_sends,
+        track.base_numerator,
+        track.base_denominator,
+        track.base_exposure,
+        track.domains,
+        track.h,
+    ]
+
+
+def _sequential_to_json(state: SequentialState) -> dict[str, Any]:
+    return {
+        "s": state.step_start_ms,
+        "b": state.step_base,
+        "t": [_track_to_json(track) for track in state.tracks],
+    }
+
+
+def _sequential_from_json(raw: dict[str, Any] | None) -> SequentialState:
+    if raw is None:  # written before sequential rules existed: every statistic at zero
+        return SequentialState()
+    tracks = [
+        Track(
+            at_step=float(t[0]),
+            bumps=t[1],
+            exposure=float(t[2]),
+            change_at_ms=t[3],
+            change_sends=t[4],
+            base_numerator=t[5],
+            base_denominator=t[6],
+            base_exposure=float(t[7]),
+            domains=t[8],
+            h=float(t[9]),
+        )
+        for t in raw["t"]
+    ]
+    return SequentialState(raw["s"], raw["b"], tracks)
+
+
 def _check_header(header: Any) -> None:
     if not isinstance(header, dict):
         raise StateDecodeError("corrupt campaign state: header is not an object")
     for name, check in _HEADER_CHECKS.items():
         if name not in header or not check(header[name]):
             raise StateDecodeError(f"corrupt campaign state: field {name!r} is malformed")
+    if "seq" in header and not _check_sequential(header["seq"]):
+        raise StateDecodeError("corrupt campaign state: field 'seq' is malformed")
     if len(header["heads"]) != len(header["specs"]):
         raise StateDecodeError("corrupt campaign state: one head per window expected")
 
@@ -175,6 +289,8 @@ def encode_state(state: CampaignState) -> bytes:
         "dup": state.duplicates,
         "dom": {m.value: counts for m, counts in state.domains.items()},
     }
+    if state.sequential.step_start_ms is not None:  # never stepped: nothing to keep
+        header["seq"] = _sequential_to_json(state.sequential)
     header_bytes = _encode_json(header)
     counts = array("I")
     for window in windows.windows:
@@ -233,6 +349,7 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
             offsets=header["off"],
             duplicates=header["dup"],
             domains={Metric(m): counts for m, counts in header["dom"].items()},
+            sequential=_sequential_from_json(header.get("seq")),
         )
     except (
         zlib.error,

@@ -2,7 +2,8 @@
 
 Pure: the same events in the same order give the same decisions whatever the batch boundaries,
 because every event is judged on the state right after it (`observe_run` skips the judging only
-where it provably cannot decide anything).
+where it provably cannot decide anything). Windowed rules and sequential rules (CUSUM,
+`processor.domain.sequential`) are judged side by side; either can warn or pause.
 """
 
 from __future__ import annotations
@@ -14,10 +15,21 @@ from processor.domain.policy import (
     Policy,
     Reading,
     Rule,
+    SequentialRule,
     Severity,
     evaluate,
     wilson_lower_bound,
 )
+from processor.domain.sequential import (
+    SEQUENTIAL_WINDOW,
+    SequentialReading,
+    SequentialState,
+    count_numerators,
+    enter_step,
+    read,
+    stays_below_warn,
+)
+from processor.domain.sequential import top_domains as sequential_top_domains
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
 from schemas.events import BounceClass, EventType
 from schemas.health import CampaignStatus
@@ -85,7 +97,7 @@ class PauseDecision:
     """The campaign crossed a pause threshold at `trigger`."""
 
     episode: int
-    reading: Reading
+    reading: Reading | SequentialReading
     trigger: EventFacts
     top_domains: tuple[tuple[str, int], ...]
 
@@ -95,7 +107,7 @@ class StatusChange:
     """The campaign's status changed at `at_ms` (event time)."""
 
     status: CampaignStatus
-    reading: Reading | None
+    reading: Reading | SequentialReading | None
     at_ms: int
 
 
@@ -110,7 +122,8 @@ class CampaignState:
     status: CampaignStatus = CampaignStatus.HEALTHY
     episode: int = 0
     warned_rules: set[tuple[Metric, str]] = field(default_factory=set)
-    status_reading: Reading | None = None
+    """Windowed rules (metric, window) and sequential ones (metric, SEQUENTIAL_WINDOW)."""
+    status_reading: Reading | SequentialReading | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     domains: dict[Metric, dict[str, int]] = field(default_factory=dict)
@@ -125,6 +138,13 @@ class CampaignState:
     """Per rule of that policy, how many more numerator events surely keep it OK, given the
     counts since the windows last moved (see `_quiet`). Only quiet stretches change counts
     without dropping it. Not stored: rebuilt after a reload."""
+    sequential: SequentialState = field(default_factory=SequentialState)
+    """The CUSUM of each metric (zero in states stored before it existed)."""
+    step_ms: int = field(init=False, compare=False, default=0)
+    """Sequential exposure matures per bucket of the finest window (see `sequential`)."""
+
+    def __post_init__(self) -> None:
+        self.step_ms = min(window.spec.bucket_ms for window in self.windows.windows)
 
     @classmethod
     def fresh(cls, specs: tuple[WindowSpec, ...]) -> CampaignState:
@@ -151,6 +171,7 @@ class CampaignState:
         self.settled.clear()
         self.status_reading = None
         self.domains.clear()
+        self.sequential = SequentialState()
         self.status = CampaignStatus.RESUMED
 
     def top_domains(self, metric: Metric) -> tuple[tuple[str, int], ...]:
@@ -185,12 +206,18 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     """
     state.quiet_headroom = None  # counts change (and windows may move) outside a quiet stretch
     state.note_offset(facts.source, facts.offset)
+    stepped = bool(policy.sequential) and enter_step(
+        state.sequential, facts.at_ms, state.step_ms, state.windows.lifetime, policy.sequential
+    )
     seen = state.windows.observe(facts.counter, facts.at_ms)
     if seen.late:
         return []
     metric = _METRIC_OF_NUMERATOR.get(facts.counter)
     if metric is not None:
         state.count_domain(metric, facts.domain)
+        numerator_rule = policy.sequential_of_numerator(facts.counter)
+        if numerator_rule is not None:
+            count_numerators(state.sequential, numerator_rule, 1, (facts.domain,))
     if state.status is CampaignStatus.PAUSED:
         return []
     worst: Reading | None = None
@@ -205,7 +232,38 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
         reading = _judge(state, rule, z)
         if worst is None or _more_severe(reading, worst):
             worst = reading
-    return _transition(state, facts, worst)
+    return _transition(state, facts, _judge_sequential_rules(state, policy, facts, worst, stepped))
+
+
+def _judge_sequential_rules(
+    state: CampaignState,
+    policy: Policy,
+    facts: EventFacts,
+    worst: Reading | SequentialReading | None,
+    stepped: bool,  # noqa: FBT001  # internal helper, called once
+) -> Reading | SequentialReading | None:
+    """The worst of `worst` and the sequential rules the event may have changed.
+
+    A reading changes only with its numerator or at a new step (where exposure matures: its
+    floor is on the matured exposure, so a denominator event alone changes nothing).
+    """
+    for rule in policy.sequential:
+        if stepped or facts.counter is RATE_TERMS[rule.metric][0]:
+            judged = _judge_sequential(state, rule)
+            if worst is None or _more_severe(judged, worst):
+                worst = judged
+    return worst
+
+
+def _judge_sequential(state: CampaignState, rule: SequentialRule) -> SequentialReading:
+    """Evaluate a sequential rule now, and keep the warned set up to date (with hysteresis)."""
+    reading = read(state.sequential, rule, state.windows.lifetime)
+    key = (rule.metric, SEQUENTIAL_WINDOW)
+    if reading.severity is not Severity.OK:
+        state.warned_rules.add(key)
+    elif key in state.warned_rules and reading.statistic < rule.warn_h * WARNING_CLEARS_BELOW:
+        state.warned_rules.discard(key)
+    return reading
 
 
 def observe_run(
@@ -227,7 +285,7 @@ def observe_run(
         plan, end = windows.plan_in_place(counters, times_ms, start)
         if plan is not None and _quiet(state, plan, policy, z):
             windows.apply(plan)
-            _note_quietly(state, events, start, end, plan.late_before_ms)
+            _note_quietly(state, events, start, end, plan.late_before_ms, policy=policy)
         else:
             for index in range(start, end):
                 yield from observe(state, events[index], policy, z)
@@ -252,6 +310,10 @@ def _quiet(state: CampaignState, plan: CountPlan, policy: Policy, z: float) -> b
     if state.warned_rules or state.status is CampaignStatus.WARNING:
         return False
     totals = plan.added_by_counter()
+    for sequential_rule in policy.sequential:
+        added_numerators = totals.get(RATE_TERMS[sequential_rule.metric][0], 0)
+        if not stays_below_warn(state.sequential, sequential_rule, added_numerators):
+            return False
     added = [totals.get(RATE_TERMS[rule.metric][0], 0) for rule in policy.rules]
     kept = state.quiet_headroom
     headroom = kept[1] if kept is not None and kept[0] is policy else None
@@ -312,10 +374,22 @@ def ok_headroom(rule: Rule, numerator: int, denominator: int, z: float) -> int:
 
 
 def _note_quietly(
-    state: CampaignState, events: Sequence[EventFacts], start: int, end: int, late_before_ms: int
+    state: CampaignState,
+    events: Sequence[EventFacts],
+    start: int,
+    end: int,
+    late_before_ms: int,
+    *,
+    policy: Policy,
 ) -> None:
-    """What `observe` notes besides the counts: offsets and the domains behind numerators."""
+    """What `observe` notes besides the counts: offsets, the domains behind numerators.
+
+    And the sequential rules' numerator events, all within one step (see `sequential`).
+    """
     offsets = state.offsets
+    sequential: dict[Counter, list[str]] | None = None
+    if policy.sequential:
+        sequential = {RATE_TERMS[rule.metric][0]: [] for rule in policy.sequential}
     for index in range(start, end):
         facts = events[index]
         source, offset = facts.source, facts.offset
@@ -324,6 +398,13 @@ def _note_quietly(
         metric = _METRIC_OF_NUMERATOR.get(facts.counter)
         if metric is not None and facts.at_ms >= late_before_ms:
             state.count_domain(metric, facts.domain)
+            if sequential is not None and facts.counter in sequential:
+                sequential[facts.counter].append(facts.domain)
+    if sequential is not None:
+        for counter, domains in sequential.items():
+            rule = policy.sequential_of_numerator(counter)
+            if rule is not None and domains:
+                count_numerators(state.sequential, rule, len(domains), domains)
     # Numerators grew without being judged: what `settled` says of them may no longer hold.
     state.settled.clear()
 
@@ -361,9 +442,19 @@ def still_warned(reading: Reading) -> bool:
     return reading.wilson_lower_bound > reading.rule.warn * WARNING_CLEARS_BELOW
 
 
-def _more_severe(candidate: Reading, current: Reading) -> bool:
+def _more_severe(
+    candidate: Reading | SequentialReading, current: Reading | SequentialReading
+) -> bool:
     if candidate.severity != current.severity:
         return candidate.severity > current.severity
+    if isinstance(candidate, SequentialReading) or isinstance(current, SequentialReading):
+        # A window explains itself best: a sequential reading wins a tie only over another
+        # sequential one that is further from its bound.
+        return (
+            isinstance(candidate, SequentialReading)
+            and isinstance(current, SequentialReading)
+            and candidate.fraction_of_h > current.fraction_of_h
+        )
     threshold = (
         candidate.rule.pause if candidate.severity is Severity.PAUSE else candidate.rule.warn
     )
@@ -371,13 +462,20 @@ def _more_severe(candidate: Reading, current: Reading) -> bool:
     return candidate.wilson_lower_bound - threshold > current.wilson_lower_bound - other
 
 
-def _transition(state: CampaignState, facts: EventFacts, worst: Reading | None) -> list[Decision]:
+def _transition(
+    state: CampaignState, facts: EventFacts, worst: Reading | SequentialReading | None
+) -> list[Decision]:
     if worst is not None and worst.severity is Severity.PAUSE:
         state.episode += 1
         state.status = CampaignStatus.PAUSED
         state.status_reading = worst
+        metric = worst.rule.metric
+        if isinstance(worst, SequentialReading):
+            domains = sequential_top_domains(state.sequential, metric, TOP_DOMAINS)
+        else:
+            domains = state.top_domains(metric)
         return [
-            PauseDecision(state.episode, worst, facts, state.top_domains(worst.rule.metric)),
+            PauseDecision(state.episode, worst, facts, domains),
             StatusChange(CampaignStatus.PAUSED, worst, facts.at_ms),
         ]
     if state.warned_rules:

@@ -63,6 +63,43 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class SequentialRule:
+    """Page's CUSUM of a metric: "the rate is now p1" against "it is p0" (domain.sequential).
+
+    Pauses when the statistic reaches `h`, warns from `warn_h`, both only once the floors on the
+    events since the estimated change point are met. `lag_ms` is the mean delay of the metric's
+    feedback after the denominator event it answers (the exposure's time constant).
+    """
+
+    metric: Metric
+    p0: float
+    p1: float
+    h: float
+    warn_h: float
+    min_denominator: int
+    min_numerator: int
+    lag_ms: int
+    up: float = field(init=False, repr=False, compare=False, hash=False)
+    """What one numerator event adds: log(p1 (1 - p0) / (p0 (1 - p1)))."""
+    down: float = field(init=False, repr=False, compare=False, hash=False)
+    """What one unit of matured denominator adds (negative): log((1 - p1) / (1 - p0))."""
+
+    def __post_init__(self) -> None:
+        where = f"sequential {self.metric}"
+        if not 0 < self.p0 < self.p1 < 1:
+            raise ValueError(f"{where}: need 0 < p0 < p1 < 1")
+        if not 0 < self.warn_h <= self.h:
+            raise ValueError(f"{where}: need 0 < warn_h <= h")
+        if self.min_denominator < 1 or self.min_numerator < 1:
+            raise ValueError(f"{where}: floors must be at least 1")
+        if self.lag_ms < 1:
+            raise ValueError(f"{where}: lag must be positive")
+        up = math.log(self.p1 * (1 - self.p0) / (self.p0 * (1 - self.p1)))
+        object.__setattr__(self, "up", up)  # frozen: derived once here
+        object.__setattr__(self, "down", math.log((1 - self.p1) / (1 - self.p0)))
+
+
+@dataclass(frozen=True, slots=True)
 class Escalation:
     """Pause a whole tenant after `campaign_pauses` campaign pauses within `within_ms`."""
 
@@ -77,13 +114,23 @@ class Policy:
     rules: tuple[Rule, ...]
     confidence: float = 0.95
     escalation: Escalation = field(default_factory=Escalation)
+    sequential: tuple[SequentialRule, ...] = ()
+    """At most one CUSUM per metric; empty: the windows alone decide."""
     _by_counter: dict[int, tuple[int, ...]] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+    _sequential_by_numerator: dict[int, SequentialRule] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
         if not MIN_CONFIDENCE <= self.confidence < 1:
             raise ValueError("confidence must be in [0.5, 1)")
+        metrics = [rule.metric for rule in self.sequential]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("at most one sequential rule per metric")
+        for sequential in self.sequential:
+            self._sequential_by_numerator[RATE_TERMS[sequential.metric][0]] = sequential
         for counter in Counter:
             self._by_counter[counter] = tuple(
                 index for index, rule in enumerate(self.rules) if counter in RATE_TERMS[rule.metric]
@@ -92,6 +139,14 @@ class Policy:
     def rules_of_counter(self, counter: int) -> tuple[int, ...]:
         """Indices of the rules whose numerator or denominator is `counter`."""
         return self._by_counter[counter]
+
+    def sequential_of_numerator(self, counter: int) -> SequentialRule | None:
+        """The sequential rule whose numerator is `counter`, if any."""
+        return self._sequential_by_numerator.get(counter)
+
+    def without_sequential(self) -> Policy:
+        """The same policy deciding with its windows alone."""
+        return Policy(self.rules, self.confidence, self.escalation)
 
     @property
     def z(self) -> float:
@@ -106,12 +161,20 @@ class Policy:
             "confidence": self.confidence,
             "escalation": self.escalation,
         }
+        if self.sequential:  # a windows-only policy keeps the version it always had
+            content["sequential"] = self.sequential
         payload = json.dumps(content, sort_keys=True, default=_jsonable).encode()
         return hashlib.sha256(payload).hexdigest()[:12]
 
 
 def _jsonable(value: object) -> object:
+    if isinstance(value, SequentialRule):
+        return {name: getattr(value, name) for name in _SEQUENTIAL_FIELDS}
     return asdict(value) if hasattr(value, "__dataclass_fields__") else str(value)  # type: ignore[call-overload]  # asdict takes any dataclass instance
+
+
+_SEQUENTIAL_FIELDS = ("metric", "p0", "p1", "h", "warn_h", "min_denominator", "min_numerator",
+                      "lag_ms")  # fmt: skip
 
 
 def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
@@ -128,6 +191,20 @@ def wilson_lower_bound(numerator: int, denominator: int, z: float) -> float:
     centre = p + z2 / (2 * denominator)
     margin = z * math.sqrt(p * (1 - p) / denominator + z2 / (4 * denominator * denominator))
     return max(0.0, (centre - margin) / (1 + z2 / denominator))
+
+
+def wilson_interval(numerator: int, denominator: int, z: float) -> tuple[float, float]:
+    """The two-sided Wilson score interval of numerator/denominator ((0, 1) with no trials)."""
+    if denominator <= 0:
+        return 0.0, 1.0
+    successes = min(max(numerator, 0), denominator)
+    p = successes / denominator
+    z2 = z * z
+    centre = p + z2 / (2 * denominator)
+    margin = z * math.sqrt(p * (1 - p) / denominator + z2 / (4 * denominator * denominator))
+    scale = 1 + z2 / denominator
+    low = 0.0 if successes == 0 else max(0.0, (centre - margin) / scale)
+    return low, min(1.0, (centre + margin) / scale)
 
 
 def evaluate(
@@ -183,6 +260,15 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(Metric.UNSUBSCRIBE, "24h", 0.02, 0.05, 500, 10, FEEDBACK_LAG_MS[Metric.UNSUBSCRIBE]),
     Rule(Metric.UNSUBSCRIBE, "lifetime", 0.02, 0.05, 500, 10),
 )
+
+
+DEFAULT_SEQUENTIAL: tuple[SequentialRule, ...] = (
+    SequentialRule(Metric.HARD_BOUNCE, 0.03, 0.08, 15.0, 9.0, 200, 10, 2 * 60_000),
+    SequentialRule(Metric.COMPLAINT, 0.001, 0.003, 10.0, 6.0, 1000, 5, 6 * HOUR_MS),
+    SequentialRule(Metric.UNSUBSCRIBE, 0.01, 0.05, 13.0, 8.0, 500, 10, 90 * 60_000),
+)
+"""p0 is the acceptable rate (Gmail/Yahoo's 0.1% for complaints), p1 the pause level; h and
+the lags are chosen by measurement (docs/BENCHMARKS.md, section 6, and bench.sequential_arl)."""
 
 
 @dataclass(frozen=True, slots=True)

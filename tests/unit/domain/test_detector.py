@@ -33,6 +33,7 @@ from processor.domain.policy import (
     Policy,
     Reading,
     Rule,
+    SequentialRule,
     Severity,
     evaluate,
     wilson_lower_bound,
@@ -80,6 +81,18 @@ the denominator only changes when an event touches it or that window's head move
 WARY = Policy(tuple(dataclasses.replace(rule, pause=0.6) for rule in LAGGED.rules))
 """LAGGED with pause thresholds so high that generated streams mostly warn."""
 POLICIES = st.sampled_from([SMALL, LAGGED, WARY])
+CUSUM = Policy(
+    LAGGED.rules,
+    sequential=(
+        SequentialRule(Metric.HARD_BOUNCE, 0.05, 0.3, 3.0, 2.0, 3, 2, 150),
+        SequentialRule(Metric.COMPLAINT, 0.05, 0.3, 3.0, 1.5, 2, 2, 400),
+        SequentialRule(Metric.UNSUBSCRIBE, 0.05, 0.4, 2.5, 2.5, 4, 2, 50),
+    ),
+)
+"""LAGGED with sequential rules on SPECS-scale times (steps of the short window's 100 ms)."""
+CUSUM_ONLY = Policy((), sequential=CUSUM.sequential)
+"""The sequential rules alone, so that they decide on generated streams."""
+WITH_SEQUENTIAL = st.sampled_from([SMALL, LAGGED, WARY, CUSUM, CUSUM_ONLY])
 
 Step = EventFacts | None
 """One step of a generated stream: an event, or None for a resume (`rearm`)."""
@@ -632,7 +645,7 @@ def _warned_by_final_counts(
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=streams(), data=st.data(), policy=POLICIES)
+@given(steps=streams(), data=st.data(), policy=WITH_SEQUENTIAL)
 def test_decisions_and_state_do_not_depend_on_batch_boundaries(
     steps: list[Step], data: st.DataObject, policy: Policy
 ) -> None:
@@ -660,7 +673,7 @@ def test_decisions_and_state_do_not_depend_on_batch_boundaries(
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=streams(), resume_after=st.integers(0, 15), policy=POLICIES)
+@given(steps=streams(), resume_after=st.integers(0, 15), policy=WITH_SEQUENTIAL)
 def test_pause_episodes_are_consecutive_and_at_most_one_per_resume(
     steps: list[Step], resume_after: int, policy: Policy
 ) -> None:
@@ -834,7 +847,7 @@ def _decisions_with_states(
 @settings(max_examples=300, deadline=None)
 @given(
     steps=st.one_of(streams(), streams(pace=16), streams(pace=256)),
-    policy=st.sampled_from([SMALL, LAGGED, WARY, Policy(SMALL.rules[:3])]),
+    policy=st.sampled_from([SMALL, LAGGED, WARY, Policy(SMALL.rules[:3]), CUSUM, CUSUM_ONLY]),
 )
 def test_observe_run_decides_exactly_as_observe_one_by_one(
     steps: list[Step], policy: Policy
