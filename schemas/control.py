@@ -25,6 +25,15 @@ class PauseScope(StrEnum):
     TENANT = "tenant"
 
 
+class DetectionRule(StrEnum):
+    """Which kind of rule made a decision."""
+
+    WINDOW = "window"
+    """A windowed rate's Wilson bound over its threshold (see README, Policy)."""
+    SEQUENTIAL = "sequential"
+    """A CUSUM of the rate since an estimated change point reached its bound."""
+
+
 class DomainCount(OutputMessage):
     """How many numerator events came from one recipient domain."""
 
@@ -42,8 +51,38 @@ class TriggerEvent(OutputMessage):
     offset: int | None = None
 
 
+class SequentialEvidence(OutputMessage):
+    """What a sequential rule (Page's CUSUM of p1 against p0) saw when it paused a campaign."""
+
+    p0: float = Field(gt=0, lt=1, description="The acceptable rate the test guards.")
+    p1: float = Field(gt=0, lt=1, description="The rate it tests for (the pause level).")
+    h: float = Field(gt=0, description="The statistic's pause bound.")
+    statistic: float = Field(ge=0, description="Log-likelihood ratio statistic at the pause.")
+    change_at: UtcDatetime = Field(
+        description="Estimated change point: start of the minute the statistic last left zero."
+    )
+    change_sends: int = Field(ge=0, description="Sends of the campaign before the change point.")
+    numerator: int = Field(ge=0, description="Events of the metric since the change point.")
+    denominator: int = Field(
+        ge=0, description="Sends (bounces) or deliveries since the change point."
+    )
+    exposure: float = Field(
+        ge=0,
+        description="Denominator events whose feedback was due since the change point "
+        "(the rate's trials: feedback lags its sends).",
+    )
+    rate: float = Field(ge=0, le=1, description="numerator / exposure since the change point.")
+    wilson_lower_bound: float = Field(ge=0, le=1)
+    wilson_upper_bound: float = Field(ge=0, le=1)
+
+
 class PauseEvidence(OutputMessage):
-    """Why a campaign was paused: the breached rule and the numbers behind it."""
+    """Why a campaign was paused: the breached rule and the numbers behind it.
+
+    For a sequential rule, `window` is 'sequential', the counts, rate and Wilson bound are
+    those since the estimated change point, `threshold` is p0, `top_domains` count since the
+    change point, and `sequential` has the rest.
+    """
 
     metric: Metric
     window: str = Field(description="Window name, e.g. '1h', '24h' or 'lifetime'.")
@@ -55,6 +94,12 @@ class PauseEvidence(OutputMessage):
     threshold: float = Field(ge=0, le=1, description="The pause threshold that was exceeded.")
     top_domains: list[DomainCount] = Field(
         description="Recipient domains behind the numerator, most first (at most 5)."
+    )
+    rule: DetectionRule = Field(
+        default=DetectionRule.WINDOW, description="Which kind of rule paused."
+    )
+    sequential: SequentialEvidence | None = Field(
+        default=None, description="For a sequential rule: its test and change point."
     )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import Identifier, OutputMessage, UtcDatetime
-from schemas.control import Metric
+from schemas.control import DetectionRule, Metric
 
 
 class CampaignStatus(StrEnum):
@@ -31,13 +31,26 @@ class WindowHealth(OutputMessage):
 
 
 class StatusReason(OutputMessage):
-    """The rule behind a warning or pause."""
+    """The rule behind a warning or pause (a sequential one: see `PauseEvidence`)."""
 
     metric: Metric
     window: str
     rate: float
     wilson_lower_bound: float
     threshold: float
+    rule: DetectionRule = DetectionRule.WINDOW
+
+
+class SequentialHealth(OutputMessage):
+    """One metric's CUSUM: how close it is to pausing."""
+
+    metric: Metric
+    statistic: float = Field(ge=0)
+    h: float = Field(ge=0, description="Pause bound (0 before the rule was first applied).")
+    fraction_of_h: float = Field(ge=0, description="statistic / h: 1.0 pauses.")
+    change_at: UtcDatetime | None = Field(
+        description="Estimated change point; None while the statistic is zero."
+    )
 
 
 class HealthSnapshot(OutputMessage):
@@ -53,3 +66,7 @@ class HealthSnapshot(OutputMessage):
     windows: list[WindowHealth]
     late_events: int = Field(ge=0, description="Events too old for any window, not counted.")
     duplicate_events: int = Field(ge=0, description="Redelivered events ignored.")
+    sequential: list[SequentialHealth] = Field(
+        default_factory=list,
+        description="The sequential rules' statistics (empty under a windows-only policy).",
+    )

@@ -16,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from processor.domain.policy import (
     DEFAULT_RULES,
+    DEFAULT_SEQUENTIAL,
     DEFAULT_WINDOWS,
     FEEDBACK_LAG_MS,
     Escalation,
     Policy,
     PolicyBook,
     Rule,
+    SequentialRule,
 )
 from processor.domain.windows import WindowSpec
 from processor.errors import ConfigurationError
@@ -80,6 +82,22 @@ class _RuleEntry(_Strict):
         return None if value is None else parse_duration_ms(value)
 
 
+class _SequentialEntry(_Strict):
+    enabled: bool = True
+    p0: float | None = Field(default=None, gt=0, lt=1)
+    p1: float | None = Field(default=None, gt=0, lt=1)
+    h: float | None = Field(default=None, gt=0)
+    warn_h: float | None = Field(default=None, gt=0)
+    min_denominator: int | None = Field(default=None, ge=1)
+    min_numerator: int | None = Field(default=None, ge=1)
+    lag_ms: int | None = Field(default=None, gt=0, alias="lag")
+
+    @field_validator("lag_ms", mode="before")
+    @classmethod
+    def _lag(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration_ms(value)
+
+
 class _EscalationEntry(_Strict):
     campaign_pauses: int = Field(default=3, ge=1)
     within_ms: Duration = Field(default=86_400_000, alias="within")
@@ -94,6 +112,7 @@ class _PolicyEntry(_Strict):
     confidence: float | None = Field(default=None, ge=0.5, lt=1)
     escalation: _EscalationEntry | None = None
     rules: list[_RuleEntry] = Field(default_factory=list)
+    sequential: dict[Metric, _SequentialEntry] = Field(default_factory=dict)
 
 
 class _PolicyFile(_PolicyEntry):
@@ -130,7 +149,31 @@ def _apply(base: Policy, entry: _PolicyEntry, where: str) -> Policy:
     if entry.escalation is not None:
         escalation = Escalation(entry.escalation.campaign_pauses, entry.escalation.within_ms)
     confidence = entry.confidence if entry.confidence is not None else base.confidence
-    return Policy(tuple(rules.values()), confidence, escalation)
+    sequential = _apply_sequential(base, entry, where)
+    return Policy(tuple(rules.values()), confidence, escalation, sequential)
+
+
+_SEQUENTIAL_REQUIRED = {"p0", "p1", "h", "warn_h", "min_denominator", "min_numerator", "lag_ms"}
+
+
+def _apply_sequential(base: Policy, entry: _PolicyEntry, where: str) -> tuple[SequentialRule, ...]:
+    """The base's sequential rules with the entry's overrides (enabled: false drops one)."""
+    rules = {rule.metric: rule for rule in base.sequential}
+    for metric, override in entry.sequential.items():
+        if not override.enabled:
+            rules.pop(metric, None)
+            continue
+        fields = override.model_dump(exclude={"enabled"}, exclude_none=True)
+        if metric in rules:
+            rules[metric] = replace(rules[metric], **fields)
+            continue
+        missing = _SEQUENTIAL_REQUIRED - fields.keys()
+        if missing:
+            raise ConfigurationError(
+                f"{where}: new sequential rule {metric} needs {', '.join(sorted(missing))}"
+            )
+        rules[metric] = SequentialRule(metric, **fields)
+    return tuple(rules[metric] for metric in Metric if metric in rules)
 
 
 def load_policy_text(text: str, *, source: str = "policy") -> PolicyBook:
@@ -143,7 +186,7 @@ def load_policy_text(text: str, *, source: str = "policy") -> PolicyBook:
             windows = tuple(
                 WindowSpec(w.name, w.length_ms, w.buckets, w.history_ms) for w in parsed.windows
             )
-        default = _apply(Policy(DEFAULT_RULES), parsed, source)
+        default = _apply(Policy(DEFAULT_RULES, sequential=DEFAULT_SEQUENTIAL), parsed, source)
         tenants = {
             t: _apply(default, e, f"{source}: tenants.{t}") for t, e in parsed.tenants.items()
         }

@@ -132,7 +132,7 @@ _SPEC_FIELDS = 4  # name, length, buckets, history
 _SEQUENTIAL_TAG = "seq"
 """First element of a stored sequential reading (a window reading starts with its metric)."""
 _SEQUENTIAL_READING_FIELDS = 16  # see _reading_to_json
-_TRACK_FIELDS = 10  # see _track_to_json
+_TRACK_FIELDS = 11  # see _track_to_json
 _RULE_KEY_FIELDS = 2  # metric, window
 _READING_FIELDS = 12  # see _reading_to_json
 
@@ -202,9 +202,9 @@ def _check_sequential(value: Any) -> bool:
 def _check_track(track: Any) -> bool:
     if not isinstance(track, list) or len(track) != _TRACK_FIELDS:
         return False
-    at_step, bumps, exposure, change_at, sends, base_num, base_den, base_exp, domains, h = track
+    at_step, bumps, exposure, change_at, sends, base_num, base_den, base_exp, domains = track[:9]
     return (
-        all(map(_is_number, (at_step, exposure, base_exp, h)))
+        all(map(_is_number, (at_step, exposure, base_exp, *track[9:])))
         and all(map(_is_int, (bumps, sends, base_num, base_den)))
         and (change_at is None or _is_int(change_at))
         and isinstance(domains, dict)
@@ -224,6 +224,7 @@ def _track_to_json(track: Track) -> list[Any]:
         track.base_exposure,
         track.domains,
         track.h,
+        track.up,
     ]
 
 
@@ -250,6 +251,7 @@ def _sequential_from_json(raw: dict[str, Any] | None) -> SequentialState:
             base_exposure=float(t[7]),
             domains=t[8],
             h=float(t[9]),
+            up=float(t[10]),
         )
         for t in raw["t"]
     ]

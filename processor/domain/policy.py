@@ -275,7 +275,9 @@ the lags are chosen by measurement (docs/BENCHMARKS.md, section 6, and bench.seq
 class PolicyBook:
     """The default policy plus per-tenant and per-campaign overrides, and the windows."""
 
-    default: Policy = field(default_factory=lambda: Policy(DEFAULT_RULES))
+    default: Policy = field(
+        default_factory=lambda: Policy(DEFAULT_RULES, sequential=DEFAULT_SEQUENTIAL)
+    )
     windows: tuple[WindowSpec, ...] = DEFAULT_WINDOWS
     tenants: dict[str, Policy] = field(default_factory=dict)
     campaigns: dict[tuple[str, str], Policy] = field(default_factory=dict)

@@ -83,10 +83,17 @@ class Track:
     """Recipient domains of the numerator events since the change point."""
     h: float = 0.0
     """h of the rule last applied (health snapshots show the statistic as a fraction of it)."""
+    up: float = 0.0
+    """`up` of the rule last applied (so the statistic can be shown without the policy)."""
 
     def statistic(self, rule: SequentialRule) -> float:
         """The current value of the CUSUM."""
         return self.at_step + self.bumps * rule.up
+
+    @property
+    def last_statistic(self) -> float:
+        """The value under the rule last applied (for health snapshots, which have no policy)."""
+        return self.at_step + self.bumps * self.up
 
     @property
     def active(self) -> bool:
@@ -146,7 +153,7 @@ def enter_step(
         track.exposure += matured
         value = track.at_step + track.bumps * rule.up + matured * rule.down
         track.bumps = 0
-        track.h = rule.h
+        track.h, track.up = rule.h, rule.up
         if value > 0.0:
             track.at_step = value
         else:
@@ -167,7 +174,7 @@ def count_numerators(
     if count <= 0:
         return
     track = state.tracks[_INDEX[rule.metric]]
-    track.h = rule.h
+    track.h, track.up = rule.h, rule.up
     if track.change_at_ms is None:
         # Leaving zero: the change point is the start of this step, and its counts before it.
         numerator, denominator = RATE_TERMS[rule.metric]
@@ -229,7 +236,7 @@ def read(
 ) -> SequentialReading:
     """Judge a sequential rule: PAUSE at h, WARN at warn_h, both only once the floors are met."""
     track = state.tracks[_INDEX[rule.metric]]
-    track.h = rule.h
+    track.h, track.up = rule.h, rule.up
     statistic = track.at_step + track.bumps * rule.up
     if track.change_at_ms is None:
         return SequentialReading(rule, statistic, Severity.OK, None, 0, 0, 0, 0.0)

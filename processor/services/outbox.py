@@ -9,19 +9,28 @@ import hashlib
 from base64 import b64encode
 from typing import TYPE_CHECKING
 
+from processor.domain.sequential import METRICS, SEQUENTIAL_WINDOW, SequentialReading
 from processor.domain.windows import RATE_TERMS, Counter
 from processor.ports.detection_store import OutboxMessage, TenantEscalation
 from processor.ports.records import RawRecord, from_ms
 from schemas.base import campaign_key
 from schemas.control import (
+    DetectionRule,
     DomainCount,
     PauseCommand,
     PauseEvidence,
     PauseScope,
+    SequentialEvidence,
     TriggerEvent,
 )
 from schemas.dead_letter import DeadLetter
-from schemas.health import CampaignStatus, HealthSnapshot, StatusReason, WindowHealth
+from schemas.health import (
+    CampaignStatus,
+    HealthSnapshot,
+    SequentialHealth,
+    StatusReason,
+    WindowHealth,
+)
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -30,6 +39,8 @@ if TYPE_CHECKING:
     from processor.domain.detector import CampaignState, EventFacts, PauseDecision
     from processor.domain.policy import Policy, Reading
 
+_Z95 = 1.96
+"""Health snapshots have no policy at hand: a sequential reason's bound is at 95%."""
 TENANT_KEY_CAMPAIGN = "*"
 """Campaign part of the Kafka key of a tenant-scoped command: `tenant:*`."""
 
@@ -58,6 +69,21 @@ def pause_command(
 ) -> OutboxMessage:
     """The control message of a campaign pause."""
     reading = decision.reading
+    domains = [DomainCount(domain=d, count=c) for d, c in decision.top_domains]
+    if isinstance(reading, SequentialReading):
+        evidence = _sequential_evidence(reading, policy, domains)
+    else:
+        evidence = PauseEvidence(
+            metric=reading.rule.metric,
+            window=reading.rule.window,
+            numerator=reading.numerator,
+            denominator=reading.denominator,
+            rate=reading.rate,
+            wilson_lower_bound=reading.wilson_lower_bound,
+            confidence=policy.confidence,
+            threshold=reading.rule.pause,
+            top_domains=domains,
+        )
     command = PauseCommand(
         command_id=deterministic_id("pause", tenant_id, campaign_id, decision.episode),
         scope=PauseScope.CAMPAIGN,
@@ -67,20 +93,43 @@ def pause_command(
         policy_version=policy.version,
         decided_at=from_ms(decision.trigger.at_ms),
         trigger=_trigger(decision.trigger),
-        evidence=PauseEvidence(
-            metric=reading.rule.metric,
-            window=reading.rule.window,
-            numerator=reading.numerator,
-            denominator=reading.denominator,
-            rate=reading.rate,
-            wilson_lower_bound=reading.wilson_lower_bound,
-            confidence=policy.confidence,
-            threshold=reading.rule.pause,
-            top_domains=[DomainCount(domain=d, count=c) for d, c in decision.top_domains],
-        ),
+        evidence=evidence,
     )
     return OutboxMessage(
         TopicRole.CONTROL.value, campaign_key(tenant_id, campaign_id), command.model_dump_json()
+    )
+
+
+def _sequential_evidence(
+    reading: SequentialReading, policy: Policy, domains: list[DomainCount]
+) -> PauseEvidence:
+    rule = reading.rule
+    low, high = reading.interval(policy.z)
+    return PauseEvidence(
+        metric=rule.metric,
+        window=SEQUENTIAL_WINDOW,
+        numerator=reading.numerator,
+        denominator=reading.denominator,
+        rate=reading.rate,
+        wilson_lower_bound=low,
+        confidence=policy.confidence,
+        threshold=rule.p0,
+        top_domains=domains,
+        rule=DetectionRule.SEQUENTIAL,
+        sequential=SequentialEvidence(
+            p0=rule.p0,
+            p1=rule.p1,
+            h=rule.h,
+            statistic=reading.statistic,
+            change_at=from_ms(reading.change_at_ms or 0),
+            change_sends=reading.change_sends,
+            numerator=reading.numerator,
+            denominator=reading.denominator,
+            exposure=max(0.0, reading.exposure),
+            rate=reading.rate,
+            wilson_lower_bound=low,
+            wilson_upper_bound=high,
+        ),
     )
 
 
@@ -109,9 +158,18 @@ def tenant_pause_command(
     )
 
 
-def _reason(reading: Reading | None) -> StatusReason | None:
+def _reason(reading: Reading | SequentialReading | None) -> StatusReason | None:
     if reading is None:
         return None
+    if isinstance(reading, SequentialReading):
+        return StatusReason(
+            metric=reading.rule.metric,
+            window=SEQUENTIAL_WINDOW,
+            rate=reading.rate,
+            wilson_lower_bound=reading.interval(_Z95)[0],
+            threshold=reading.rule.p0,
+            rule=DetectionRule.SEQUENTIAL,
+        )
     return StatusReason(
         metric=reading.rule.metric,
         window=reading.rule.window,
@@ -148,10 +206,30 @@ def health_snapshot(
         windows=health,
         late_events=windows.late_events,
         duplicate_events=state.duplicates,
+        sequential=_sequential_health(state),
     )
     return OutboxMessage(
         TopicRole.HEALTH.value, campaign_key(tenant_id, campaign_id), snapshot.model_dump_json()
     )
+
+
+def _sequential_health(state: CampaignState) -> list[SequentialHealth]:
+    """Each applied sequential rule's statistic (a track never applied has h 0: left out)."""
+    shown = []
+    for metric, track in zip(METRICS, state.sequential.tracks, strict=True):
+        if track.h <= 0:
+            continue
+        statistic = track.last_statistic  # under the rule as last applied
+        shown.append(
+            SequentialHealth(
+                metric=metric,
+                statistic=statistic,
+                h=track.h,
+                fraction_of_h=statistic / track.h,
+                change_at=None if track.change_at_ms is None else from_ms(track.change_at_ms),
+            )
+        )
+    return shown
 
 
 def dead_letter(record: RawRecord, error_type: str, reason: str, now: datetime) -> OutboxMessage:

@@ -12,7 +12,7 @@ from processor.config.policy_file import (
     load_policy_text,
     parse_duration_ms,
 )
-from processor.domain.policy import DEFAULT_RULES, PolicyBook, Rule
+from processor.domain.policy import DEFAULT_RULES, DEFAULT_SEQUENTIAL, PolicyBook, Rule
 from processor.errors import ConfigurationError
 from schemas.control import Metric
 
@@ -95,3 +95,45 @@ def test_reload_keeps_the_policy_in_force_when_the_new_file_is_bad(tmp_path: Pat
     path.write_text("confidence: 0.99\n")
     assert holder.reload() is True
     assert holder().default.confidence == 0.99
+
+
+def test_sequential_rules_default_on_and_can_be_tuned_or_turned_off() -> None:
+    """Omitted: the defaults; fields override; `enabled: false` leaves a metric to the windows."""
+    book = load_policy_text(
+        """
+sequential:
+  complaint: {h: 12, lag: 3h}
+  unsubscribe: {enabled: false}
+tenants:
+  calm:
+    sequential:
+      hard_bounce: {enabled: false}
+      complaint: {enabled: false}
+"""
+    )
+    by_metric = {rule.metric: rule for rule in book.default.sequential}
+    assert set(by_metric) == {Metric.HARD_BOUNCE, Metric.COMPLAINT}
+    assert (by_metric[Metric.COMPLAINT].h, by_metric[Metric.COMPLAINT].lag_ms) == (12, 10_800_000)
+    assert by_metric[Metric.COMPLAINT].p0 == DEFAULT_SEQUENTIAL[1].p0
+    assert book.for_tenant("calm").sequential == ()
+    assert load_policy_text("").default.sequential == DEFAULT_SEQUENTIAL
+
+
+def test_a_sequential_rule_added_back_needs_every_field() -> None:
+    """A tenant re-adding a metric the default dropped must give the whole rule."""
+    text = """
+sequential:
+  unsubscribe: {enabled: false}
+tenants:
+  t:
+    sequential:
+      unsubscribe: {h: 9}
+"""
+    with pytest.raises(ConfigurationError, match="new sequential rule unsubscribe needs"):
+        load_policy_text(text)
+
+
+def test_an_inconsistent_sequential_rule_is_rejected() -> None:
+    """p1 must exceed p0: the file is refused, naming the rule."""
+    with pytest.raises(ConfigurationError, match="sequential complaint"):
+        load_policy_text("sequential:\n  complaint: {p0: 0.01, p1: 0.005}\n")

@@ -232,6 +232,7 @@ def test_ten_percent_hard_bounces_pause_at_or_soon_after_200_sends() -> None:
     assert sends_at_pause is not None
     assert 200 <= sends_at_pause <= 220
     (pause,) = _pauses(decisions)
+    assert isinstance(pause.reading, Reading)
     assert pause.episode == 1
     assert pause.reading.rule.metric is Metric.HARD_BOUNCE
     assert pause.reading.severity is Severity.PAUSE
@@ -301,6 +302,7 @@ def test_complaints_hours_after_their_deliveries_pause_on_the_24h_window() -> No
     assert _run(state, complaints[:4]) == []
     decisions = _run(state, complaints[4:])
     (pause,) = _pauses(decisions)
+    assert isinstance(pause.reading, Reading)
     assert pause.trigger == complaints[4]
     assert (pause.reading.rule.metric, pause.reading.rule.window) == (Metric.COMPLAINT, "24h")
     assert (pause.reading.numerator, pause.reading.denominator) == (5, 1000)
