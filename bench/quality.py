@@ -1,131 +1,201 @@
 """Detection quality: false pauses on healthy campaigns, sends from onset to pause on bad ones.
 
 Usage: `.venv/bin/python -m bench.quality [--size-cap N] [--large-stride K] [--jobs J]
-[--quick]`.
+[--quick | --full]`.
 
-The generator's quality mix (`quality_profiles(seed)`: 1,000 healthy and 200 bad campaigns,
-sizes log-uniform in [50, 500k], realistic noise) is replayed through the embedded path
-(`processor.services.replay.replay` on an `InMemoryStore`: the worker's DetectionService and the
-default policy). Every campaign has its own tenant, so campaigns are independent and each is
-replayed on its own (in J processes); its events are exactly `campaign_events(profile)`.
+Two mixes: the generator's quality mix (`quality_profiles(seed)`: 1,000 healthy and 200 bad
+campaigns, sizes log-uniform in [50, 500k]) and the drift mix (`drift_profiles(seed)`: 120
+healthy campaigns with rising bounces, weekday complaint noise and an hour of one provider's
+deferrals). Each campaign's events (`campaign_events(profile)`) are generated once and fed, in
+batches of 2,000 as the replay does, to two detectors side by side: the old rules (the windows
+alone) and the new ones (windows and sequential rules, the default policy). They run the domain
+code of the worker and of `sendguard replay` (`observe_run`, the very function the detection
+service folds each campaign's batch with; its decisions do not depend on batch boundaries, a
+property tested in tests/unit/domain); the service's deduplication and storage have nothing to
+do here (the generator makes no duplicates) and are left out so both policies share one pass.
+The time each spends in `observe_run` gives the per-event cost of each policy.
 
-The full mix is ~150M events, too many for a routine run, so a deterministic subsample runs:
-every campaign of at most `--size-cap` recipients, and of the larger ones every K-th in the
-mix's order. A bad campaign's replay stops at its first pause (nothing after it is measured);
-a healthy one is replayed to its end (or its first, false, pause).
+The full mix is ~150M events; a deterministic subsample runs by default: every campaign of at
+most `--size-cap` recipients, and of the larger ones every K-th in the mix's order (`--full`:
+all of them; `--quick`: bad campaigns up to 20,000 recipients, healthy ones up to 3,000 and
+every 50th larger one, and the drift mix's campaigns up to 20,000). A detector stops at its
+first pause; a campaign stops when both have paused.
 
 "Sends from onset to pause" counts the recipients sent from the onset (the first recipient
-sent under the bad rates) up to the pause's `decided_at` (event time), in recipients.
+sent under the bad rates) up to the pause's trigger (event time). A bad campaign whose
+recipients after onset are fewer than the sequential rule's floor (200 sends for bounces, 1,000
+deliveries for complaints, 500 for unsubscribes) cannot be caught by design and is reported
+apart, not counted as missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import itertools
-import json
 import math
 import multiprocessing
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bench.common import machine_info, median, percentile, write_result
-from processor.domain.policy import PolicyBook
-from processor.ports.detection_store import InMemoryStore
-from processor.ports.records import FILE_TOPIC, RawRecord
-from processor.services.replay import replay
-from processor.simulation.profiles import CampaignKind, CampaignProfile, quality_profiles
-from processor.simulation.workload import campaign_events, expected_event_count, to_json_line
+from processor.domain.detector import (
+    CampaignState,
+    EventFacts,
+    PauseDecision,
+    counter_for,
+    observe_run,
+)
+from processor.domain.policy import DEFAULT_RULES, PolicyBook
+from processor.domain.sequential import SequentialReading
+from processor.ports.records import to_ms
+from processor.simulation.profiles import (
+    CampaignKind,
+    CampaignProfile,
+    drift_profiles,
+    quality_profiles,
+)
+from processor.simulation.workload import campaign_events, expected_event_count
 from schemas.base import campaign_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from processor.domain.policy import Policy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 SEED = 1
-SIZE_BUCKETS = (50, 500, 5000, 50_000, 500_001)
+BATCH = 2000
+NEW = PolicyBook().default
+OLD = NEW.without_sequential()
+POLICIES: dict[str, Policy] = {"old": OLD, "new": NEW}
+assert OLD.rules == DEFAULT_RULES  # noqa: S101  # the old rules are today's windows
+
+POST_ONSET_BANDS = (0, 200, 1000, 10_000, 100_000, 1_000_000)
+FLOOR = {
+    CampaignKind.BAD_LIST.value: 200,
+    CampaignKind.COMPLAINT_WAVE.value: 1000,
+    CampaignKind.UNSUBSCRIBE_WAVE.value: 500,
+}
+"""Recipients after onset below which the sequential rule's floor cannot be met."""
+RATE_BANDS = {
+    CampaignKind.BAD_LIST.value: ("hard_bounce", (0.06, 0.1, 0.2, 0.31)),
+    CampaignKind.COMPLAINT_WAVE.value: ("complaint", (0.003, 0.006, 0.01, 0.021)),
+    CampaignKind.UNSUBSCRIBE_WAVE.value: ("unsubscribe", (0.06, 0.09, 0.12, 0.151)),
+}
+COMPLAINT_DELAY_S = 3 * 3600
+"""The generator's median complaint delay: sends made within it after onset precede any
+complaint about the onset's recipients (the part of the delay the feedback lag explains)."""
+ELIGIBLE_POST_ONSET = 1000
+"""The issue's goal counts bad campaigns with at least this many recipients after onset."""
 
 
-class _PauseWatch(io.StringIO):
-    """The replay's decision stream: notes the first campaign pause written to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pause: dict[str, Any] | None = None
-
-    def write(self, text: str, /) -> int:
-        if self.pause is None and '"scope":"campaign"' in text:
-            for line in text.splitlines():
-                body = json.loads(line) if line.startswith("{") else {}
-                if body.get("scope") == "campaign":
-                    self.pause = body
-                    break
-        return len(text)
-
-
-def _records(profile: CampaignProfile, watch: _PauseWatch, counted: list[int]) -> Iterator[Any]:
-    for number, event in enumerate(campaign_events(profile, SEED, START)):
-        if watch.pause is not None:
-            return
-        counted[0] = number + 1
-        yield RawRecord(FILE_TOPIC, 0, number, None, to_json_line(event).encode(), None)
-
-
-def _sends_by(profile: CampaignProfile, at: datetime) -> int:
-    """How many recipients were sent at or before `at` (event time)."""
-    base = START.timestamp() + profile.start_offset_s
-    elapsed_us = (at.timestamp() - base) * 1e6
+def _sends_by(profile: CampaignProfile, at_ms: int) -> int:
+    """How many recipients were sent at or before `at_ms` (event time)."""
+    base_ms = START.timestamp() * 1000 + profile.start_offset_s * 1000
+    elapsed_us = (at_ms - base_ms) * 1000
     if elapsed_us < 0:
         return 0
     return min(profile.size, math.floor(elapsed_us / (1e6 / profile.send_rate_per_s)) + 1)
 
 
-def run_one(job: tuple[int, CampaignProfile]) -> dict[str, Any]:
-    """Replay one campaign; return its verdict."""
-    index, profile = job
-    watch = _PauseWatch()
-    counted = [0]
-    started = time.perf_counter()
-    asyncio.run(
-        replay(
-            _records(profile, watch, counted),
-            store=InMemoryStore(),
-            policy_book=PolicyBook,
-            out=watch,
-            errors=io.StringIO(),
+def run_one(job: tuple[str, int, CampaignProfile]) -> dict[str, Any]:
+    """Feed one campaign to both policies; return their verdicts and time spent."""
+    profile = job[2]
+    states = {name: CampaignState.fresh(NEW_WINDOWS) for name in POLICIES}
+    pauses: dict[str, PauseDecision | None] = dict.fromkeys(POLICIES)
+    spent = dict.fromkeys(POLICIES, 0.0)
+    events = 0
+    batch: list[EventFacts] = []
+
+    def feed() -> None:
+        for name, policy in POLICIES.items():
+            if pauses[name] is not None:
+                continue
+            started = time.perf_counter()
+            for decision in _observe(states[name], batch, policy):
+                if isinstance(decision, PauseDecision) and pauses[name] is None:
+                    pauses[name] = decision
+            spent[name] += time.perf_counter() - started
+        batch.clear()
+
+    for event in campaign_events(profile, SEED, START):
+        batch.append(
+            EventFacts(
+                event.event_id,
+                counter_for(event.type, event.bounce_class),
+                to_ms(event.occurred_at),
+                event.recipient.domain,
+            )
         )
-    )
+        events += 1
+        if len(batch) >= BATCH:
+            feed()
+            if all(pause is not None for pause in pauses.values()):
+                break
+    if batch:
+        feed()
+    return _row(job, events, spent, pauses)
+
+
+def _row(
+    job: tuple[str, int, CampaignProfile],
+    events: int,
+    spent: dict[str, float],
+    pauses: dict[str, PauseDecision | None],
+) -> dict[str, Any]:
+    mix, index, profile = job
     row: dict[str, Any] = {
+        "mix": mix,
         "index": index,
         "campaign": campaign_key(profile.tenant_id, profile.campaign_id),
         "kind": profile.kind.value,
         "size": profile.size,
         "onset_index": profile.onset_index,
-        "events_replayed": counted[0],
-        "seconds": round(time.perf_counter() - started, 2),
-        "paused": watch.pause is not None,
+        "post_onset": profile.size - profile.onset_index,
+        "bad_rate": _bad_rate(profile),
+        "send_rate_per_s": profile.send_rate_per_s,
+        "events": events,
+        "seconds": spent,
     }
-    if watch.pause is not None:
-        decided = datetime.fromisoformat(watch.pause["decided_at"])
-        sends = _sends_by(profile, decided)
-        evidence = watch.pause.get("evidence", {})
-        row.update(
-            sends_at_pause=sends,
-            sends_after_onset=sends - profile.onset_index,
-            onset_to_pause_s=round(
-                decided.timestamp()
-                - START.timestamp()
-                - profile.start_offset_s
-                - profile.onset_index / profile.send_rate_per_s,
-                1,
-            ),
-            metric=f"{evidence.get('metric')}/{evidence.get('window')}",
-        )
+    for name, pause in pauses.items():
+        row[name] = _verdict(profile, pause)
     return row
+
+
+NEW_WINDOWS = PolicyBook().windows
+
+
+def _observe(state: CampaignState, batch: list[EventFacts], policy: Policy) -> Any:
+    return observe_run(state, batch, policy, policy.z)
+
+
+def _bad_rate(profile: CampaignProfile) -> float | None:
+    band = RATE_BANDS.get(profile.kind.value)
+    if band is None or profile.bad_rates is None:
+        return None
+    return float(getattr(profile.bad_rates, band[0]))
+
+
+def _verdict(profile: CampaignProfile, pause: PauseDecision | None) -> dict[str, Any]:
+    if pause is None:
+        return {"paused": False}
+    at_ms = pause.trigger.at_ms
+    sends = _sends_by(profile, at_ms)
+    onset_ms = (
+        START.timestamp() + profile.start_offset_s + profile.onset_index / profile.send_rate_per_s
+    ) * 1000
+    reading = pause.reading
+    if isinstance(reading, SequentialReading):
+        rule = f"{reading.rule.metric.value}/sequential"
+    else:
+        rule = f"{reading.rule.metric.value}/{reading.rule.window}"
+    return {
+        "paused": True,
+        "sends_at_pause": sends,
+        "sends_after_onset": sends - profile.onset_index,
+        "onset_to_pause_s": round((at_ms - onset_ms) / 1000, 1),
+        "rule": rule,
+    }
 
 
 def select(profiles: list[CampaignProfile], size_cap: int, stride: int) -> list[int]:
@@ -141,55 +211,150 @@ def select(profiles: list[CampaignProfile], size_cap: int, stride: int) -> list[
     return chosen
 
 
-def _bucket(size: int) -> str:
-    for low, high in itertools.pairwise(SIZE_BUCKETS):
-        if low <= size < high:
-            return f"{low}-{high - 1}"
+def quick_select(profiles: list[CampaignProfile]) -> list[int]:
+    """Bad campaigns up to 20k recipients, healthy ones up to 3k and every 50th larger one."""
+    bad = [i for i, p in enumerate(profiles) if p.kind is not CampaignKind.HEALTHY]
+    healthy = [i for i, p in enumerate(profiles) if p.kind is CampaignKind.HEALTHY]
+    chosen = {i for i in bad if profiles[i].size <= 20_000}
+    small = [i for i in healthy if profiles[i].size <= 3000]
+    large = [i for i in healthy if profiles[i].size > 3000]
+    chosen.update(small)
+    chosen.update(large[::50])
+    return sorted(chosen)
+
+
+def _band(value: float, edges: tuple[float, ...]) -> str:
+    for low, high in itertools.pairwise(edges):
+        if low <= value < high:
+            return f"{low:g}-{high:g}"
     return "other"
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """False pauses, misses and onset-to-pause sends of the replayed campaigns."""
+def _stats(values: list[float]) -> dict[str, float | None]:
+    return {
+        "median": median(values) if values else None,
+        "p95": percentile(values, 95) if values else None,
+    }
+
+
+def summarize(rows: list[dict[str, Any]], policy: str) -> dict[str, Any]:
+    """One policy's verdicts: false pauses, catches by kind, size band and rate band."""
     healthy = [r for r in rows if r["kind"] == CampaignKind.HEALTHY.value]
     bad = [r for r in rows if r["kind"] != CampaignKind.HEALTHY.value]
-    false_pauses = [r for r in healthy if r["paused"]]
-    early = [r for r in bad if r["paused"] and r["sends_after_onset"] < 0]
-    caught = [r for r in bad if r["paused"] and r["sends_after_onset"] >= 0]
-    missed = [r for r in bad if not r["paused"]]
-    sends = [float(r["sends_after_onset"]) for r in caught]
+    false_pauses = [r for r in healthy if r[policy]["paused"]]
+    catchable = [r for r in bad if r["post_onset"] >= FLOOR[r["kind"]]]
+    eligible = [r for r in bad if r["post_onset"] >= ELIGIBLE_POST_ONSET]
+
+    def caught(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in group if r[policy]["paused"] and r[policy]["sends_after_onset"] >= 0]
+
+    def sends(group: list[dict[str, Any]]) -> list[float]:
+        return [float(r[policy]["sends_after_onset"]) for r in caught(group)]
+
     by_kind: dict[str, Any] = {}
     for kind in sorted({r["kind"] for r in bad}):
-        mine = [float(r["sends_after_onset"]) for r in caught if r["kind"] == kind]
-        by_kind[kind] = {
+        mine = [r for r in eligible if r["kind"] == kind]
+        entry: dict[str, Any] = {
             "campaigns": sum(1 for r in bad if r["kind"] == kind),
-            "caught": len(mine),
-            "median_sends_after_onset": median(mine) if mine else None,
-            "p95_sends_after_onset": percentile(mine, 95) if mine else None,
+            "below_floor": sum(1 for r in bad if r["kind"] == kind and r not in catchable),
+            "eligible": len(mine),
+            "caught": len(caught(mine)),
+            "sends_after_onset": _stats(sends(mine)),
+            "by_rate": {},
         }
-    buckets = Counter(_bucket(r["size"]) for r in rows)
+        metric_edges = RATE_BANDS[kind][1]
+        for band in sorted({_band(r["bad_rate"], metric_edges) for r in mine}):
+            group = [r for r in mine if _band(r["bad_rate"], metric_edges) == band]
+            entry["by_rate"][band] = {
+                "eligible": len(group),
+                "caught": len(caught(group)),
+                "sends_after_onset": _stats(sends(group)),
+            }
+        if kind == CampaignKind.COMPLAINT_WAVE.value:
+            lag_part = [
+                float(min(r[policy]["sends_after_onset"], r["send_rate_per_s"] * COMPLAINT_DELAY_S))
+                for r in caught(mine)
+            ]
+            entry["sends_within_median_complaint_delay"] = _stats(lag_part)
+        by_kind[kind] = entry
+    by_size: dict[str, Any] = {}
+    for low, high in itertools.pairwise(POST_ONSET_BANDS):
+        group = [r for r in bad if low <= r["post_onset"] < high]
+        if group:
+            by_size[f"{low}-{high - 1}"] = {
+                "campaigns": len(group),
+                "caught": len(caught(group)),
+                "sends_after_onset": _stats(sends(group)),
+            }
+    eligible_sends = sends(eligible)
     return {
         "healthy_campaigns": len(healthy),
-        "bad_campaigns": len(bad),
-        "campaigns_by_size": dict(sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0]))),
         "false_pauses": len(false_pauses),
         "false_pause_campaigns": [
-            {k: r[k] for k in ("campaign", "size", "sends_at_pause", "metric")}
-            for r in false_pauses
+            {"campaign": r["campaign"], "size": r["size"], **r[policy]} for r in false_pauses
         ],
-        "bad_paused_before_onset": len(early),
-        "bad_missed": len(missed),
-        "missed_campaigns": [
-            {k: r[k] for k in ("campaign", "kind", "size", "onset_index")} for r in missed
+        "bad_campaigns": len(bad),
+        "bad_below_floor": len(bad) - len(catchable),
+        "bad_paused_before_onset": sum(
+            1 for r in bad if r[policy]["paused"] and r[policy]["sends_after_onset"] < 0
+        ),
+        "catchable_caught": len(caught(catchable)),
+        "catchable": len(catchable),
+        "eligible": len(eligible),
+        "eligible_caught": len(caught(eligible)),
+        "eligible_caught_share": len(caught(eligible)) / len(eligible) if eligible else None,
+        "eligible_sends_after_onset": _stats(eligible_sends),
+        "missed_eligible": [
+            {k: r[k] for k in ("campaign", "kind", "size", "post_onset", "bad_rate")}
+            for r in eligible
+            if r not in caught(eligible)
         ],
-        "bad_caught": len(caught),
-        "median_sends_after_onset": median(sends) if sends else None,
-        "p95_sends_after_onset": percentile(sends, 95) if sends else None,
-        "median_onset_to_pause_s": median(float(r["onset_to_pause_s"]) for r in caught)
-        if caught
-        else None,
         "by_kind": by_kind,
-        "events_replayed": sum(r["events_replayed"] for r in rows),
+        "by_post_onset_size": by_size,
+        "rules_that_paused": dict(
+            sorted(_count(r[policy]["rule"] for r in caught(bad)).items(), key=lambda kv: -kv[1])
+        ),
+        "seconds_in_detection": sum(r["seconds"][policy] for r in rows),
     }
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[str, int, CampaignProfile]]:
+    quality, drift = quality_profiles(SEED), drift_profiles(SEED)
+    if args.full:
+        chosen_quality, chosen_drift = list(range(len(quality))), list(range(len(drift)))
+    elif args.quick:
+        chosen_quality = quick_select(quality)
+        chosen_drift = [i for i, p in enumerate(drift) if p.size <= 20_000]
+    else:
+        chosen_quality = select(quality, args.size_cap, args.large_stride)
+        chosen_drift = select(drift, args.size_cap * 5, args.large_stride // 4 or 1)
+    jobs = [("quality", i, quality[i]) for i in chosen_quality]
+    jobs += [("drift", i, drift[i]) for i in chosen_drift]
+    return sorted(jobs, key=lambda job: -job[2].size)
+
+
+def _print_summary(name: str, summary: dict[str, Any]) -> None:
+    share = summary["eligible_caught_share"]
+    print(
+        f"  {name}: false pauses {summary['false_pauses']} of {summary['healthy_campaigns']}; "
+        f"bad caught {summary['catchable_caught']} of {summary['catchable']} above the floor "
+        f"({summary['bad_below_floor']} below); of {summary['eligible']} with >= 1,000 after "
+        f"onset {summary['eligible_caught']} ({(share or 0) * 100:.1f}%), sends onset->pause "
+        f"median {summary['eligible_sends_after_onset']['median']}, "
+        f"p95 {summary['eligible_sends_after_onset']['p95']}"
+    )
+    for kind, entry in summary["by_kind"].items():
+        print(
+            f"    {kind:17} {entry['caught']}/{entry['eligible']} eligible, median "
+            f"{entry['sends_after_onset']['median']}, p95 {entry['sends_after_onset']['p95']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -198,60 +363,55 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--size-cap", type=int, default=10_000)
     parser.add_argument("--large-stride", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="size cap 1,000, no larger ones")
+    parser.add_argument("--quick", action="store_true", help="a few minutes (see the docstring)")
+    parser.add_argument("--full", action="store_true", help="every campaign of both mixes")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.size_cap, args.large_stride = 1000, 0
-    profiles = quality_profiles(SEED)
-    chosen = select(profiles, args.size_cap, args.large_stride)
-    expected = sum(expected_event_count(profiles[i]) for i in chosen)
-    print(
-        f"replaying {len(chosen)} of {len(profiles)} campaigns "
-        f"(all <= {args.size_cap:,} recipients, every {args.large_stride}th larger one), "
-        f"<= {expected / 1e6:.1f}M events, {args.jobs} processes"
-    )
-    jobs = sorted(((i, profiles[i]) for i in chosen), key=lambda j: -j[1].size)
+    jobs = _jobs(args)
+    expected = sum(expected_event_count(job[2]) for job in jobs)
+    print(f"{len(jobs)} campaigns, <= {expected / 1e6:.1f}M events, {args.jobs} processes")
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         for row in pool.imap_unordered(run_one, jobs):
             rows.append(row)
-            if row["kind"] != "healthy" or row["paused"] or len(rows) % 100 == 0:
-                verdict = (
-                    f"paused after {row.get('sends_after_onset')} sends past onset"
-                    if row["paused"]
-                    else "not paused"
-                )
-                print(f"  [{len(rows)}/{len(jobs)}] {row['kind']:16} {row['size']:>7} {verdict}")
+            if len(rows) % 50 == 0:
+                print(f"  [{len(rows)}/{len(jobs)}] {time.monotonic() - started:.0f} s")
     seconds = time.monotonic() - started
-    rows.sort(key=lambda r: int(r["index"]))
-    summary = summarize(rows)
+    rows.sort(key=lambda r: (r["mix"], int(r["index"])))
+    summaries: dict[str, Any] = {}
+    for mix in ("quality", "drift"):
+        mine = [r for r in rows if r["mix"] == mix]
+        summaries[mix] = {name: summarize(mine, name) for name in POLICIES}
+    events = sum(r["events"] for r in rows)
+    # Cost on the campaigns both policies were fed to the end (healthy, never paused).
+    both = [r for r in rows if not any(r[name]["paused"] for name in POLICIES)]
+    both_events = sum(r["events"] for r in both)
+    cost = {
+        name: sum(r["seconds"][name] for r in both) / max(1, both_events) * 1e6 for name in POLICIES
+    }
     result = {
         "benchmark": "quality",
         "command": "python -m bench.quality " + " ".join(argv or sys.argv[1:]),
         "machine": machine_info(),
         "seed": SEED,
-        "selection": {
-            "size_cap": args.size_cap,
-            "large_stride": args.large_stride,
-            "campaigns": len(chosen),
-            "of": len(profiles),
-        },
+        "policies": {name: policy.version for name, policy in POLICIES.items()},
+        "campaigns": len(rows),
+        "events": events,
         "seconds": round(seconds, 1),
-        "summary": summary,
-        "bar": "no false pauses",
-        "bar_met": summary["false_pauses"] == 0,
-        "campaigns": rows,
+        "detection_us_per_event": {"events": both_events, **cost},
+        "summary": summaries,
+        "rows": rows,
     }
     written = write_result("quality", result)
+    print(f"\n{events / 1e6:.1f}M events in {seconds:.0f} s -> {written}")
+    for mix, by_policy in summaries.items():
+        print(f"{mix} mix:")
+        for name, summary in by_policy.items():
+            _print_summary(name, summary)
     print(
-        f"\nquality: {summary['healthy_campaigns']} healthy, {summary['bad_campaigns']} bad; "
-        f"false pauses {summary['false_pauses']} (bar: none -> "
-        f"{'met' if summary['false_pauses'] == 0 else 'NOT met'}), "
-        f"bad caught {summary['bad_caught']}, before onset {summary['bad_paused_before_onset']}, "
-        f"missed {summary['bad_missed']}; sends from onset to pause median "
-        f"{summary['median_sends_after_onset']}, p95 {summary['p95_sends_after_onset']}; "
-        f"{summary['events_replayed'] / 1e6:.1f}M events in {seconds:.0f} s -> {written}"
+        f"detection cost per event (us, over the {both_events / 1e6:.1f}M events of campaigns "
+        "neither policy paused): "
+        + ", ".join(f"{name} {value:.3f}" for name, value in cost.items())
     )
     return result
 

@@ -108,6 +108,28 @@ class Rates:
         return self.hard_bounce + self.soft_bounce + self.block
 
 
+WEEKDAY_COMPLAINTS = (0.8, 0.9, 1.0, 1.0, 1.2, 1.5, 1.6)
+"""Complaint rate factor by weekday of the send (Monday first): weekend mail annoys more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """How a healthy campaign's rates move during its send (the drift mix).
+
+    The hard-bounce rate rises linearly from the profile's rate at the first recipient to
+    `hard_bounce_end` at the last (older segments of the list come last); the complaint rate
+    is scaled by `WEEKDAY_COMPLAINTS` of each send's weekday, if `weekday_complaints`; and
+    `deferring_domain`, if any, defers every message sent to it from `deferring_from_s` for
+    `deferring_for_s` seconds after the campaign's start, delivering them after that.
+    """
+
+    hard_bounce_end: float
+    weekday_complaints: bool = True
+    deferring_domain: str | None = None
+    deferring_from_s: float = 0.0
+    deferring_for_s: float = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignProfile:
     """One simulated campaign: its size, pace, outcome rates and (if bad) when it turns bad.
@@ -130,6 +152,7 @@ class CampaignProfile:
     burst_domain: str | None = None
     start_offset_s: float = 0.0
     tenant_contacts: int = 0
+    drift: Drift | None = None
 
     def __post_init__(self) -> None:
         for name in (self.tenant_id, self.campaign_id):
@@ -374,6 +397,46 @@ def quality_profiles(seed: int) -> list[CampaignProfile]:
                 bad_rates=bad,
                 onset_fraction=rng.uniform(0.0, 0.8) if bad is not None else 1.0,
                 start_offset_s=rng.uniform(0, 7 * 86400),
+            )
+        )
+    return profiles
+
+
+DRIFT_CAMPAIGNS = 120
+
+
+def drift_profiles(seed: int) -> list[CampaignProfile]:
+    """The drift mix: healthy campaigns whose rates move as real sends' do, none of them bad.
+
+    Hard bounces rise from 1-1.5% to 2-3% over the send, complaints follow the weekday
+    (0.02-0.05% times 0.8-1.6), and in every campaign one mailbox provider (Yahoo, Outlook or
+    Gmail) defers everything for an hour somewhere in the send. Sizes log-uniform in [2k,
+    300k], sends over 20 minutes to 6 hours, starts spread over 7 days; one tenant each.
+    """
+    rng = random.Random(f"drift/{seed}")  # noqa: S311  # seeded simulation, not security
+    profiles = []
+    for n in range(DRIFT_CAMPAIGNS):
+        size = round(_loguniform(rng, 2000, 300_000))
+        rates = replace(
+            healthy_rates(rng),
+            hard_bounce=rng.uniform(0.01, 0.015),
+            complaint=rng.uniform(0.0002, 0.0005),
+        )
+        rate = _send_rate(rng, size, 1200, 6 * 3600)
+        duration = size / rate
+        profiles.append(
+            CampaignProfile(
+                tenant_id=f"d{n:04d}",
+                campaign_id=f"drift{n:04d}",
+                size=size,
+                send_rate_per_s=rate,
+                rates=rates,
+                start_offset_s=rng.uniform(0, 7 * 86400),
+                drift=Drift(
+                    hard_bounce_end=rng.uniform(0.02, 0.03),
+                    deferring_domain=rng.choice(("yahoo.com", "outlook.com", "gmail.com")),
+                    deferring_from_s=rng.uniform(0, max(0.0, duration - 3600)),
+                ),
             )
         )
     return profiles

@@ -11,6 +11,7 @@ import heapq
 import math
 import random
 from bisect import bisect_right
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, TextIO
@@ -20,8 +21,10 @@ from processor.simulation.profiles import (
     CORPORATE_SHARE,
     PROVIDER_CUMULATIVE,
     PROVIDERS,
+    WEEKDAY_COMPLAINTS,
     CampaignKind,
     CampaignProfile,
+    Drift,
     Rates,
     deferral_factor,
     demo_profiles,
@@ -197,10 +200,19 @@ _Pending = tuple[int, int, int, EventType, BounceClass | None, Recipient]
 """(offset µs, tie-break sequence, recipient index, type, bounce class, recipient)."""
 
 
-def _outcomes(
-    rng: random.Random, rates: Rates, dead: float, domain: str, sent_us: int
+def _outcomes(  # noqa: PLR0917  # one send's whole situation, called in one place
+    rng: random.Random,
+    rates: Rates,
+    dead: float,
+    domain: str,
+    sent_us: int,
+    held_until_us: int = 0,
 ) -> list[tuple[int, EventType, BounceClass | None]]:
-    """The events following one send: (offset µs, type, bounce class), in any order."""
+    """The events following one send: (offset µs, type, bounce class), in any order.
+
+    Before `held_until_us` the recipient's provider defers every message (a drift profile's
+    deferring provider); it delivers them after.
+    """
     if dead < rates.hard_bounce:
         bounce: BounceClass | None = BounceClass.HARD
     else:
@@ -218,9 +230,9 @@ def _outcomes(
     out: list[tuple[int, EventType, BounceClass | None]] = []
     at = sent_us + int((1.0 + 29.0 * rng.random() ** 2) * 1e6)  # mostly within seconds
     factor = _DEFERRAL.get(domain, _CORPORATE_DEFERRAL)
-    if rng.random() * (1.0 - rates.failed) < rates.deferral * factor:
+    if rng.random() * (1.0 - rates.failed) < rates.deferral * factor or at < held_until_us:
         out.append((at, EventType.DEFERRED, None))
-        at += int(_lognormal(rng, _REDELIVERY, 300.0) * 1e6)
+        at = max(at, held_until_us) + int(_lognormal(rng, _REDELIVERY, 300.0) * 1e6)
     out.append((at, EventType.DELIVERED, None))
     if rng.random() < rates.open:
         shape = _FAST_OPEN if domain in _FAST_OPENERS else _OPEN
@@ -259,6 +271,7 @@ def _campaign_events(
     rng = random.Random(f"{seed}/{tenant}/{campaign}/events")  # noqa: S311  # seeded simulation, not security
     us_per_send = 1e6 / profile.send_rate_per_s
     onset, bad, burst = profile.onset_index, profile.bad_rates, profile.burst_domain
+    drift = profile.drift
     event_prefix, message_prefix = f"{tenant}:{campaign}:", f"{tenant}.{campaign}."
 
     def event(
@@ -288,12 +301,40 @@ def _campaign_events(
         rates = profile.rates
         if bad is not None and i >= onset and (burst is None or domain == burst):
             rates = bad
-        for at_us, kind, bounce in _outcomes(rng, rates, dead, domain, sent_us):
+        held_until_us = 0
+        if drift is not None:
+            rates, held_until_us = _drifted(profile, drift, rates, i, sent_us, base, domain)
+        for at_us, kind, bounce in _outcomes(rng, rates, dead, domain, sent_us, held_until_us):
             heapq.heappush(pending, (at_us, sequence, i, kind, bounce, recipient))
             sequence += 1
     while pending:
         at_us, _, j, kind, bounce, who = heapq.heappop(pending)
         yield event(at_us, j, kind, bounce, who)
+
+
+def _drifted(  # noqa: PLR0917  # one send's situation, called in one place
+    profile: CampaignProfile,
+    drift: Drift,
+    rates: Rates,
+    index: int,
+    sent_us: int,
+    base: datetime,
+    domain: str,
+) -> tuple[Rates, int]:
+    """A drift profile's rates for recipient `index`, and until when its provider defers."""
+    share = index / max(1, profile.size - 1)
+    hard = rates.hard_bounce + (drift.hard_bounce_end - rates.hard_bounce) * share
+    complaint = rates.complaint
+    if drift.weekday_complaints:
+        weekday = (base + timedelta(microseconds=sent_us)).weekday()
+        complaint = min(1.0, complaint * WEEKDAY_COMPLAINTS[weekday])
+    held_until_us = 0
+    if domain == drift.deferring_domain:
+        start_us = int(drift.deferring_from_s * 1e6)
+        end_us = start_us + int(drift.deferring_for_s * 1e6)
+        if start_us <= sent_us < end_us:
+            held_until_us = end_us
+    return replace(rates, hard_bounce=hard, complaint=complaint), held_until_us
 
 
 def merged_events(
