@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from processor.ports.records import RawRecord
+    from processor.services.replay import ReplayResult
 
 
 DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -33,6 +34,12 @@ DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 )
 @click.option("--redis", "redis_url", help="Use this Redis instead of the embedded store.")
 @click.option("--key-prefix", default="sendguard-replay", show_default=True)
+@click.option(
+    "--compare-policy",
+    "compare_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also replay under this policy (embedded store) and print the pauses that differ.",
+)
 @click.option(
     "--provider",
     "provider_name",
@@ -52,6 +59,7 @@ def replay_command(
     tenant_id: str,
     campaign_id: str | None,
     no_progress: bool,
+    compare_path: Path | None = None,
 ) -> None:
     """Run detection over SOURCE (JSON lines of events, '-' for stdin) without Kafka.
 
@@ -78,7 +86,29 @@ def replay_command(
                 yield from (event.model_dump_json() for event in result.events)
 
         records = records_from_lines(provider_lines())
+    if compare_path is not None:
+        _compare(list(records), policy_path, compare_path)
+        return
     _run_replay(records, policy_path, redis_url, key_prefix, no_progress=no_progress)
+
+
+def _compare(records: list[RawRecord], first: Path | None, second: Path) -> None:
+    """Replay the same records under two policies; print the first's decisions and the diff."""
+    import io
+
+    from processor.config.policy_file import PolicyHolder
+    from processor.ports.detection_store import InMemoryStore
+    from processor.services.replay import pause_differences, render_differences, replay
+
+    def run(path: Path | None, out: TextIO) -> ReplayResult:
+        holder = PolicyHolder(path)
+        return asyncio.run(
+            replay(records, store=InMemoryStore(), policy_book=holder, out=out, errors=sys.stderr)
+        )
+
+    mine, theirs = run(first, sys.stdout), run(second, io.StringIO())
+    differences = pause_differences(mine, theirs)
+    click.echo(render_differences(differences, str(first or "defaults"), str(second)), err=True)
 
 
 def _run_replay(

@@ -173,6 +173,56 @@ async def _summaries(
     return summaries
 
 
+@dataclass(frozen=True, slots=True)
+class PauseDifference:
+    """A campaign pause that two policies decided differently (None: not paused)."""
+
+    tenant_id: str
+    campaign_id: str
+    episode: int
+    first: str | None
+    second: str | None
+
+
+def _campaign_pauses(result: ReplayResult) -> dict[tuple[str, str, int], str]:
+    pauses = {}
+    for message in result.decisions:
+        if message.role != TopicRole.CONTROL:
+            continue
+        body = json.loads(message.value)
+        if body.get("scope") != "campaign":
+            continue
+        evidence = body.get("evidence") or {}
+        rule = f"{evidence.get('metric')}/{evidence.get('window')}"
+        key = (body["tenant_id"], body["campaign_id"], body["episode"])
+        pauses[key] = f"{body['decided_at']} {rule}"
+    return pauses
+
+
+def pause_differences(first: ReplayResult, second: ReplayResult) -> list[PauseDifference]:
+    """Campaign pauses (by episode) that differ in time or rule between two replays."""
+    mine, theirs = _campaign_pauses(first), _campaign_pauses(second)
+    return [
+        PauseDifference(*key, mine.get(key), theirs.get(key))
+        for key in sorted(mine.keys() | theirs.keys())
+        if mine.get(key) != theirs.get(key)
+    ]
+
+
+def render_differences(differences: list[PauseDifference], first: str, second: str) -> str:
+    """The differing pauses side by side, one campaign episode per line."""
+    rows = [("tenant", "campaign", "episode", first, second)]
+    rows.extend(
+        (d.tenant_id, d.campaign_id, str(d.episode), d.first or "-", d.second or "-")
+        for d in differences
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"{len(differences)} campaign pauses differ")
+    return "\n".join(lines)
+
+
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.2f}%"
 
