@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.domain.policy import DEFAULT_RULES
+from processor.simulation.profiles import Drift, drift_profiles
 from processor.simulation.workload import (
     CampaignKind,
     CampaignProfile,
@@ -33,7 +34,7 @@ from processor.simulation.workload import (
     write_jsonl,
 )
 from schemas.control import Metric
-from schemas.events import DeliveryEvent, EventType
+from schemas.events import BounceClass, DeliveryEvent, EventType
 
 START = datetime(2024, 5, 1, 9, tzinfo=UTC)
 NOISY = Rates(
@@ -385,3 +386,41 @@ def test_quality_profiles_have_1000_healthy_and_200_bad_campaigns_in_range() -> 
                 or p.bad_rates.unsubscribe >= 0.06
             )
     assert profiles == quality_profiles(11)
+
+
+def test_drift_profiles_are_healthy_and_their_bounces_rise_while_one_provider_defers() -> None:
+    """The drift mix has no bad campaign; a drift's bounces rise over the send.
+
+    And the deferring provider's messages sent within its hour are all delivered after it.
+    """
+    assert all(p.kind is CampaignKind.HEALTHY and p.drift for p in drift_profiles(1))
+    profile = CampaignProfile(
+        tenant_id="d",
+        campaign_id="drift",
+        size=20_000,
+        send_rate_per_s=10.0,
+        rates=replace(Rates(), hard_bounce=0.01),
+        drift=Drift(hard_bounce_end=0.05, deferring_domain="yahoo.com", deferring_from_s=600),
+    )
+    events = list(campaign_events(profile, 1, START))
+    hard = [
+        int(e.event_id.split(":")[2])
+        for e in events
+        if e.type is EventType.BOUNCE and e.bounce_class is BounceClass.HARD
+    ]
+    first_half = sum(1 for i in hard if i < 10_000)
+    assert len(hard) - first_half > 1.5 * first_half  # 1% -> 5% across the send
+    held_from, held_until = START + timedelta(seconds=600), START + timedelta(seconds=4200)
+    held = {
+        e.event_id.rsplit(":", 1)[0]
+        for e in events
+        if e.type is EventType.SENT
+        and e.recipient.domain == "yahoo.com"
+        and held_from <= e.occurred_at < held_until
+    }
+    assert held
+    delivered = [
+        e for e in events if e.type is EventType.DELIVERED and e.event_id.rsplit(":", 1)[0] in held
+    ]
+    assert delivered
+    assert all(e.occurred_at >= held_until for e in delivered)
