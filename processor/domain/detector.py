@@ -27,7 +27,6 @@ from processor.domain.sequential import (
     count_numerators,
     enter_step,
     read,
-    stays_below_warn,
 )
 from processor.domain.sequential import top_domains as sequential_top_domains
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
@@ -232,26 +231,26 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
         reading = _judge(state, rule, z)
         if worst is None or _more_severe(reading, worst):
             worst = reading
-    return _transition(state, facts, _judge_sequential_rules(state, policy, facts, worst, stepped))
+    return _transition(state, facts, _judge_sequential_rules(state, policy, worst, stepped=stepped))
 
 
 def _judge_sequential_rules(
     state: CampaignState,
     policy: Policy,
-    facts: EventFacts,
     worst: Reading | SequentialReading | None,
-    stepped: bool,  # noqa: FBT001  # internal helper, called once
+    *,
+    stepped: bool,
 ) -> Reading | SequentialReading | None:
-    """The worst of `worst` and the sequential rules the event may have changed.
+    """The worst of `worst` and the sequential rules, judged when the event opened a step.
 
-    A reading changes only with its numerator or at a new step (where exposure matures: its
-    floor is on the matured exposure, so a denominator event alone changes nothing).
+    Their readings change only there (see `sequential`): an event within a step only counts.
     """
+    if not stepped:
+        return worst
     for rule in policy.sequential:
-        if stepped or facts.counter is RATE_TERMS[rule.metric][0]:
-            judged = _judge_sequential(state, rule)
-            if worst is None or _more_severe(judged, worst):
-                worst = judged
+        judged = _judge_sequential(state, rule)
+        if worst is None or _more_severe(judged, worst):
+            worst = judged
     return worst
 
 
@@ -310,10 +309,7 @@ def _quiet(state: CampaignState, plan: CountPlan, policy: Policy, z: float) -> b
     if state.warned_rules or state.status is CampaignStatus.WARNING:
         return False
     totals = plan.added_by_counter()
-    for sequential_rule in policy.sequential:
-        added_numerators = totals.get(RATE_TERMS[sequential_rule.metric][0], 0)
-        if not stays_below_warn(state.sequential, sequential_rule, added_numerators):
-            return False
+    # Sequential rules need no check: within a step (a plan never crosses one) they only count.
     added = [totals.get(RATE_TERMS[rule.metric][0], 0) for rule in policy.rules]
     kept = state.quiet_headroom
     headroom = kept[1] if kept is not None and kept[0] is policy else None

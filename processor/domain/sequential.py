@@ -29,13 +29,17 @@ model errs safe when `lag_ms` is at least the real mean delay (exposure outlasts
 The floor on denominators since the change point, and the rate since the change (with its Wilson
 interval), are taken over the exposure matured since then: the trials whose outcome is in.
 
-Exposure matures in steps of the finest window's bucket (a minute by default), at the first event
-of each step, because a batch of events within one bucket is counted at once by the detector's
-quiet path (`observe_run`): within a step the statistic only grows by `up` per numerator event,
-kept as an integer count `bumps` on top of the step's starting value, so counting a stretch at
-once and event by event give bit-identical states whatever the batch boundaries (replay and the
-worker agree). The estimated change point is the start of the step in which the statistic last
-left zero, with the campaign's sends counted before that step.
+The statistic moves once per step of the finest window's bucket (a minute by default), at the
+first event of the next step: each step is one binomial observation, its numerator events (an
+integer count, `bumps`) against the exposure that matured over it, S = max(0, S + x up + m down).
+Updating within a step instead would count a fast send's numerators of the minute before their
+exposure, which overshoots (a campaign sending 800 a second has hundreds of bounces a minute);
+and a batch of events within one bucket is counted at once by the detector's quiet path
+(`observe_run`): with nothing judged within a step, counting a stretch at once and event by
+event give bit-identical states whatever the batch boundaries (replay and the worker agree).
+The price is up to a step of event time before a decision. The estimated change point is the
+start of the step whose observation took the statistic above zero, with the campaign's sends
+before that step.
 """
 
 from __future__ import annotations
@@ -67,9 +71,9 @@ class Track:
     """The CUSUM of one metric of one campaign."""
 
     at_step: float = 0.0
-    """The statistic at the start of the current step (after the step's exposure matured)."""
+    """The statistic, as of the start of the current step."""
     bumps: int = 0
-    """Numerator events counted in the current step; the statistic is at_step + bumps * up."""
+    """Numerator events counted in the current step (they enter the statistic at its end)."""
     exposure: float = 0.0
     """Matured denominator events (lifetime)."""
     change_at_ms: int | None = None
@@ -80,20 +84,21 @@ class Track:
     base_denominator: int = 0
     base_exposure: float = 0.0
     domains: dict[str, int] = field(default_factory=dict)
-    """Recipient domains of the numerator events since the change point."""
+    """Recipient domains of the numerator events since the change point (and of the current
+    step's: cleared at a step that ends with the statistic at zero)."""
     h: float = 0.0
     """h of the rule last applied (health snapshots show the statistic as a fraction of it)."""
     up: float = 0.0
     """`up` of the rule last applied (so the statistic can be shown without the policy)."""
 
-    def statistic(self, rule: SequentialRule) -> float:
+    def statistic(self, rule: SequentialRule) -> float:  # noqa: ARG002  # one call shape
         """The current value of the CUSUM."""
-        return self.at_step + self.bumps * rule.up
+        return self.at_step
 
     @property
     def last_statistic(self) -> float:
-        """The value under the rule last applied (for health snapshots, which have no policy)."""
-        return self.at_step + self.bumps * self.up
+        """The current value (for health snapshots, which have no policy at hand)."""
+        return self.at_step
 
     @property
     def active(self) -> bool:
@@ -141,6 +146,7 @@ def enter_step(
     previous = state.step_start_ms
     if previous is not None and step <= previous:
         return False
+    base = state.step_base
     state.step_start_ms = step
     state.step_base = list(lifetime[:_RATE_COUNTERS])
     if previous is None:
@@ -148,18 +154,26 @@ def enter_step(
     elapsed = step - previous
     for rule in rules:
         track = state.tracks[_INDEX[rule.metric]]
-        denominator = lifetime[RATE_TERMS[rule.metric][1]]
-        matured = (denominator - track.exposure) * -math.expm1(-elapsed / rule.lag_ms)
-        track.exposure += matured
+        numerator, denominator = RATE_TERMS[rule.metric]
+        matured = (lifetime[denominator] - track.exposure) * -math.expm1(-elapsed / rule.lag_ms)
         value = track.at_step + track.bumps * rule.up + matured * rule.down
         track.bumps = 0
         track.h, track.up = rule.h, rule.up
-        if value > 0.0:
-            track.at_step = value
-        else:
+        if value <= 0.0:
             track.at_step = 0.0
             track.change_at_ms = None
             track.domains.clear()
+        elif track.change_at_ms is None:
+            # Leaving zero: the change point is the start of the step just observed.
+            track.at_step = value
+            track.change_at_ms = previous
+            track.change_sends = base[Counter.SENT]
+            track.base_numerator = base[numerator]
+            track.base_denominator = base[denominator]
+            track.base_exposure = track.exposure
+        else:
+            track.at_step = value
+        track.exposure += matured
     return True
 
 
@@ -168,35 +182,15 @@ def count_numerators(
 ) -> None:
     """Count `count` numerator events of the rule's metric in the current step.
 
-    The same whether they come one by one or at once: the statistic is at_step + bumps * up.
-    `domains` are their recipient domains, in event order.
+    The same whether they come one by one or at once (they enter the statistic at the step's
+    end). `domains` are their recipient domains, in event order.
     """
     if count <= 0:
         return
     track = state.tracks[_INDEX[rule.metric]]
-    track.h, track.up = rule.h, rule.up
-    if track.change_at_ms is None:
-        # Leaving zero: the change point is the start of this step, and its counts before it.
-        numerator, denominator = RATE_TERMS[rule.metric]
-        base = state.step_base
-        track.change_at_ms = state.step_start_ms
-        track.change_sends = base[Counter.SENT]
-        track.base_numerator = base[numerator]
-        track.base_denominator = base[denominator]
-        track.base_exposure = track.exposure
     track.bumps += count
     for domain in domains:
         track.count_domain(domain)
-
-
-def stays_below_warn(state: SequentialState, rule: SequentialRule, more: int) -> bool:
-    """Whether `more` numerator events in this step keep the statistic below `warn_h`.
-
-    Within a step the statistic only grows, so below it at the end means below it throughout.
-    Worked out in the very arithmetic of `Track.statistic`, so the answer is exact.
-    """
-    track = state.tracks[_INDEX[rule.metric]]
-    return track.at_step + (track.bumps + more) * rule.up < rule.warn_h
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +231,7 @@ def read(
     """Judge a sequential rule: PAUSE at h, WARN at warn_h, both only once the floors are met."""
     track = state.tracks[_INDEX[rule.metric]]
     track.h, track.up = rule.h, rule.up
-    statistic = track.at_step + track.bumps * rule.up
+    statistic = track.at_step
     if track.change_at_ms is None:
         return SequentialReading(rule, statistic, Severity.OK, None, 0, 0, 0, 0.0)
     numerator_counter, denominator_counter = RATE_TERMS[rule.metric]

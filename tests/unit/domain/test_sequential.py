@@ -32,7 +32,6 @@ from processor.domain.sequential import (
     count_numerators,
     enter_step,
     read,
-    stays_below_warn,
 )
 from processor.domain.windows import Counter
 from schemas.control import Metric
@@ -185,7 +184,7 @@ def test_the_sequential_state_survives_the_codec(operations: list[tuple[int, int
 
 
 def test_counting_numerators_at_once_equals_one_by_one() -> None:
-    """Within a step the statistic is at_step + bumps * up: no rounding drift between paths."""
+    """Numerators of a step are counted, and enter the statistic at its end, in one sum."""
     one, many = SequentialState(), SequentialState()
     lifetime = [0] * len(Counter)
     enter_step(one, 0, STEP_MS, lifetime, (RULE,))
@@ -194,18 +193,26 @@ def test_counting_numerators_at_once_equals_one_by_one() -> None:
         count_numerators(one, RULE, 1, ("a.example",))
     count_numerators(many, RULE, 7, ["a.example"] * 7)
     assert one == many
-    assert stays_below_warn(many, RULE, 0) is (7 * RULE.up < RULE.warn_h)
+    enter_step(one, STEP_MS, STEP_MS, [0, 0, 7, 0, 0], (RULE,))
+    enter_step(many, STEP_MS, STEP_MS, [0, 0, 7, 0, 0], (RULE,))
+    assert one == many
+    assert one.track(Metric.HARD_BOUNCE).statistic(RULE) == 7 * RULE.up
 
 
 def test_the_change_point_is_the_step_where_the_statistic_left_zero() -> None:
-    """The estimate keeps the step's start and the sends before it; zero clears it."""
+    """The estimate is the start of the step that took the statistic above zero.
+
+    With the sends before it; a step ending at zero clears it.
+    """
     stream = Stream()
     for _ in range(50):
         stream.trial(success=False)
-    reading = stream.trial(success=True)
+    assert stream.trial(success=True).statistic == 0.0  # counted, not yet observed
+    reading = stream.trial(success=False)  # the next step observes step 50
     assert reading.change_at_ms == 50 * STEP_MS
     assert reading.change_sends == 50
-    assert (reading.numerator, reading.denominator) == (1, 1)
+    assert (reading.numerator, reading.denominator) == (1, 2)
+    assert stream.state.track(Metric.HARD_BOUNCE).domains == {"example.com": 1}
     while stream.statistic > 0:
         stream.trial(success=False)
     assert stream.state.track(Metric.HARD_BOUNCE).change_at_ms is None
@@ -257,13 +264,13 @@ def test_the_feedback_tail_of_a_healthy_send_does_not_alarm() -> None:
 
     20,000 deliveries in 17 minutes, 0.05% complaining (10 complaints, all after the send):
     counting each delivery as a trial when it happens (a lag of 1 ms) would meet those 10
-    complaints with nothing and end over h (10 * up > h); with the exposure maturing over the
+    complaints with nothing and end near h (10 * up > h); with the exposure maturing over the
     lag the statistic stays low, and the default policy does not pause.
     """
     events = _campaign(20_000, 2_000, 3 * 3_600_000)
     assert _pauses(events, SEQUENTIAL_ONLY) == []
     assert _final_complaint_statistic(events, 6 * 3_600_000) < 5.0
-    assert _final_complaint_statistic(events, 1) >= 10.0
+    assert _final_complaint_statistic(events, 1) > 8.0  # the last step is not observed yet
 
 
 def test_a_complaint_wave_pauses_with_its_change_point_and_domains() -> None:
