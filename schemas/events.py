@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from schemas.base import ContactId, Identifier, InputMessage, UtcDatetime, campaign_key
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339_only(value: object) -> object:
+    """Refuse what pydantic would otherwise read as a time: epoch numbers, '-1', dates, no zone.
+
+    An epoch number has no unit a producer could be held to (seconds? ms?), and read as
+    seconds a stray 12345 lands in 1970; such a value is a broken producer, not a time.
+    """
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp with a zone, e.g. '2026-03-02T08:00:00Z'")
+
+
+Rfc3339Datetime = Annotated[UtcDatetime, BeforeValidator(_rfc3339_only)]
+"""An RFC 3339 timestamp with a zone (`Z` or an offset), converted to UTC; nothing else."""
 
 
 class EventType(StrEnum):
@@ -107,7 +126,12 @@ class DeliveryEvent(InputMessage):
         description="Why it bounced, when known; only when type is 'bounce'. Informational: "
         "detection counts by bounce_class.",
     )
-    occurred_at: UtcDatetime = Field(description="When it happened, per the provider (UTC).")
+    occurred_at: Rfc3339Datetime = Field(
+        description=(
+            "When it happened, per the provider: an RFC 3339 timestamp with a zone "
+            "(e.g. '2026-03-02T08:00:00Z'); epoch numbers are rejected."
+        )
+    )
     provider: str = Field(
         default="sendguard", max_length=64, description="Source system, e.g. 'ses', 'sendgrid'."
     )

@@ -22,6 +22,35 @@ if TYPE_CHECKING:
 
     from processor.ports.detection_store import OutboxMessage
 
+PRODUCER_MAX_REQUEST_BYTES = 1_000_000
+"""The largest request any sendguard producer sends, set explicitly (Faust's default; aiokafka's
+is 1 MiB). Below the broker's and a topic's default `message.max.bytes` (1,048,588), so a
+message the producer accepts is one the broker accepts. Every message sendguard builds is far
+smaller: a dead letter is at most `schemas.dead_letter.MAX_DEAD_LETTER_BYTES` (40 KiB) whatever
+it rejects, pause commands and health snapshots a few KiB."""
+
+
+def producer_options(
+    settings: Settings,
+    client_id: str | None = None,
+    *,
+    max_request_size: int = PRODUCER_MAX_REQUEST_BYTES,
+) -> dict[str, Any]:
+    """Keyword arguments of every aiokafka producer sendguard runs.
+
+    Acks from all in-sync replicas, idempotent retries and the explicit request limit above
+    (the webhook receiver's is larger: its raw records carry whole bodies, and its raw topic
+    is declared to take them).
+    """
+    options = client_options(settings) | {
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_request_size": max_request_size,
+    }
+    if client_id is not None:
+        options["client_id"] = client_id
+    return options
+
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of aiokafka clients for the configured bootstrap servers and security."""

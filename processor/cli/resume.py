@@ -98,7 +98,7 @@ async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.errors import UnknownTopicOrPartitionError
 
-    from processor.adapters.kafka import client_options
+    from processor.adapters.kafka import client_options, producer_options
     from schemas.resume import ResumeOutcome
     from schemas.topics import TopicRole
 
@@ -106,7 +106,7 @@ async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
     outcomes = settings.topic(TopicRole.RESUME_OUTCOMES)
     # No group: start() assigns every partition of the topic, or fails if it does not exist.
     consumer = AIOKafkaConsumer(outcomes, **options, group_id=None, enable_auto_commit=False)
-    producer = AIOKafkaProducer(**options, acks="all")
+    producer = AIOKafkaProducer(**producer_options(settings))
     try:
         await consumer.start()
     except UnknownTopicOrPartitionError as exc:
@@ -199,12 +199,12 @@ async def _publish_rows(
     """Publish each good row's update; report each bad row. Returns (imported by status, bad)."""
     from aiokafka import AIOKafkaProducer
 
-    from processor.adapters.kafka import client_options
+    from processor.adapters.kafka import producer_options
     from processor.domain.suppressions import RowError
 
     imported: dict[str, int] = {}
     rejected = 0
-    producer = AIOKafkaProducer(**client_options(settings), acks="all")
+    producer = AIOKafkaProducer(**producer_options(settings))
     await producer.start()
     try:
         in_flight: list[asyncio.Future[object]] = []

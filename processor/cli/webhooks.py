@@ -18,17 +18,17 @@ if TYPE_CHECKING:
 async def _serve(settings: Settings, credentials: Credentials, host: str, port: int) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from processor.adapters.kafka import client_options
+    from processor.adapters.kafka import producer_options
     from processor.runtime.bootstrap import build_redis
     from processor.webhooks.server import run_webhooks
 
     producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        client_id=f"{settings.app_id}-webhooks",
-        # The raw copy of a full-size body is base64, a third larger than the body itself.
-        max_request_size=settings.webhook_raw_record_max_bytes,
+        **producer_options(
+            settings,
+            f"{settings.app_id}-webhooks",
+            # The raw copy of a full-size body is base64, a third larger than the body itself.
+            max_request_size=settings.webhook_raw_record_max_bytes,
+        )
     )
     redis = build_redis(settings)
     try:

@@ -18,7 +18,12 @@ import mode
 from faust.exceptions import NotReady
 
 from processor.adapters.batch_consumer import BatchConsumer
-from processor.adapters.kafka import ConfirmedPublisher, client_options, topic_names
+from processor.adapters.kafka import (
+    PRODUCER_MAX_REQUEST_BYTES,
+    ConfirmedPublisher,
+    client_options,
+    topic_names,
+)
 from processor.config.settings import WorkerRole
 from processor.errors import PublishError, StoreUnavailableError
 from processor.logs import library_level, logging_config
@@ -153,7 +158,10 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         broker_rebalance_timeout=max(10, settings.kafka_session_timeout_s * 2),
         consumer_group_instance_id=settings.kafka_group_instance_id,
         consumer_auto_offset_reset="earliest",
+        # The same limits as every other sendguard producer (adapters/kafka.py): set here, not
+        # left to Faust's defaults, so a message too large fails the same way everywhere.
         producer_acks=-1,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         stream_wait_empty=False,
         broker_commit_interval=1.0,
         loghandlers=[],

@@ -39,6 +39,12 @@ _CONTACT_ID = CONTACT_ID_RE
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 """RFC 3339 in UTC with at most microseconds: what providers send, read alike by both paths."""
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|([][{}])', re.DOTALL)
+"""A string (skipped whole, even unterminated: linear on any input) or a bracket (group 1)."""
+MAX_EVENT_BYTES = 64 * 1024
+"""A delivery event is under 4 KiB (its fields are bounded); a larger value is not read."""
+MAX_JSON_DEPTH = 32
+"""An event nests two levels; deeper values are rejected before a decoder recurses into them."""
 _KNOWN_CAMPAIGNS_MAX = 100_000
 """Identifiers recur (one campaign, many events): verdicts on this many pairs are remembered."""
 
@@ -149,53 +155,127 @@ def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[EventVi
 
     Raises InvalidInputError naming the reason.
     """
-    if not record.value:
-        raise InvalidInputError("empty_value", "record has no value")
+    value = _screened(record.value)
     event: EventView
     try:
-        fast = _DECODE_ONE(record.value)
+        fast = _DECODE_ONE(value)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from None
     except msgspec.DecodeError:
-        event = _contract_event(record.value)
+        event = _contract_event(value)
+    except RecursionError:  # `_screened` rules it out; kept so no depth can ever escape
+        raise _too_deep() from None
     else:
-        event = fast if _fast_ok(fast) else _contract_event(record.value)
+        event = fast if _fast_ok(fast) else _contract_event(value)
     return event, _checked_ms(event, record, max_future_skew_ms)
 
 
 def parse_batch(
     records: Sequence[RawRecord], max_future_skew_ms: int
 ) -> list[tuple[EventView, int] | InvalidInputError]:
-    """`parse_with_time` of each record, decoding the batch in one call when it is all valid.
+    """`parse_with_time` of each record, decoding runs of good records in one call each.
 
-    A batch is decoded as one JSON array of the values; that is only trusted when it yields
-    exactly one event per record (a value holding `{..},{..}` would otherwise shift them).
+    Bad records never reach the joined decode (`_screened`), or are split out of it, so a
+    batch with some poison still decodes its events together. A joined decode is only trusted
+    when it yields exactly one event per record (a value holding `{..},{..}` would otherwise
+    shift them).
     """
-    values = [record.value for record in records]
-    if all(values):
+    results: list[tuple[EventView, int] | InvalidInputError | None] = [None] * len(records)
+    screened: list[tuple[int, bytes]] = []
+    for index, record in enumerate(records):
         try:
-            decoded = _DECODE_MANY(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]  # all() ruled None out
-        except msgspec.DecodeError:
-            decoded = None
-        if decoded is not None and len(decoded) == len(records):
-            results: list[tuple[EventView, int] | InvalidInputError] = []
-            for event, record in zip(decoded, records, strict=True):
-                try:
-                    if _fast_ok(event):
-                        results.append((event, _checked_ms(event, record, max_future_skew_ms)))
-                    else:
-                        results.append(parse_with_time(record, max_future_skew_ms))
-                except InvalidInputError as exc:
-                    results.append(exc)
-            return results
-    return [_parse_or_error(record, max_future_skew_ms) for record in records]
+            screened.append((index, _screened(record.value)))
+        except InvalidInputError as exc:
+            results[index] = exc
+    for index, event in _decode_runs(screened):
+        record = records[index]
+        try:
+            if event is not None and _fast_ok(event):
+                results[index] = (event, _checked_ms(event, record, max_future_skew_ms))
+            else:
+                results[index] = parse_with_time(record, max_future_skew_ms)
+        except InvalidInputError as exc:
+            results[index] = exc
+    return results  # type: ignore[return-value]  # every index was set above
 
 
-def _parse_or_error(
-    record: RawRecord, max_future_skew_ms: int
-) -> tuple[EventView, int] | InvalidInputError:
+_SPLIT_BELOW = 8
+"""Runs shorter than this that fail a joined decode are decoded record by record."""
+
+
+def _decode_runs(values: list[tuple[int, bytes]]) -> list[tuple[int, LeanEvent | None]]:
+    """The fast decoder's event of each value (None where it declines), joining good runs.
+
+    A run that does not decode as a whole is halved: a few bad records among many cost a few
+    failed joins, not a decode per record.
+    """
+    if not values:
+        return []
+    if len(values) > 1:
+        try:
+            decoded = _DECODE_MANY(b"[" + b",".join(v for _, v in values) + b"]")
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass
+        else:
+            if len(decoded) == len(values):
+                return [(index, event) for (index, _), event in zip(values, decoded, strict=True)]
+    if len(values) < _SPLIT_BELOW:
+        return [(index, _decode_one_or_none(value)) for index, value in values]
+    middle = len(values) // 2
+    return _decode_runs(values[:middle]) + _decode_runs(values[middle:])
+
+
+def _decode_one_or_none(value: bytes) -> LeanEvent | None:
     try:
-        return parse_with_time(record, max_future_skew_ms)
-    except InvalidInputError as exc:
-        return exc
+        return _DECODE_ONE(value)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def _screened(value: bytes | None) -> bytes:
+    """The value if it is worth decoding; InvalidInputError if it is empty, huge or too deep.
+
+    Checked before any decoder sees it, so both paths reject the same values for the same
+    reasons, and a decoder never recurses deeper than `MAX_JSON_DEPTH`.
+    """
+    if not value:
+        raise InvalidInputError("empty_value", "record has no value")
+    if len(value) > MAX_EVENT_BYTES:
+        raise InvalidInputError(
+            "oversized_record",
+            f"value is {len(value)} bytes; a delivery event is at most {MAX_EVENT_BYTES} bytes",
+        )
+    # Counting brackets is a pass in C; only values with many of them are walked.
+    if value.count(b"{") + value.count(b"[") > MAX_JSON_DEPTH and (
+        _json_depth(value) > MAX_JSON_DEPTH
+    ):
+        raise _too_deep()
+    return value
+
+
+def _json_depth(value: bytes) -> int:
+    """The deepest nesting of arrays and objects in `value`, outside its strings."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(value):
+        bracket = token.group(1)
+        if bracket is None:
+            continue
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _too_deep() -> InvalidInputError:
+    return InvalidInputError("nested_too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> InvalidInputError:
+    return InvalidInputError(
+        "invalid_utf8", f"value is not UTF-8: {exc.reason} at byte {exc.start}"
+    )
 
 
 def _contract_event(value: bytes) -> DeliveryEvent:
@@ -208,7 +288,9 @@ def _contract_event(value: bytes) -> DeliveryEvent:
             if any(e["type"] == "json_invalid" for e in exc.errors())
             else ("invalid_event")
         )
-        raise InvalidInputError(kind, describe_validation_error(exc)) from exc
+        raise InvalidInputError(kind, describe_validation_error(exc)) from None
+    except UnicodeDecodeError as exc:  # pydantic reads most of these as invalid JSON
+        raise _not_utf8(exc) from None
 
 
 def _checked_ms(event: EventView, record: RawRecord, max_future_skew_ms: int) -> int:

@@ -6,7 +6,6 @@ Command ids are derived from what they decide, so replays and retries publish id
 from __future__ import annotations
 
 import hashlib
-from base64 import b64encode
 from typing import TYPE_CHECKING
 
 from processor.domain.sequential import METRICS, SEQUENTIAL_WINDOW, SequentialReading
@@ -23,7 +22,7 @@ from schemas.control import (
     SequentialEvidence,
     TriggerEvent,
 )
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import KEY_EXCERPT_BYTES, DeadLetter
 from schemas.health import (
     CampaignStatus,
     HealthSnapshot,
@@ -233,16 +232,24 @@ def _sequential_health(state: CampaignState) -> list[SequentialHealth]:
 
 
 def dead_letter(record: RawRecord, error_type: str, reason: str, now: datetime) -> OutboxMessage:
-    """A rejected record, with where it came from and why (key: the source key)."""
-    letter = DeadLetter(
+    """A rejected record, with where it came from and why (key: the source key).
+
+    Bounded whatever the record's size (see `DeadLetter`), so it always fits the producer's
+    request limit; its id comes from the record's topic, partition and offset.
+    """
+    letter = DeadLetter.of_rejected(
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        source_key=b64encode(record.key) if record.key is not None else None,
-        original=b64encode(record.value or b""),
+        key=record.key,
+        value=record.value,
         error_type=error_type,
         error=reason,
         failed_at=now,
     )
-    key = record.key.decode("utf-8", "replace") if record.key is not None else ""
-    return OutboxMessage(TopicRole.DEAD_LETTER.value, key, letter.model_dump_json())
+    key = b""
+    if record.key is not None:
+        key = record.key[:KEY_EXCERPT_BYTES]
+    return OutboxMessage(
+        TopicRole.DEAD_LETTER.value, key.decode("utf-8", "replace"), letter.model_dump_json()
+    )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from processor.ports.detection_store import OutboxMessage
 from processor.webhooks.auth import SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import ORIGINAL_EXCERPT_BYTES, DeadLetter
 from schemas.topics import TopicRole
 from schemas.webhooks import RawWebhook
 
@@ -35,7 +35,7 @@ REPORTED_MAX: Final = 100
 counted. A body of 300,000 empty records must not become a 25 MB answer."""
 PROBLEM_MAX_CHARS: Final = 200
 """Longest field path or problem text reported (paths may hold a provider's own keys)."""
-DEAD_LETTER_EXCERPT_BYTES: Final = 16 * 1024
+DEAD_LETTER_EXCERPT_BYTES: Final = ORIGINAL_EXCERPT_BYTES
 """The dead letter carries the body up to this size; the raw record always has all of it."""
 RAW_HEADERS: Final = frozenset(
     {
@@ -93,20 +93,24 @@ def dead_letter(accepted: Accepted, *, raw_topic: str) -> DeadLetter:
     """The request's one dead letter: why its records were rejected, and where the body is.
 
     `original` is the body, cut to DEAD_LETTER_EXCERPT_BYTES when longer; the whole body is the
-    raw record of the same request id on `raw_topic` (the dead letter's `source_topic`).
+    raw record of the same request id on `raw_topic` (the dead letter's `source_topic`). Its
+    id comes from the request id, so a re-publish of the same request's letter can be dropped.
     """
     body, rejected = accepted.body, accepted.result.rejected
     cut = len(body) > DEAD_LETTER_EXCERPT_BYTES
     where = f"webhook request {accepted.request_id}, whole body in {raw_topic}"
     if cut:
         where += f"; original holds its first {DEAD_LETTER_EXCERPT_BYTES} of {len(body)} bytes"
-    return DeadLetter(
+    return DeadLetter.of_rejected(
         source_topic=raw_topic,
-        source_key=b64encode(accepted.tenant_id.encode()),
-        original=b64encode(body[:DEAD_LETTER_EXCERPT_BYTES]),
+        source_partition=None,
+        source_offset=None,
+        key=accepted.tenant_id.encode(),
+        value=body,
         error_type=DEAD_LETTER_ERROR_TYPE,
         error=f"{len(rejected)} record(s) rejected ({where}): {rejection_summary(rejected)}",
         failed_at=accepted.received_at,
+        id_parts=(raw_topic, accepted.request_id),
     )
 
 
