@@ -133,6 +133,9 @@ def _run_replay(
     holder = PolicyHolder(policy_path)
     bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
 
+    # The worker's future-skew rule, as configured (SENDGUARD_MAX_FUTURE_SKEW_S).
+    skew_ms = round(Settings().max_future_skew_s * 1000)
+
     async def run() -> str:
         store: DetectionStore = InMemoryStore()
         client = None
@@ -154,6 +157,7 @@ def _run_replay(
                 out=sys.stdout,
                 errors=sys.stderr,
                 progress=bar.update,
+                max_future_skew_ms=skew_ms,
             )
         finally:
             if client is not None:

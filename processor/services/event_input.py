@@ -300,7 +300,8 @@ def _checked_ms(event: EventView, record: RawRecord, max_future_skew_ms: int) ->
         if ahead_ms > max_future_skew_ms:
             raise InvalidInputError(
                 "future_event",
-                f"occurred_at is {ahead_ms / 1000:.0f} s after the record's Kafka timestamp "
-                f"(more than the {max_future_skew_ms / 1000:.0f} s allowed clock skew)",
+                f"occurred_at is {ahead_ms / 1000:.0f} s after the record's timestamp (Kafka's; "
+                f"in a replay, the events around it): more than the "
+                f"{max_future_skew_ms / 1000:.0f} s allowed clock skew",
             )
     return at_ms

@@ -2,18 +2,24 @@
 
 The very same DetectionService runs over JSON lines on an embedded store (or a real Redis),
 printing what the worker would publish: pause commands and status-change health snapshots.
+Lines carry no Kafka timestamp, so the worker's future-skew rule is checked against the
+events around each one (`with_event_clock`).
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from processor.domain.codec import decode_state
+from processor.errors import InvalidInputError
 from processor.ports.detection_store import CampaignAsk, CampaignRef, DetectionStore, OutboxMessage
 from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.detection import DetectionService
+from processor.services.event_input import parse_with_time
 from schemas.control import PauseCommand, PauseScope, read_control
 from schemas.topics import TopicRole
 
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
     from processor.domain.policy import PolicyBook
 
 REPLAY_BATCH = 2000
+DEFAULT_MAX_FUTURE_SKEW_MS = 15 * 60_000
+"""The worker's default `SENDGUARD_MAX_FUTURE_SKEW_S`; the CLI passes the configured one."""
+CLOCK_LOOKAHEAD = 8
+"""How many following events vouch for a jump in event time (see `with_event_clock`)."""
 
 
 class PrintingPublisher:
@@ -54,6 +64,54 @@ def records_from_lines(lines: Iterable[str | bytes]) -> Iterator[RawRecord]:
         data = line.encode() if isinstance(line, str) else line
         if data.strip():
             yield RawRecord(FILE_TOPIC, 0, number, None, data.rstrip(b"\r\n"), None)
+
+
+def with_event_clock(
+    records: Iterable[RawRecord], max_future_skew_ms: int, lookahead: int = CLOCK_LOOKAHEAD
+) -> Iterator[RawRecord]:
+    """Each record without a timestamp stamped with the replay's event clock.
+
+    The worker rejects an event stamped more than the allowed skew after its Kafka record
+    (one far ahead would make every later event of its campaign late). A line has no such
+    time; its stand-in is the later of the latest event accepted before it and the median of
+    the `lookahead` events after it. So an event far ahead of both what came before and what
+    follows is rejected as `future_event`, while a real jump (a quiet night in the file) is
+    vouched for by the events after it. The last event is not judged: nothing follows that it
+    could make late. Records that carry a timestamp keep it.
+    """
+    skew_ms = max_future_skew_ms
+    pending: collections.deque[tuple[RawRecord, int | None]] = collections.deque()
+    latest: int | None = None
+
+    def release() -> RawRecord:
+        nonlocal latest
+        record, at_ms = pending.popleft()
+        if at_ms is None or record.timestamp_ms is not None or skew_ms < 0:
+            return record
+        following = [t for _, t in pending if t is not None]
+        if not following:  # the last event: there is nothing left for it to make late
+            return record
+        clock = statistics.median_low(following)
+        if latest is not None:
+            clock = max(clock, latest)
+        if at_ms - clock <= skew_ms:
+            latest = at_ms if latest is None else max(latest, at_ms)
+        return record._replace(timestamp_ms=clock)
+
+    for record in records:
+        pending.append((record, _event_ms(record)))
+        if len(pending) > lookahead:
+            yield release()
+    while pending:
+        yield release()
+
+
+def _event_ms(record: RawRecord) -> int | None:
+    """The record's `occurred_at` in epoch ms, or None if it is no event (rejected later)."""
+    try:
+        return parse_with_time(record, -1)[1]
+    except InvalidInputError:
+        return None
 
 
 @dataclass(slots=True)
@@ -92,10 +150,20 @@ async def replay(
     out: TextIO,
     errors: TextIO,
     progress: Callable[[int], object] = lambda _n: None,
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
 ) -> ReplayResult:
-    """Run detection over `records` in batches; decisions are printed as they are made."""
+    """Run detection over `records` in batches; decisions are printed as they are made.
+
+    The worker's rules apply, the future-skew rule included (`with_event_clock`).
+    """
     publisher = PrintingPublisher(out, errors)
-    service = DetectionService(store, publisher, policy_book, publish_periodic_health=False)
+    service = DetectionService(
+        store,
+        publisher,
+        policy_book,
+        publish_periodic_health=False,
+        max_future_skew_ms=max_future_skew_ms,
+    )
     result = ReplayResult()
     seen: set[CampaignRef] = set()
     batch: list[RawRecord] = []
@@ -110,7 +178,7 @@ async def replay(
         progress(len(batch))
         batch.clear()
 
-    for record in records:
+    for record in with_event_clock(records, max_future_skew_ms):
         batch.append(record)
         if len(batch) >= REPLAY_BATCH:
             await flush()
