@@ -1,7 +1,7 @@
 """Throughput: events per second of one worker process vs a raw aiokafka `getmany` drain.
 
 Usage: `source .stack/env && .venv/bin/python -m bench.throughput [--events N] [--pairs N]
-[--quick] [--profile]`.
+[--quick] [--profile] [--poison-share F]`.
 
 1M seeded demo-mix events (`processor.simulation.workload`, keyed `tenant:campaign`) are produced
 once into an 8-partition delivery-events topic. Then, interleaved, N times:
@@ -24,6 +24,12 @@ in-memory store, without Redis, contact state or publishing (`detect-in-memory`)
 
 Reported: medians, the worker/baseline ratio of each pair and its median, the references'
 ratios, the worker's peak RSS.
+
+`--poison-share F` (e.g. 0.05) measures poison instead: the same events go into a second
+topic with bad records of every kind mixed in (`bench.poison`, F of all records), and each pair
+runs a fresh worker on the clean topic and one on the poisoned topic, in alternating order.
+Reported: records/s of each, the poisoned/clean ratio per pair and its median (bar: >= 0.7),
+and the dead letters of each poisoned run (expected: one per poison record).
 With `--profile` one more worker run is made under pyinstrument (not counted in the medians).
 """
 
@@ -62,6 +68,7 @@ from bench.common import (
     stack_pids,
     write_result,
 )
+from bench.poison import with_poison
 from processor.domain.policy import PolicyBook
 from processor.ports.detection_store import InMemoryStore
 from processor.ports.records import RawRecord
@@ -78,6 +85,8 @@ PARTITIONS = 8
 BATCH = 2000
 """The worker's default `batch_max_events`; the baseline asks for the same batches."""
 BAR = 0.6
+POISON_BAR = 0.7
+"""Records/s with poison mixed in, as a share of the records/s of the same events clean."""
 REFERENCE_STAGES = ("decode", "floor", "parse", "detect-in-memory")
 """In-process drains that do part of the worker's job, to show where its time goes."""
 Fetched = dict[TopicPartition, list[Any]]
@@ -391,6 +400,85 @@ async def _pair(
     }
 
 
+async def _poison_pair(
+    i: int,
+    stack: dict[str, str],
+    clean: tuple[str, dict[int, int]],
+    poisoned: tuple[str, dict[int, int]],
+    *,
+    keep: bool,
+) -> dict[str, Any]:
+    """A fresh worker on the clean topic and one on the poisoned topic (order alternates)."""
+    runs: dict[str, dict[str, Any]] = {}
+    order = [("clean", clean), ("poisoned", poisoned)]
+    for label, (base, ends) in order if i % 2 == 0 else order[::-1]:
+        runs[label] = await _workers_run(stack, base, f"{base}-w{i}", ends, 1, keep=keep)
+        print(
+            f"pair {i + 1}: {label} {runs[label]['events_per_s']:,} records/s "
+            f"({runs[label]['seconds']} s), {runs[label]['dead_letters']} dead letters, "
+            f"peak RSS {runs[label]['peak_rss_mb']} MB"
+        )
+    ratio = runs["poisoned"]["events_per_s"] / runs["clean"]["events_per_s"]
+    print(f"pair {i + 1}: poisoned/clean {ratio:.3f}")
+    return {**runs, "ratio": round(ratio, 4)}
+
+
+async def _poison_main(args: argparse.Namespace, stack: dict[str, str]) -> dict[str, Any]:
+    """`--poison-share`: clean vs poisoned topics, interleaved pairs of worker runs."""
+    info = machine_info(await redis_version(stack["SENDGUARD_REDIS_URL"]))
+    bases = {"clean": new_name("tput"), "poisoned": new_name("tputp")}
+    path = event_lines(args.events)
+    topics: dict[str, tuple[str, dict[int, int]]] = {}
+    try:
+        for label, base in bases.items():
+            sandbox = Sandbox(stack, base, partitions=PARTITIONS)
+            run_cli(sandbox, "topics", "create")
+            topic = sandbox.topic("delivery-events")
+            share = args.poison_share if label == "poisoned" else 0.0
+            produced, seconds = await produce_all(
+                sandbox.bootstrap, topic, with_poison(read_lines(path), share), PARTITIONS
+            )
+            topics[label] = (base, await end_offsets(sandbox.bootstrap, topic))
+            print(f"produced {produced} records ({label}) into {topic} in {seconds:.1f} s")
+        pairs = [
+            await _poison_pair(i, stack, topics["clean"], topics["poisoned"], keep=args.keep)
+            for i in range(args.pairs)
+        ]
+    finally:
+        if not args.keep:
+            for base in bases.values():
+                await delete_topics(stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"], base)
+    clean_records = sum(topics["clean"][1].values())
+    poison_records = sum(topics["poisoned"][1].values()) - clean_records
+    ratio = median(p["ratio"] for p in pairs)
+    result = {
+        "benchmark": "throughput-poison",
+        "command": "python -m bench.throughput " + " ".join(sys.argv[1:]),
+        "machine": info,
+        "events": clean_records,
+        "poison_records": poison_records,
+        "poison_share": round(poison_records / (clean_records + poison_records), 4),
+        "partitions": PARTITIONS,
+        "pairs": pairs,
+        "median_clean_records_per_s": median(p["clean"]["events_per_s"] for p in pairs),
+        "median_poisoned_records_per_s": median(p["poisoned"]["events_per_s"] for p in pairs),
+        "median_ratio": ratio,
+        "dead_letters_as_expected": all(
+            p["poisoned"]["dead_letters"] == poison_records and p["clean"]["dead_letters"] == 0
+            for p in pairs
+        ),
+        "bar": f"poisoned/clean >= {POISON_BAR}",
+        "bar_met": ratio >= POISON_BAR,
+    }
+    written = write_result("throughput-poison", result)
+    print(
+        f"\npoison {result['poison_share']:.1%}: median poisoned/clean {ratio:.3f} "
+        f"(bar >= {POISON_BAR}: {'met' if ratio >= POISON_BAR else 'NOT met'}), dead letters "
+        f"as expected: {result['dead_letters_as_expected']}; N={len(pairs)} pairs -> {written}"
+    )
+    return result
+
+
 async def _profiled(
     stack: dict[str, str], base: str, topic: str, total: int, *, keep: bool
 ) -> dict[str, Any]:
@@ -429,10 +517,19 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="baseline and in-process references only, no worker runs",
     )
+    parser.add_argument(
+        "--poison-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="clean vs F of all records poison, interleaved worker pairs (see the docstring)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.pairs = 100_000, 1
     stack = stack_env()
+    if args.poison_share > 0:
+        return await _poison_main(args, stack)
     info = machine_info(await redis_version(stack["SENDGUARD_REDIS_URL"]))
     base = new_name("tput")
     topics = Sandbox(stack, base, partitions=PARTITIONS)

@@ -173,12 +173,13 @@ def parse_with_time(record: RawRecord, max_future_skew_ms: int) -> tuple[EventVi
 def parse_batch(
     records: Sequence[RawRecord], max_future_skew_ms: int
 ) -> list[tuple[EventView, int] | InvalidInputError]:
-    """`parse_with_time` of each record, decoding runs of good records in one call each.
+    """`parse_with_time` of each record, decoding the batch in one call when it is all valid.
 
-    Bad records never reach the joined decode (`_screened`), or are split out of it, so a
-    batch with some poison still decodes its events together. A joined decode is only trusted
-    when it yields exactly one event per record (a value holding `{..},{..}` would otherwise
-    shift them).
+    Values that are empty, huge or too deep never reach a decoder (`_screened`); the fast
+    decoder reads the others, the contract what it declines. Each bad record gets its reason
+    here, so a batch holding poison is still applied as one batch. A joined decode is only
+    trusted when it yields exactly one event per record (a value holding `{..},{..}` would
+    otherwise shift them).
     """
     results: list[tuple[EventView, int] | InvalidInputError | None] = [None] * len(records)
     screened: list[tuple[int, bytes]] = []
@@ -187,7 +188,7 @@ def parse_batch(
             screened.append((index, _screened(record.value)))
         except InvalidInputError as exc:
             results[index] = exc
-    for index, event in _decode_runs(screened):
+    for index, event in _fast_decoded(screened):
         record = records[index]
         try:
             if event is not None and _fast_ok(event):
@@ -199,18 +200,13 @@ def parse_batch(
     return results  # type: ignore[return-value]  # every index was set above
 
 
-_SPLIT_BELOW = 8
-"""Runs shorter than this that fail a joined decode are decoded record by record."""
+def _fast_decoded(values: list[tuple[int, bytes]]) -> list[tuple[int, LeanEvent | None]]:
+    """The fast decoder's event of each value (None where it declines).
 
-
-def _decode_runs(values: list[tuple[int, bytes]]) -> list[tuple[int, LeanEvent | None]]:
-    """The fast decoder's event of each value (None where it declines), joining good runs.
-
-    A run that does not decode as a whole is halved: a few bad records among many cost a few
-    failed joins, not a decode per record.
+    The values are decoded in one call when they all decode; otherwise one by one, which
+    costs about the same per record (bench: 8.5 vs 10.8 us) where halving the run around the
+    bad records cost three times as much with 5% poison.
     """
-    if not values:
-        return []
     if len(values) > 1:
         try:
             decoded = _DECODE_MANY(b"[" + b",".join(v for _, v in values) + b"]")
@@ -219,10 +215,7 @@ def _decode_runs(values: list[tuple[int, bytes]]) -> list[tuple[int, LeanEvent |
         else:
             if len(decoded) == len(values):
                 return [(index, event) for (index, _), event in zip(values, decoded, strict=True)]
-    if len(values) < _SPLIT_BELOW:
-        return [(index, _decode_one_or_none(value)) for index, value in values]
-    middle = len(values) // 2
-    return _decode_runs(values[:middle]) + _decode_runs(values[middle:])
+    return [(index, _decode_one_or_none(value)) for index, value in values]
 
 
 def _decode_one_or_none(value: bytes) -> LeanEvent | None:
