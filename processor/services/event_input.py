@@ -239,26 +239,30 @@ def _screened(value: bytes | None) -> bytes:
             f"value is {len(value)} bytes; a delivery event is at most {MAX_EVENT_BYTES} bytes",
         )
     # Counting brackets is a pass in C; only values with many of them are walked.
-    if value.count(b"{") + value.count(b"[") > MAX_JSON_DEPTH and (
-        _json_depth(value) > MAX_JSON_DEPTH
+    if value.count(b"{") + value.count(b"[") > MAX_JSON_DEPTH and _nested_deeper_than(
+        MAX_JSON_DEPTH, value
     ):
         raise _too_deep()
     return value
 
 
-def _json_depth(value: bytes) -> int:
-    """The deepest nesting of arrays and objects in `value`, outside its strings."""
-    depth = deepest = 0
+def _nested_deeper_than(limit: int, value: bytes) -> bool:
+    """Whether arrays and objects nest deeper than `limit` in `value`, outside its strings.
+
+    Stops at the first bracket past the limit: a deep poison record costs `limit` steps.
+    """
+    depth = 0
     for token in _JSON_TOKEN.finditer(value):
         bracket = token.group(1)
         if bracket is None:
             continue
         if bracket in b"[{":
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > limit:
+                return True
         else:
             depth -= 1
-    return deepest
+    return False
 
 
 def _too_deep() -> InvalidInputError:
