@@ -19,6 +19,7 @@ from faust.exceptions import NotReady
 
 from processor.adapters.batch_consumer import BatchConsumer
 from processor.adapters.kafka import (
+    PRODUCER_MAX_BATCH_BYTES,
     PRODUCER_MAX_REQUEST_BYTES,
     ConfirmedPublisher,
     client_options,
@@ -162,6 +163,7 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         # left to Faust's defaults, so a message too large fails the same way everywhere.
         producer_acks=-1,
         producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         stream_wait_empty=False,
         broker_commit_interval=1.0,
         loghandlers=[],
