@@ -25,6 +25,7 @@ from schemas.dead_letter import (
     DeadLetter,
 )
 from schemas.topics import TopicRole
+from tests.unit.services.test_poison_records import POISON
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -51,7 +52,7 @@ def test_a_dead_letter_holds_an_excerpt_the_length_and_the_digest(size: int) -> 
         41,
     )
     assert len(text.encode()) <= MAX_DEAD_LETTER_BYTES
-    DeadLetter.model_validate_json(text)
+    assert DeadLetter.model_validate_json(text).model_dump_json() == text
 
 
 def test_the_worst_dead_letter_still_fits_the_request_limit() -> None:
@@ -85,6 +86,20 @@ def test_the_id_comes_from_the_source_coordinates_only(
     assert (
         json.loads(elsewhere.value)["dead_letter_id"] == json.loads(again.value)["dead_letter_id"]
     ) is same_offset
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [pytest.param(value, kind, id=name) for name, value, kind, _ in POISON]
+)
+def test_every_poison_kind_makes_a_letter_the_contract_reads_back(
+    value: bytes | None, kind: str
+) -> None:
+    """Built without validation, a dead letter still reads back through the model unchanged."""
+    message = dead_letter(RawRecord("events", 3, 9, b"acme:c1", value, None), kind, "why", NOW)
+    letter = DeadLetter.model_validate_json(message.value)
+    assert letter.model_dump_json() == message.value
+    original = value or b""
+    assert (letter.original, letter.error_type) == (original[:ORIGINAL_EXCERPT_BYTES], kind)
 
 
 def test_a_letter_of_the_previous_shape_is_still_readable_by_its_old_fields() -> None:
