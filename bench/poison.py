@@ -36,12 +36,16 @@ POISON_MIX: tuple[tuple[str, bytes], ...] = (
     ("oversized_record", _with(note="x" * 70_000)),
 )
 """(expected error type, value) of each kind; the mix cycles through them in this order."""
+SMALL_POISON_MIX = tuple(p for p in POISON_MIX if p[0] != "oversized_record")
+"""The mix without the 70 KB record: every poison record under 1 KB, like the events."""
 
 
 def with_poison(
-    records: Iterable[tuple[bytes, bytes]], share: float
+    records: Iterable[tuple[bytes, bytes]],
+    share: float,
+    mix: tuple[tuple[str, bytes], ...] = POISON_MIX,
 ) -> Iterator[tuple[bytes, bytes]]:
-    """The records with poison mixed in so that `share` of all records is poison.
+    """The records with poison from `mix` mixed in so that `share` of all records is poison.
 
     Each poison record takes the key of the event before it (spread over the partitions like
     the events); the events themselves are unchanged.
@@ -57,5 +61,5 @@ def with_poison(
         owed += per_event
         while owed >= 1:
             owed -= 1
-            yield key, POISON_MIX[kind % len(POISON_MIX)][1]
+            yield key, mix[kind % len(mix)][1]
             kind += 1

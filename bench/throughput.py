@@ -26,7 +26,8 @@ Reported: medians, the worker/baseline ratio of each pair and its median, the re
 ratios, the worker's peak RSS.
 
 `--poison-share F` (e.g. 0.05) measures poison instead: the same events go into a second
-topic with bad records of every kind mixed in (`bench.poison`, F of all records), and each pair
+topic with bad records of every kind mixed in (`bench.poison`, F of all records; with
+`--poison-kinds small`, without the 70 KB oversized records), and each pair
 runs a fresh worker on the clean topic and one on the poisoned topic, in alternating order.
 Reported: records/s of each, the poisoned/clean ratio per pair and its median (bar: >= 0.7),
 and the dead letters of each poisoned run (expected: one per poison record).
@@ -68,7 +69,7 @@ from bench.common import (
     stack_pids,
     write_result,
 )
-from bench.poison import with_poison
+from bench.poison import POISON_MIX, SMALL_POISON_MIX, with_poison
 from processor.domain.policy import PolicyBook
 from processor.ports.detection_store import InMemoryStore
 from processor.ports.records import RawRecord
@@ -435,8 +436,9 @@ async def _poison_main(args: argparse.Namespace, stack: dict[str, str]) -> dict[
             run_cli(sandbox, "topics", "create")
             topic = sandbox.topic("delivery-events")
             share = args.poison_share if label == "poisoned" else 0.0
+            mix = SMALL_POISON_MIX if args.poison_kinds == "small" else POISON_MIX
             produced, seconds = await produce_all(
-                sandbox.bootstrap, topic, with_poison(read_lines(path), share), PARTITIONS
+                sandbox.bootstrap, topic, with_poison(read_lines(path), share, mix), PARTITIONS
             )
             topics[label] = (base, await end_offsets(sandbox.bootstrap, topic))
             print(f"produced {produced} records ({label}) into {topic} in {seconds:.1f} s")
@@ -458,6 +460,7 @@ async def _poison_main(args: argparse.Namespace, stack: dict[str, str]) -> dict[
         "events": clean_records,
         "poison_records": poison_records,
         "poison_share": round(poison_records / (clean_records + poison_records), 4),
+        "poison_kinds": args.poison_kinds,
         "partitions": PARTITIONS,
         "pairs": pairs,
         "median_clean_records_per_s": median(p["clean"]["events_per_s"] for p in pairs),
@@ -523,6 +526,12 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0.0,
         metavar="F",
         help="clean vs F of all records poison, interleaved worker pairs (see the docstring)",
+    )
+    parser.add_argument(
+        "--poison-kinds",
+        choices=["all", "small"],
+        default="all",
+        help="all: one in 8 poison records is a 70 KB oversized one; small: none is",
     )
     args = parser.parse_args(argv)
     if args.quick:
