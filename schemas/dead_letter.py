@@ -22,7 +22,8 @@ ORIGINAL_EXCERPT_BYTES = 16 * 1024
 KEY_EXCERPT_BYTES = 1024
 """How much of a rejected record's key a dead letter carries (keys are `tenant:campaign`)."""
 REASON_MAX_CHARS = 2048
-"""Reasons longer than this are cut (they name fields; an exception text may be long)."""
+"""Reasons longer than this are cut in the middle (they name fields; an exception text or a
+webhook's list of rejections may be long)."""
 MAX_DEAD_LETTER_BYTES = 40 * 1024
 """No dead letter's JSON is longer: the excerpts in base64 (23 KiB), the reason escaped (at most
 12 KiB) and the fixed fields; far below the producers' request limit."""
@@ -120,8 +121,15 @@ class DeadLetter(OutputMessage):
         )
 
 
+_REASON_TAIL_CHARS = 256
+"""A cut reason keeps its end too: summaries end with what they left out ("and 19900 more")."""
+
+
 def _bounded(reason: str) -> str:
     if len(reason) <= REASON_MAX_CHARS:
         return reason
-    cut = len(reason) - REASON_MAX_CHARS
-    return f"{reason[: REASON_MAX_CHARS - 40]}... ({cut + 40} more characters)"
+    marker, head = "", 0
+    for _ in range(3):  # the count's own digits change the room left: let it settle
+        head = REASON_MAX_CHARS - _REASON_TAIL_CHARS - len(marker)
+        marker = f" ... ({len(reason) - head - _REASON_TAIL_CHARS} characters cut) ... "
+    return reason[:head] + marker + reason[-_REASON_TAIL_CHARS:]

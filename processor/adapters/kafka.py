@@ -27,7 +27,8 @@ PRODUCER_MAX_REQUEST_BYTES = 1_000_000
 is 1 MiB). Below the broker's and a topic's default `message.max.bytes` (1,048,588), so a
 message the producer accepts is one the broker accepts. Every message sendguard builds is far
 smaller: a dead letter is at most `schemas.dead_letter.MAX_DEAD_LETTER_BYTES` (40 KiB) whatever
-it rejects, pause commands and health snapshots a few KiB."""
+it rejects, pause commands and health snapshots a few KiB. Only the webhook receiver's raw
+records may be larger; it passes its own limit (`Settings.webhook_raw_record_max_bytes`)."""
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 """Records per partition sent in one batch (both clients default to 16 KiB). A dead letter
 carrying a 16 KiB excerpt no longer fits the default and went out alone, in its own request:

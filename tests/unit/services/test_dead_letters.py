@@ -22,6 +22,7 @@ from schemas.dead_letter import (
     KEY_EXCERPT_BYTES,
     MAX_DEAD_LETTER_BYTES,
     ORIGINAL_EXCERPT_BYTES,
+    REASON_MAX_CHARS,
     DeadLetter,
 )
 from schemas.topics import TopicRole
@@ -63,7 +64,8 @@ def test_the_worst_dead_letter_still_fits_the_request_limit() -> None:
     assert size <= MAX_DEAD_LETTER_BYTES < PRODUCER_MAX_REQUEST_BYTES
     letter = json.loads(message.value)
     assert len(base64.b64decode(letter["source_key"])) == KEY_EXCERPT_BYTES
-    assert letter["error"].endswith("more characters)")
+    assert len(letter["error"]) == REASON_MAX_CHARS
+    assert "characters cut) ... " in letter["error"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -112,3 +114,15 @@ def test_a_letter_of_the_previous_shape_is_still_readable_by_its_old_fields() ->
         "invalid_json",
         "why",
     )
+
+
+@pytest.mark.parametrize("length", [REASON_MAX_CHARS + 1, 5_000, 10_000_000])
+def test_a_long_reason_is_cut_in_the_middle_and_says_how_much(length: int) -> None:
+    """The start names the kind of problem, the end what a summary left out: both are kept."""
+    reason = "START" + "x" * (length - 10) + "-END-"
+    _, letter = _letter(RawRecord("events", 0, 1, None, b"{", None), reason)
+    error = str(letter["error"])
+    assert len(error) == REASON_MAX_CHARS
+    assert (error[:5], error[-5:]) == ("START", "-END-")
+    kept = len(error) - len(error.split(" ... ")[1]) - 2 * len(" ... ")
+    assert f"({length - kept} characters cut)" in error
