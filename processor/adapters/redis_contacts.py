@@ -1,21 +1,15 @@
-"""Contact state, attempted sets, planned audiences and resume records in Redis.
+"""`ContactStore` on Redis: contact state, attempted sets, planned audiences, resume records.
 
-Contact merges run as one Lua script per tenant per batch over the tenant's shards (one slot), so
-concurrent workers never lose an update. Redis errors become StoreUnavailableError here.
+The merge scripts that write contact state live in `redis_contact_writes`, the resume agent's
+packed reads in `redis_contact_reads`. Redis errors become StoreUnavailableError (`redis_errors`).
 """
 
 from __future__ import annotations
 
-import logging
-import zlib
-from dataclasses import dataclass
 from functools import partial
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
-from processor.adapters.redis_contact_merge import MERGE_CONTACTS, OP_HEAD
 from processor.adapters.redis_contact_reads import (
     CODE_FIRST,
     CODE_FIRST_ATTEMPTED,
@@ -25,10 +19,10 @@ from processor.adapters.redis_contact_reads import (
     pack_audience,
     unpack_audience,
 )
-from processor.adapters.redis_pipeline import ScriptPipeline
+from processor.adapters.redis_contact_writes import ContactWrites
+from processor.adapters.redis_errors import translate_redis_errors
 from processor.adapters.redis_values import get_text
 from processor.domain.contact_state import ContactState
-from processor.errors import StoreUnavailableError
 from processor.ports.contact_store import (
     ATTEMPTED_EVENT_TYPES,
     Candidates,
@@ -49,26 +43,7 @@ if TYPE_CHECKING:
     from schemas.audience import AudienceChunk, ContactUpdate
     from schemas.events import Recipient
 
-log = logging.getLogger(__name__)
-
 DEFAULT_CONTACT_SHARDS = 4096
-
-# KEYS: a campaign's attempted set and its audience (one slot). ARGV: the 8-byte contact
-# digests concatenated, the TTL. Lua's unpack() has a C-stack limit: SADD in slices.
-_MARK_ATTEMPTED = """
-local packed, members = ARGV[1], {}
-for i = 1, #packed, 8 do
-  members[#members + 1] = string.sub(packed, i, i + 7)
-  if #members == 1000 or i + 8 > #packed then
-    redis.call('SADD', KEYS[1], unpack(members))
-    members = {}
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
-"""
-
 
 _AUDIENCE_TOTAL = "total"
 """The audience hash's field holding the chunk count last stated (the others are indices)."""
@@ -91,8 +66,7 @@ class RedisContactStore:
         self._keys = keys
         self._campaign_ttl_ms = campaign_ttl_ms
         self._shards = shards
-        self._merge = client.register_script(MERGE_CONTACTS)
-        self._mark_attempted = client.register_script(_MARK_ATTEMPTED)
+        self._writes = ContactWrites(client, keys, shards=shards, campaign_ttl_ms=campaign_ttl_ms)
         self._reads = ContactReads(client, keys, shards)
 
     def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
@@ -111,7 +85,8 @@ class RedisContactStore:
                     attempted[ref] = [contact_id]
                 else:
                     contact_ids.append(contact_id)
-        return partial(self._send, self._pipeline(ops, attempted), "merging delivery events")
+        writes = self._writes
+        return partial(writes.send, writes.pipeline(ops, attempted), "merging delivery events")
 
     async def apply_events(self, events: Sequence[EventView]) -> None:
         """See `ContactStore.apply_events`."""
@@ -120,25 +95,25 @@ class RedisContactStore:
     async def apply_updates(self, updates: Sequence[ContactUpdate]) -> None:
         """See `ContactStore.apply_updates`."""
         ops = [(u.tenant_id, u.contact_id, op) for u in updates for op in update_ops(u)]
-        await self._send(self._pipeline(ops, {}), "merging contact updates")
+        writes = self._writes
+        await writes.send(writes.pipeline(ops, {}), "merging contact updates")
 
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
         """See `ContactStore.states`: packed HMGETs per shard, in one pipeline."""
         raw_ids = [contact_id.encode() for contact_id in contact_ids]
-        try:
+        with translate_redis_errors("reading contact states"):
             async with self._client.pipeline(transaction=False) as pipe:
                 order = await self._reads.queue_states(pipe, tenant_id, raw_ids)
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading contact states failed: {exc}") from exc
         return self._reads.states(tenant_id, raw_ids, order, replies)
 
     async def mark_attempted(
         self, tenant_id: str, campaign_id: str, contact_ids: Sequence[str]
     ) -> None:
         """See `ContactStore.mark_attempted`."""
-        pipeline = self._pipeline([], {(tenant_id, campaign_id): list(contact_ids)})
-        await self._send(pipeline, "marking attempted")
+        writes = self._writes
+        pipeline = writes.pipeline([], {(tenant_id, campaign_id): list(contact_ids)})
+        await writes.send(pipeline, "marking attempted")
 
     async def attempted(
         self, tenant_id: str, campaign_id: str, contact_ids: Sequence[str]
@@ -148,10 +123,8 @@ class RedisContactStore:
             return []
         key = self._keys.campaign_attempted(tenant_id, campaign_id)
         digests = [contact_digest(contact_id) for contact_id in contact_ids]
-        try:
+        with translate_redis_errors("reading attempted contacts"):
             flags = await self._client.smismember(key, digests)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading attempted contacts failed: {exc}") from exc
         return [bool(flag) for flag in flags]
 
     async def store_audience_chunk(self, chunk: AudienceChunk) -> str:
@@ -159,7 +132,7 @@ class RedisContactStore:
         owner_key = self._keys.campaign_owner(chunk.campaign_id)
         audience_key = self._keys.campaign_audience(chunk.tenant_id, chunk.campaign_id)
         ttl = self._campaign_ttl_ms
-        try:
+        with translate_redis_errors("storing an audience chunk"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(owner_key, chunk.tenant_id, nx=True, px=ttl)
                 pipe.get(owner_key)
@@ -174,8 +147,6 @@ class RedisContactStore:
                 pipe.pexpire(audience_key, ttl)
                 pipe.pexpire(owner_key, ttl)
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"storing an audience chunk failed: {exc}") from exc
         return owner_text
 
     async def audience_chunks(
@@ -183,28 +154,22 @@ class RedisContactStore:
     ) -> AsyncIterator[list[Recipient]]:
         """See `ContactStore.audience_chunks`: the indices first (small), then chunk by chunk."""
         key = self._keys.campaign_audience(tenant_id, campaign_id)
-        try:
+        with translate_redis_errors("listing audience chunks"):
             fields = await self._client.hkeys(key)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"listing audience chunks failed: {exc}") from exc
         for index in sorted(int(field) for field in fields if field.isdigit()):
-            try:
+            with translate_redis_errors("reading an audience chunk"):
                 value = await self._client.hget(key, str(index))
-            except RedisError as exc:
-                raise StoreUnavailableError(f"reading an audience chunk failed: {exc}") from exc
             if isinstance(value, bytes):  # None if the chunk expired meanwhile
                 yield unpack_audience(value)
 
     async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
         """See `ContactStore.audience_progress`."""
         key = self._keys.campaign_audience(tenant_id, campaign_id)
-        try:
+        with translate_redis_errors("reading audience progress"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hlen(key)
                 pipe.hget(key, _AUDIENCE_TOTAL)
                 fields, total = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading audience progress failed: {exc}") from exc
         if total is None:
             return int(fields), None
         return int(fields) - 1, int(total)
@@ -221,12 +186,10 @@ class RedisContactStore:
         if not contact_ids:
             return []
         lookup = Lookup.of(contact_ids)
-        try:
+        with translate_redis_errors("claiming resume contacts"):
             async with self._client.pipeline(transaction=False) as pipe:
                 await self._reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
                 codes = self._reads.claim_codes(await pipe.execute())
-        except RedisError as exc:
-            raise StoreUnavailableError(f"claiming resume contacts failed: {exc}") from exc
         if lookup.positions is None:
             return [code != CODE_MET for code in codes]
         first = [False] * len(contact_ids)
@@ -246,7 +209,7 @@ class RedisContactStore:
             return Candidates([], [], [])
         lookup = Lookup.of([r.contact_id for r in recipients])
         reads = self._reads
-        try:
+        with translate_redis_errors("reading resume candidates"):
             async with self._client.pipeline(transaction=False) as pipe:
                 await reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
                 codes = reads.claim_codes(await pipe.execute())
@@ -255,8 +218,6 @@ class RedisContactStore:
             async with self._client.pipeline(transaction=False) as pipe:
                 order = await reads.queue_states(pipe, tenant_id, raw_ids)
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading resume candidates failed: {exc}") from exc
         states = [ContactState.empty()] * len(codes)
         reads.states(tenant_id, raw_ids, order, replies, into=states, at=judged)
         kept = list(recipients)
@@ -271,11 +232,9 @@ class RedisContactStore:
 
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
         """See `ContactStore.end_run`."""
-        try:
+        with translate_redis_errors("ending a resume run"):
             # UNLINK: freeing a million-member set must not hold Redis up.
             await self._client.unlink(self._keys.resume_run(tenant_id, campaign_id, run_id))
-        except RedisError as exc:
-            raise StoreUnavailableError(f"ending a resume run failed: {exc}") from exc
 
     async def resume_record(self, tenant_id: str, campaign_id: str, request_id: str) -> str | None:
         """See `ContactStore.resume_record`."""
@@ -287,71 +246,9 @@ class RedisContactStore:
     ) -> str:
         """See `ContactStore.save_resume_record`."""
         key = self._keys.resume_outcome(tenant_id, campaign_id, request_id)
-        try:
+        with translate_redis_errors("saving a resume record"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(key, record, nx=True, px=self._campaign_ttl_ms)
                 pipe.get(key)
                 _, value = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"saving a resume record failed: {exc}") from exc
         return value.decode() if isinstance(value, bytes) else str(value)
-
-    def _pipeline(
-        self, ops: list[tuple[str, str, ContactOp]], attempted: dict[tuple[str, str], list[str]]
-    ) -> _MergePipeline | None:
-        """One pipeline: a merge script per tenant, then each campaign's attempted set."""
-        # Per tenant: its shard numbers in the order first met (an op names its shard by that
-        # position among the script's KEYS) and the packed ops.
-        by_tenant: dict[str, tuple[dict[int, int], list[bytes]]] = {}
-        shards, head, crc32 = self._shards, OP_HEAD.pack, zlib.crc32
-        for tenant_id, contact_id, op in ops:
-            tenant = by_tenant.get(tenant_id)
-            if tenant is None:
-                tenant = by_tenant[tenant_id] = ({}, [])
-            shard_index, packed = tenant
-            raw_id = contact_id.encode()
-            # The shard as `Keys.contacts` (and `contact_shards`) pick it.
-            position = shard_index.setdefault(crc32(raw_id) % shards, len(shard_index) + 1)
-            packed.append(head(position, op.code.encode(), op.at, len(raw_id)))
-            packed.append(raw_id)
-        if not by_tenant and not attempted:
-            return None
-        ttl = self._campaign_ttl_ms
-        keys = self._keys
-        pipe = ScriptPipeline()
-        for tenant_id, (shard_index, packed) in by_tenant.items():
-            prefix = keys.contact_shard_prefix(tenant_id)
-            pipe.script(
-                self._merge, [f"{prefix}{shard}" for shard in shard_index], [b"".join(packed)]
-            )
-        for (tenant_id, campaign_id), contact_ids in attempted.items():
-            digests = b"".join({contact_digest(c) for c in contact_ids})
-            # An active campaign keeps its audience and owner until it can be resumed.
-            pipe.script(
-                self._mark_attempted,
-                [
-                    keys.campaign_attempted(tenant_id, campaign_id),
-                    keys.campaign_audience(tenant_id, campaign_id),
-                ],
-                [digests, ttl],
-            )
-            pipe.command("PEXPIRE", keys.campaign_owner(campaign_id), ttl)
-        return _MergePipeline(pipe, len(by_tenant))
-
-    async def _send(self, pipeline: _MergePipeline | None, doing: str) -> None:
-        if pipeline is None:
-            return
-        try:
-            replies = await pipeline.commands.execute(self._client)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"{doing} failed: {exc}") from exc
-        unread = sum(int(reply[1]) for reply in replies[: pipeline.merges])
-        if unread:
-            log.error("contact states of an unknown format left as they are", extra={"n": unread})
-
-
-@dataclass(frozen=True, slots=True)
-class _MergePipeline:
-    commands: ScriptPipeline
-    merges: int
-    """How many of the commands, first, are merge scripts (their replies count unread states)."""

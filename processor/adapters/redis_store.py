@@ -1,18 +1,17 @@
 """Detection state in Redis: compare-and-set campaign writes, dedup sets, tenant escalation.
 
 Each campaign write is one Lua script over the campaign's own slot (state hash and its seen
-sets), sent for the whole batch in one pipeline. Redis errors become StoreUnavailableError here.
+sets), sent for the whole batch in one pipeline. Redis errors become StoreUnavailableError
+(`redis_errors`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
+from processor.adapters.redis_errors import translate_redis_errors
 from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
-from processor.errors import StoreUnavailableError
 from processor.ports.detection_store import (
     CampaignAsk,
     CampaignRef,
@@ -213,10 +212,8 @@ class RedisStore:
             )
             args = [b"".join(digests) for digests in ask.digests_by_day.values()]
             pipe.script(self._load, script_keys, args)
-        try:
+        with translate_redis_errors("loading campaign state"):
             replies = await pipe.execute(self._client)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"loading campaign state failed: {exc}") from exc
         loaded = []
         for ask, reply in zip(asks, replies, strict=True):
             version, blob, outbox, outbox_version = reply[:4]
@@ -259,17 +256,15 @@ class RedisStore:
                 args.append(b"".join(digests))
             script = self._commit_speculative if write.speculative else self._commit
             pipe.script(script, script_keys, args)
-        try:
+        with translate_redis_errors("writing campaign state"):
             replies = await pipe.execute(self._client)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"writing campaign state failed: {exc}") from exc
         results = replies[1:] if any(w.outbox for w in writes) else replies
         return [bool(r) for r in results]
 
     async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
         """See `DetectionStore.clear_outbox`."""
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
-        try:
+        with translate_redis_errors("clearing an outbox"):
             # A newer outbox than the one cleared keeps the campaign in the recovery index.
             if await self._clear(keys=[state_key], args=[version]):
                 member = _ref_member(ref)
@@ -277,18 +272,14 @@ class RedisStore:
                     pipe.zrem(self._keys.outbox_index(), member)
                     pipe.srem(self._keys.legacy_outbox_index(), member)
                     await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"clearing an outbox failed: {exc}") from exc
 
     async def campaigns_with_outbox(self, unpublished_for_ms: int = 0) -> list[CampaignRef]:
         """See `DetectionStore.campaigns_with_outbox` (ages by Redis's clock: no skew)."""
         pipe = ScriptPipeline()
         pipe.script(self._aged_outboxes, [self._keys.outbox_index()], [unpublished_for_ms])
         pipe.command("SMEMBERS", self._keys.legacy_outbox_index())  # no times: all old enough
-        try:
+        with translate_redis_errors("reading the outbox index"):
             aged, legacy = await pipe.execute(self._client)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading the outbox index failed: {exc}") from exc
         refs = []
         for member in sorted({*aged, *legacy}):
             text = member.decode() if isinstance(member, bytes) else str(member)
@@ -301,12 +292,10 @@ class RedisStore:
     ) -> TenantEscalation | None:
         """See `DetectionStore.record_campaign_pause`."""
         keys = [self._keys.tenant_state(tenant_id), self._keys.tenant_pauses(tenant_id)]
-        try:
+        with translate_redis_errors("recording a campaign pause"):
             reply = await self._record_pause(
                 keys=keys, args=[member, at_ms, limit, within_ms, self._paused_state_ttl_ms]
             )
-        except RedisError as exc:
-            raise StoreUnavailableError(f"recording a campaign pause failed: {exc}") from exc
         if not reply:
             return None
         episode, joined = reply
@@ -315,28 +304,22 @@ class RedisStore:
 
     async def confirm_tenant_pause(self, tenant_id: str, episode: int) -> None:
         """See `DetectionStore.confirm_tenant_pause`."""
-        try:
+        with translate_redis_errors("confirming a tenant pause"):
             await self._confirm_tenant(keys=[self._keys.tenant_state(tenant_id)], args=[episode])
-        except RedisError as exc:
-            raise StoreUnavailableError(f"confirming a tenant pause failed: {exc}") from exc
 
     async def tenant_paused(self, tenant_id: str) -> bool:
         """See `DetectionStore.tenant_paused`."""
-        try:
+        with translate_redis_errors("reading tenant state"):
             status = await self._client.hget(self._keys.tenant_state(tenant_id), "st")
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading tenant state failed: {exc}") from exc
         return status in {b"paused", "paused"}
 
     async def save_resume(self, ref: CampaignRef, blob: bytes, expected_version: int) -> bool:
         """See `DetectionStore.save_resume`."""
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
-        try:
+        with translate_redis_errors("saving a resumed campaign"):
             reply = await self._save_resume(
                 keys=[state_key], args=[expected_version, blob, self._state_ttl_ms]
             )
-        except RedisError as exc:
-            raise StoreUnavailableError(f"saving a resumed campaign failed: {exc}") from exc
         return bool(reply)
 
     async def campaign_lock(self, ref: CampaignRef) -> str | None:
@@ -347,13 +330,11 @@ class RedisStore:
     async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
         """See `DetectionStore.set_campaign_lock` (kept as long as a paused state)."""
         key = self._keys.campaign_lock(ref.tenant_id, ref.campaign_id)
-        try:
+        with translate_redis_errors("writing a campaign lock"):
             if lock is None:
                 await self._client.delete(key)
             else:
                 await self._client.set(key, lock, px=self._paused_state_ttl_ms)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"writing a campaign lock failed: {exc}") from exc
 
 
 def _ref_member(ref: CampaignRef) -> str:

@@ -1,12 +1,10 @@
-"""Reading a Redis string as text, with redis-py errors translated once (shared by the stores)."""
+"""Reading a Redis string as text, with redis-py errors translated (shared by the stores)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
-from processor.errors import StoreUnavailableError
+from processor.adapters.redis_errors import translate_redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -14,10 +12,8 @@ if TYPE_CHECKING:
 
 async def get_text(client: Redis, key: str, doing: str) -> str | None:
     """The string at `key` as text, None if absent; `doing` names the read in the error."""
-    try:
+    with translate_redis_errors(doing):
         value = await client.get(key)
-    except RedisError as exc:
-        raise StoreUnavailableError(f"{doing} failed: {exc}") from exc
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
