@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
@@ -184,9 +185,19 @@ def _run_replay(
     type=click.File("w"),
     help="Also write the generated events here as JSON lines (input for `replay`).",
 )
+@click.option(
+    "--max-events",
+    type=click.IntRange(min=1),
+    help="Stop after the stream's first N events (a quick look, or a smaller --events-out).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def demo(
-    seed: int, policy_path: Path | None, events_out: TextIO | None, *, no_progress: bool
+    seed: int,
+    policy_path: Path | None,
+    events_out: TextIO | None,
+    max_events: int | None,
+    *,
+    no_progress: bool,
 ) -> None:
     """Replay a realistic seeded stream: tenants, healthy and bad lists, a complaint wave.
 
@@ -198,9 +209,11 @@ def demo(
 
     profiles = demo_profiles(seed)
     total = int(sum(expected_event_count(p) for p in profiles))
+    if max_events is not None:
+        total = min(total, max_events)
 
     def records() -> Iterator[RawRecord]:
-        events = merged_events(profiles, seed, DEMO_START)
+        events = islice(merged_events(profiles, seed, DEMO_START), max_events)
         for number, event in enumerate(events):
             line = to_json_line(event)
             if events_out is not None:

@@ -1,0 +1,1 @@
+"""Tests of processor.cli: the commands run in-process with click's CliRunner."""

@@ -1,0 +1,87 @@
+"""The `sendguard` group: help for every command, and our errors as one line with exit 2."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+import pytest
+
+from processor.cli import EXIT_ERROR, main
+
+if TYPE_CHECKING:
+    from tests.unit.cli.conftest import Sendguard
+
+
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command under `group`, subcommands of nested groups included."""
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(command_paths(command, (*prefix, name)))
+    return paths
+
+
+EXPECTED_COMMANDS = {
+    "worker",
+    "replay",
+    "demo",
+    "lock",
+    "unlock",
+    "schemas",
+    "topics",
+    "resume",
+    "import-suppressions",
+    "webhooks",
+    "normalize",
+}
+
+
+def test_group_help_names_every_command(sendguard: Sendguard) -> None:
+    """`sendguard --help` exits 0 and lists every command with its one-line summary."""
+    result = sendguard("--help")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: sendguard [OPTIONS] COMMAND [ARGS]...")
+    listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line}
+    assert listed == EXPECTED_COMMANDS == set(main.commands)
+
+
+@pytest.mark.parametrize("path", command_paths(main), ids=" ".join)
+def test_each_command_has_help(sendguard: Sendguard, path: tuple[str, ...]) -> None:
+    """`sendguard CMD --help` (and `-h`) exits 0 with its usage line and a description."""
+    for flag in ("--help", "-h"):
+        result = sendguard(*path, flag)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"Usage: sendguard {' '.join(path)} ")
+        description = result.stdout.split("\n\n")[1].strip()
+        assert len(description) > 10, result.stdout
+        assert result.stderr == ""
+
+
+def test_a_sendguard_error_is_one_line_on_stderr_with_exit_2(sendguard: Sendguard) -> None:
+    """An invalid SENDGUARD_ setting ends `topics create` as `sendguard: <message>`, exit 2."""
+    result = sendguard.with_env(SENDGUARD_TOPIC_PARTITIONS="none")("topics", "create")
+    assert result.exit_code == EXIT_ERROR == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("sendguard: invalid configuration: SENDGUARD_TOPIC_PARTITIONS")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_the_configuration_error_never_quotes_the_value(sendguard: Sendguard) -> None:
+    """A bad secret's value stays off the terminal: only the variable is named."""
+    secret = "s3cr3t-not-a-url"  # noqa: S105  # a value the message must not repeat
+    result = sendguard.with_env(SENDGUARD_REDIS_KEY_PREFIX=f"bad prefix {secret}")(
+        "topics", "create"
+    )
+    assert result.exit_code == EXIT_ERROR
+    assert "SENDGUARD_REDIS_KEY_PREFIX" in result.stderr
+    assert secret not in result.stderr
+
+
+def test_an_unknown_command_is_a_usage_error(sendguard: Sendguard) -> None:
+    """A mistyped command exits 2 with click's usage error, not a traceback."""
+    result = sendguard("replya")
+    assert result.exit_code == 2
+    assert "No such command 'replya'" in result.stderr
