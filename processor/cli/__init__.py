@@ -2,17 +2,20 @@
 
 The command modules never import this package (no cycle); they reach the environment and the
 clients through `processor.runtime.bootstrap`. A `SendguardError` from any command becomes one
-line on stderr and exit status 2, here and nowhere else.
+line on stderr and exit status 2, here and nowhere else; so do a closed stdout and Ctrl-C.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import click
 
 from processor.cli.contracts import schemas, topics
 from processor.cli.dashboard import dashboard_command
+from processor.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED
 from processor.cli.locks import lock_command, unlock_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
@@ -22,20 +25,44 @@ from processor.cli.webhooks import webhooks
 from processor.cli.worker import worker
 from processor.errors import SendguardError
 
-EXIT_ERROR = 2
-"""Exit status of a command that could not do its work (configuration, Kafka, Redis, a file)."""
+__all__ = ["EXIT_ERROR", "SendguardGroup", "main"]
 
 
 class SendguardGroup(click.Group):
     """A click group that reports our own errors as one line, never as a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a SendguardError ends it with its message and EXIT_ERROR."""
+        """Run the command; a SendguardError ends it with its message and EXIT_ERROR.
+
+        A closed stdout (`sendguard replay FILE | head -1`) ends it quietly with
+        EXIT_OUTPUT_CLOSED, and Ctrl-C with one line and EXIT_INTERRUPTED: neither is a bug.
+        """
         try:
             return super().invoke(ctx)
         except SendguardError as exc:
             click.echo(f"sendguard: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
+        except BrokenPipeError:
+            _discard_stdout()
+            ctx.exit(EXIT_OUTPUT_CLOSED)
+        except KeyboardInterrupt:
+            click.echo("sendguard: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush must not fail on the closed pipe.
+
+    As the Python documentation advises for SIGPIPE; a stdout without a file (a test's) is
+    left alone.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @click.group(cls=SendguardGroup, context_settings={"help_option_names": ["-h", "--help"]})

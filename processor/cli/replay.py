@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
-from pydantic import SecretStr
 
 from processor.cli.normalize import PROVIDER_CHOICE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
     from processor.ports.records import RawRecord
     from processor.services.replay import ReplayResult
@@ -67,10 +64,12 @@ def replay_command(
     Prints the pause commands and status changes the worker would publish as JSON lines on
     stdout, and a summary table per campaign on stderr.
     """
+    from processor.cli.replay_run import Interrupt, run_replay
     from processor.services.replay import records_from_lines
 
+    interrupt = Interrupt()
     if provider_name is None:
-        records = records_from_lines(source)
+        records = records_from_lines(interrupt.lines(source))
     else:
         from processor.adapters.providers import Provider
         from processor.cli.normalize import normalize_file
@@ -79,7 +78,10 @@ def replay_command(
 
         def provider_lines() -> Iterator[str]:
             results = normalize_file(
-                provider, tenant_id, source.read(), fallback_campaign_id=campaign_id
+                provider,
+                tenant_id,
+                interrupt.read(source),
+                fallback_campaign_id=campaign_id,
             )
             for result in results:
                 for rejection in result.rejected:
@@ -90,7 +92,9 @@ def replay_command(
     if compare_path is not None:
         _compare(list(records), policy_path, compare_path)
         return
-    _run_replay(records, policy_path, redis_url, key_prefix, no_progress=no_progress)
+    run_replay(
+        records, policy_path, redis_url, key_prefix, interrupt=interrupt, no_progress=no_progress
+    )
 
 
 def _compare(records: list[RawRecord], first: Path | None, second: Path) -> None:
@@ -110,66 +114,6 @@ def _compare(records: list[RawRecord], first: Path | None, second: Path) -> None
     mine, theirs = run(first, sys.stdout), run(second, io.StringIO())
     differences = pause_differences(mine, theirs)
     click.echo(render_differences(differences, str(first or "defaults"), str(second)), err=True)
-
-
-def _run_replay(
-    records: Iterable[RawRecord],
-    policy_path: Path | None,
-    redis_url: str | None,
-    key_prefix: str,
-    *,
-    no_progress: bool,
-    total: int | None = None,
-) -> None:
-    from tqdm import tqdm
-
-    from processor.adapters.keys import Keys
-    from processor.adapters.redis_store import RedisStore
-    from processor.config.policy_file import PolicyHolder
-    from processor.config.settings import Settings
-    from processor.ports.detection_store import DetectionStore, InMemoryStore
-    from processor.runtime.bootstrap import build_redis
-    from processor.services.replay import render_summary, replay
-
-    holder = PolicyHolder(policy_path)
-    bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
-
-    # The worker's future-skew rule, as configured (SENDGUARD_MAX_FUTURE_SKEW_S).
-    skew_ms = round(Settings().max_future_skew_s * 1000)
-
-    async def run() -> str:
-        store: DetectionStore = InMemoryStore()
-        client = None
-        if redis_url is not None:
-            client = build_redis(Settings(redis_url=SecretStr(redis_url)))
-            longest = holder().longest_window_ms
-            store = RedisStore(
-                client,
-                Keys(key_prefix),
-                state_ttl_ms=2 * longest,
-                paused_state_ttl_ms=2 * longest,
-                seen_ttl_ms=2 * longest,
-            )
-        try:
-            result = await replay(
-                records,
-                store=store,
-                policy_book=holder,
-                out=sys.stdout,
-                errors=sys.stderr,
-                progress=bar.update,
-                max_future_skew_ms=skew_ms,
-            )
-        finally:
-            if client is not None:
-                await client.aclose()
-        return render_summary(result)
-
-    try:
-        summary = asyncio.run(run())
-    finally:
-        bar.close()
-    click.echo(summary, err=True)
 
 
 @click.command()
@@ -203,6 +147,7 @@ def demo(
 
     Same output as `replay`: decisions as JSON lines on stdout, the summary on stderr.
     """
+    from processor.cli.replay_run import Interrupt, run_replay
     from processor.ports.records import FILE_TOPIC, RawRecord
     from processor.simulation.profiles import demo_profiles, expected_event_count
     from processor.simulation.workload import merged_events, to_json_line
@@ -220,4 +165,12 @@ def demo(
                 events_out.write(line + "\n")
             yield RawRecord(FILE_TOPIC, 0, number, None, line.encode(), None)
 
-    _run_replay(records(), policy_path, None, "", no_progress=no_progress, total=total)
+    run_replay(
+        records(),
+        policy_path,
+        None,
+        "",
+        interrupt=Interrupt(),
+        no_progress=no_progress,
+        total=total,
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from processor.domain.codec import decode_state
-from processor.errors import InvalidInputError
+from processor.errors import InvalidInputError, PublishError
 from processor.ports.detection_store import CampaignAsk, CampaignRef, DetectionStore, OutboxMessage
 from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.detection import DetectionService
@@ -35,6 +35,14 @@ CLOCK_LOOKAHEAD = 8
 """How many following events vouch for a jump in event time (see `with_event_clock`)."""
 
 
+class OutputClosedError(PublishError):
+    """Whoever read the decisions stopped reading (a closed pipe): the replay stops.
+
+    A PublishError, so that detection lets it through rather than dead-lettering the record
+    whose decision could not be printed.
+    """
+
+
 class PrintingPublisher:
     """Prints decisions as JSON lines (exactly the message values) and rejections to `errors`."""
 
@@ -45,7 +53,13 @@ class PrintingPublisher:
         self.rejected = 0
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        """Print each message on its stream; nothing can fail to be acknowledged here."""
+        """Print each message on its stream; OutputClosedError if `out` was closed."""
+        try:
+            self._print(messages)
+        except BrokenPipeError as exc:
+            raise OutputClosedError("the output was closed") from exc
+
+    def _print(self, messages: Sequence[OutboxMessage]) -> None:
         for message in messages:
             if message.role == TopicRole.DEAD_LETTER:
                 self.rejected += 1

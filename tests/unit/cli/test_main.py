@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 import click
 import pytest
+from click.testing import CliRunner
 
-from processor.cli import EXIT_ERROR, main
+from processor.cli import EXIT_ERROR, SendguardGroup, main
+from processor.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from tests.unit.cli.conftest import Sendguard
@@ -85,3 +87,30 @@ def test_an_unknown_command_is_a_usage_error(sendguard: Sendguard) -> None:
     result = sendguard("replya")
     assert result.exit_code == 2
     assert "No such command 'replya'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "stderr"),
+    [
+        (KeyboardInterrupt(), 130, "sendguard: interrupted\n"),
+        (BrokenPipeError(32, "Broken pipe"), 141, ""),
+        (ConfigurationError("SENDGUARD_X: bad"), 2, "sendguard: SENDGUARD_X: bad\n"),
+    ],
+    ids=["ctrl-c", "closed-stdout", "sendguard-error"],
+)
+def test_the_group_ends_every_command_the_same_way(
+    raised: BaseException, status: int, stderr: str
+) -> None:
+    """Ctrl-C, a closed stdout and our errors end any command without a traceback."""
+
+    @click.group(cls=SendguardGroup)
+    def group() -> None:
+        """A group like `sendguard`."""
+
+    @group.command()
+    def fails() -> None:
+        """Raise."""
+        raise raised
+
+    result = CliRunner().invoke(group, ["fails"])
+    assert (result.exit_code, result.stderr, result.stdout) == (status, stderr, "")

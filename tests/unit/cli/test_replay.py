@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from schemas.control import PauseCommand
+from tests.unit.cli.streams import event, two_campaigns
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.unit.cli.conftest import Sendguard
-
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-
-def event(n: int, campaign: str, kind: str, after_s: int, **extra: Any) -> str:
-    """One delivery event of tenant acme as a JSON line."""
-    occurred = (T0 + timedelta(seconds=after_s)).isoformat().replace("+00:00", "Z")
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "event_id": f"{campaign}-{kind}-{n}",
-            "tenant_id": "acme",
-            "campaign_id": campaign,
-            "recipient": {"contact_id": f"c{n}", "address": f"u{n}@example.com"},
-            "type": kind,
-            "occurred_at": occurred,
-            "provider": "ses",
-            **extra,
-        }
-    )
-
-
-def two_campaigns(sends: int = 400) -> list[str]:
-    """A healthy campaign and a bad list (every fifth send a hard bounce), interleaved."""
-    lines = []
-    for n in range(sends):
-        lines.append(event(n, "good", "sent", n))
-        lines.append(event(n, "good", "delivered", n + 1))
-        lines.append(event(n, "bad", "sent", n))
-        if n % 5:
-            lines.append(event(n, "bad", "delivered", n + 1))
-        else:
-            lines.append(event(n, "bad", "bounce", n + 2, bounce_class="hard"))
-    return lines
 
 
 def test_replay_prints_the_pause_of_a_bad_list_and_a_summary(

@@ -1,0 +1,149 @@
+"""Running a replay for `replay` and `demo`: the store, Ctrl-C, a closed stdout, the exit status.
+
+Ctrl-C stops reading: the batch in hand is finished, the summary so far printed, and the exit
+status is 130; a second Ctrl-C stops at once. A closed stdout stops the replay quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, BinaryIO
+
+import click
+from pydantic import SecretStr
+
+from processor.cli.exit_codes import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+    from types import FrameType
+
+    from processor.ports.records import RawRecord
+
+
+class Interrupt:
+    """The SIGINT handler of a replay: the first Ctrl-C ends the input, a second one stops.
+
+    While the replay waits for input (a terminal, a slow pipe) the first one stops at once too:
+    nothing is half-applied then. Anywhere else it is only noted, and the input ends before the
+    next record: a KeyboardInterrupt in the middle of a batch could leave it half-applied.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.reading = False
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        """Note the request; raise KeyboardInterrupt if waiting for input or asked twice."""
+        again = self.requested
+        self.requested = True
+        if again or self.reading:
+            raise KeyboardInterrupt
+
+    def lines(self, stream: BinaryIO) -> Iterator[bytes]:
+        """The lines of `stream`; Ctrl-C while one is awaited ends them."""
+        try:
+            while True:
+                self.reading = True
+                try:
+                    line = stream.readline()
+                finally:
+                    self.reading = False
+                if not line:
+                    return
+                yield line
+        except KeyboardInterrupt:
+            self.requested = True
+
+    def read(self, stream: BinaryIO) -> bytes:
+        """All of `stream`; what came until Ctrl-C if it was pressed meanwhile."""
+        return b"".join(self.lines(stream))
+
+    def records(self, records: Iterable[RawRecord]) -> Iterator[RawRecord]:
+        """`records` until Ctrl-C."""
+        for record in records:
+            if self.requested:
+                return
+            yield record
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """This handler for SIGINT within the block (and asyncio's own then stays out)."""
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_replay(
+    records: Iterable[RawRecord],
+    policy_path: Path | None,
+    redis_url: str | None,
+    key_prefix: str,
+    *,
+    interrupt: Interrupt,
+    no_progress: bool,
+    total: int | None = None,
+) -> None:
+    """Replay `records`, print the summary on stderr and exit with the replay's status.
+
+    `interrupt` is installed as the SIGINT handler meanwhile; the input read through it.
+    """
+    from tqdm import tqdm
+
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_store import RedisStore
+    from processor.config.policy_file import PolicyHolder
+    from processor.config.settings import Settings
+    from processor.ports.detection_store import DetectionStore, InMemoryStore
+    from processor.runtime.bootstrap import build_redis
+    from processor.services.replay import OutputClosedError, ReplayResult, render_summary, replay
+
+    holder = PolicyHolder(policy_path)
+    bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
+    # The worker's future-skew rule, as configured (SENDGUARD_MAX_FUTURE_SKEW_S).
+    skew_ms = round(Settings().max_future_skew_s * 1000)
+
+    async def run() -> ReplayResult:
+        store: DetectionStore = InMemoryStore()
+        client = None
+        if redis_url is not None:
+            client = build_redis(Settings(redis_url=SecretStr(redis_url)))
+            longest = holder().longest_window_ms
+            store = RedisStore(
+                client,
+                Keys(key_prefix),
+                state_ttl_ms=2 * longest,
+                paused_state_ttl_ms=2 * longest,
+                seen_ttl_ms=2 * longest,
+            )
+        try:
+            return await replay(
+                interrupt.records(records),
+                store=store,
+                policy_book=holder,
+                out=sys.stdout,
+                errors=sys.stderr,
+                progress=bar.update,
+                max_future_skew_ms=skew_ms,
+            )
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    try:
+        with interrupt.installed():
+            result = asyncio.run(run())
+    except OutputClosedError as exc:
+        raise BrokenPipeError from exc  # the command group ends it quietly
+    finally:
+        bar.close()
+    click.echo(render_summary(result), err=True)
+    if interrupt.requested:
+        click.echo("interrupted: the summary covers the events read until Ctrl-C", err=True)
+        click.get_current_context().exit(EXIT_INTERRUPTED)
