@@ -22,23 +22,28 @@ if TYPE_CHECKING:
 PROVIDER_CHOICE = click.Choice([p.value for p in Provider], case_sensitive=False)
 
 
-def payloads_of(data: bytes) -> Iterator[bytes]:
-    """A file holds one JSON document (a webhook body), or one body per line (JSON lines)."""
+def payloads_of(data: bytes) -> Iterator[tuple[int | None, bytes]]:
+    """A file holds one JSON document (a webhook body), or one body per line (JSON lines).
+
+    Each body comes with its line number (from 1); None for the one document.
+    """
     try:
         json.loads(data)
     except ValueError:
-        yield from (line for line in data.splitlines() if line.strip())
+        for number, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                yield number, line
     else:
-        yield data
+        yield None, data
 
 
 def normalize_file(
     provider: Provider, tenant_id: str, data: bytes, *, fallback_campaign_id: str | None = None
-) -> Iterator[NormalizeResult]:
-    """Normalize every payload of one file."""
+) -> Iterator[tuple[int | None, NormalizeResult]]:
+    """Normalize every payload of one file; each result with its payload's line (see above)."""
     attribution = AttributionConfig(fallback_campaign_id=fallback_campaign_id)
-    for body in payloads_of(data):
-        yield normalize_body(provider, body, tenant_id=tenant_id, attribution=attribution)
+    for line, body in payloads_of(data):
+        yield line, normalize_body(provider, body, tenant_id=tenant_id, attribution=attribution)
 
 
 @click.command("normalize")
@@ -60,17 +65,19 @@ def normalize_command(
     rejected = 0
     for path in files:
         data = path.read_bytes()
-        for result in normalize_file(provider, tenant_id, data, fallback_campaign_id=campaign_id):
+        results = normalize_file(provider, tenant_id, data, fallback_campaign_id=campaign_id)
+        for line, result in results:
+            where = str(path) if line is None else f"{path}:{line}"
             for event in result.events:
                 click.echo(event.model_dump_json())
             for rejection in result.rejected:
                 rejected += 1
-                click.echo(f"{path}: rejected {rejection.reason}", err=True)
+                click.echo(f"{where}: rejected {rejection.reason}", err=True)
             for ignored in result.ignored:
-                click.echo(f"{path}: ignored {ignored.reason}", err=True)
+                click.echo(f"{where}: ignored {ignored.reason}", err=True)
             for confirmation in result.subscription_confirmations:
                 click.echo(
-                    f"{path}: SNS {confirmation.kind} for {confirmation.topic_arn}: confirm it "
+                    f"{where}: SNS {confirmation.kind} for {confirmation.topic_arn}: confirm it "
                     f"by visiting {confirmation.subscribe_url}",
                     err=True,
                 )

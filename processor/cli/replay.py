@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -9,11 +11,14 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
 
+from processor.adapters.providers import Provider
+from processor.cli.exit_codes import EXIT_REJECTED
 from processor.cli.normalize import PROVIDER_CHOICE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from processor.cli.replay_run import ReplayInput
     from processor.ports.records import RawRecord
     from processor.services.replay import ReplayResult
 
@@ -59,41 +64,51 @@ def replay_command(
     no_progress: bool,
     compare_path: Path | None = None,
 ) -> None:
-    """Run detection over SOURCE (JSON lines of events, '-' for stdin) without Kafka.
+    """Run detection over SOURCE (JSON lines of delivery events, '-' for stdin) without Kafka.
+
+    SOURCE may be gzip-compressed (the content tells, whatever its name). With --provider it
+    holds that provider's webhook payloads instead: one document, or one per line.
 
     Prints the pause commands and status changes the worker would publish as JSON lines on
     stdout, and a summary table per campaign on stderr.
+
+    Exit status: 0 every event applied (duplicates and late ones included); 1 input rejected
+    (some lines, each named on stderr, or all of it, or no events at all); 2 sendguard could
+    not run (configuration, Redis, an unreadable file); 130 stopped by Ctrl-C (the summary
+    covers what was read); 141 stdout closed (`| head`), stopped quietly.
     """
-    from processor.cli.replay_run import Interrupt, run_replay
+    from processor.cli.replay_run import Interrupt, ReplayInput, run_replay
+    from processor.cli.replay_source import UnusableSourceError, open_source
     from processor.services.replay import records_from_lines
 
+    name = str(getattr(source, "name", "-"))  # a stream without a name is a stdin too
+    name = "stdin" if name in {"<stdin>", "-"} else name
+    try:
+        stream = open_source(source, name, provider=provider_name is not None)
+    except UnusableSourceError as exc:
+        click.echo(f"sendguard: {exc}", err=True)
+        click.get_current_context().exit(EXIT_REJECTED)
     interrupt = Interrupt()
+    replay_input = ReplayInput(name)
     if provider_name is None:
-        records = records_from_lines(interrupt.lines(source))
+        records = records_from_lines(interrupt.lines(stream))
     else:
-        from processor.adapters.providers import Provider
-        from processor.cli.normalize import normalize_file
-
+        replay_input.unit = "normalized event"
+        data = interrupt.read(stream)
         provider = Provider(provider_name.lower())
-
-        def provider_lines() -> Iterator[str]:
-            results = normalize_file(
-                provider,
-                tenant_id,
-                interrupt.read(source),
-                fallback_campaign_id=campaign_id,
-            )
-            for result in results:
-                for rejection in result.rejected:
-                    click.echo(f"rejected {rejection.reason}", err=True)
-                yield from (event.model_dump_json() for event in result.events)
-
-        records = records_from_lines(provider_lines())
+        lines = _provider_events(provider, tenant_id, data, campaign_id, replay_input)
+        records = records_from_lines(lines)
     if compare_path is not None:
         _compare(list(records), policy_path, compare_path)
         return
     run_replay(
-        records, policy_path, redis_url, key_prefix, interrupt=interrupt, no_progress=no_progress
+        records,
+        policy_path,
+        redis_url,
+        key_prefix,
+        replay_input=replay_input,
+        interrupt=interrupt,
+        no_progress=no_progress,
     )
 
 
@@ -114,6 +129,28 @@ def _compare(records: list[RawRecord], first: Path | None, second: Path) -> None
     mine, theirs = run(first, sys.stdout), run(second, io.StringIO())
     differences = pause_differences(mine, theirs)
     click.echo(render_differences(differences, str(first or "defaults"), str(second)), err=True)
+
+
+def _provider_events(
+    provider: Provider,
+    tenant_id: str,
+    data: bytes,
+    campaign_id: str | None,
+    replay_input: ReplayInput,
+) -> Iterator[str]:
+    """The events of provider payloads as JSON lines; rejections reported by line and record."""
+    from processor.cli.normalize import normalize_file
+
+    for line, result in normalize_file(provider, tenant_id, data, fallback_campaign_id=campaign_id):
+        for rejection in result.rejected:
+            replay_input.rejected += 1
+            where = [] if line is None else [f"line {line}"]
+            if rejection.index is not None:
+                where.append(f"record {rejection.index + 1}")
+            elif line is None:
+                where.append("record 1")
+            click.echo(f"rejected {', '.join(where)}: {rejection.reason}", err=True)
+        yield from (event.model_dump_json() for event in result.events)
 
 
 @click.command()
@@ -147,7 +184,7 @@ def demo(
 
     Same output as `replay`: decisions as JSON lines on stdout, the summary on stderr.
     """
-    from processor.cli.replay_run import Interrupt, run_replay
+    from processor.cli.replay_run import Interrupt, ReplayInput, run_replay
     from processor.ports.records import FILE_TOPIC, RawRecord
     from processor.simulation.profiles import demo_profiles, expected_event_count
     from processor.simulation.workload import merged_events, to_json_line
@@ -170,6 +207,7 @@ def demo(
         policy_path,
         None,
         "",
+        replay_input=ReplayInput("the demo stream"),
         interrupt=Interrupt(),
         no_progress=no_progress,
         total=total,

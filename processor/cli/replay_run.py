@@ -10,12 +10,13 @@ import asyncio
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
 from pydantic import SecretStr
 
-from processor.cli.exit_codes import EXIT_INTERRUPTED
+from processor.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from processor.ports.records import RawRecord
+    from processor.services.replay import ReplayResult
 
 
 class Interrupt:
@@ -80,12 +82,25 @@ class Interrupt:
             signal.signal(signal.SIGINT, previous)
 
 
+@dataclass(slots=True)
+class ReplayInput:
+    """What the command knows of its input beyond the replay's own counts."""
+
+    name: str
+    """SOURCE as named in messages ("stdin", a path, "the demo stream")."""
+    unit: str = "line"
+    """What a rejected record is called: a line of SOURCE, or a normalized event."""
+    rejected: int = 0
+    """Records rejected before the replay: provider records that could not be normalized."""
+
+
 def run_replay(
     records: Iterable[RawRecord],
     policy_path: Path | None,
     redis_url: str | None,
     key_prefix: str,
     *,
+    replay_input: ReplayInput,
     interrupt: Interrupt,
     no_progress: bool,
     total: int | None = None,
@@ -102,7 +117,7 @@ def run_replay(
     from processor.config.settings import Settings
     from processor.ports.detection_store import DetectionStore, InMemoryStore
     from processor.runtime.bootstrap import build_redis
-    from processor.services.replay import OutputClosedError, ReplayResult, render_summary, replay
+    from processor.services.replay import OutputClosedError, render_summary, replay
 
     holder = PolicyHolder(policy_path)
     bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
@@ -131,6 +146,7 @@ def run_replay(
                 errors=sys.stderr,
                 progress=bar.update,
                 max_future_skew_ms=skew_ms,
+                unit=replay_input.unit,
             )
         finally:
             if client is not None:
@@ -144,6 +160,26 @@ def run_replay(
     finally:
         bar.close()
     click.echo(render_summary(result), err=True)
-    if interrupt.requested:
+    click.get_current_context().exit(
+        _conclude(result, replay_input, interrupted=interrupt.requested)
+    )
+
+
+def _conclude(result: ReplayResult, replay_input: ReplayInput, *, interrupted: bool) -> int:
+    """Say what went wrong with the input, if anything; the exit status."""
+    from processor.cli.replay_source import PROVIDER_HINT
+
+    if replay_input.rejected:
+        click.echo(f"{replay_input.rejected} provider records rejected", err=True)
+    if interrupted:
         click.echo("interrupted: the summary covers the events read until Ctrl-C", err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    if result.events == 0 and not replay_input.rejected:
+        click.echo(f"sendguard: no events in {replay_input.name}", err=True)
+        return EXIT_REJECTED
+    if result.events and result.rejected == result.events and replay_input.unit == "line":
+        click.echo(
+            f"sendguard: no line of {replay_input.name} was a delivery event; {PROVIDER_HINT}",
+            err=True,
+        )
+    return EXIT_REJECTED if result.rejected or replay_input.rejected else EXIT_OK

@@ -46,9 +46,10 @@ class OutputClosedError(PublishError):
 class PrintingPublisher:
     """Prints decisions as JSON lines (exactly the message values) and rejections to `errors`."""
 
-    def __init__(self, out: TextIO, errors: TextIO) -> None:
+    def __init__(self, out: TextIO, errors: TextIO, unit: str = "line") -> None:
         self._out = out
         self._errors = errors
+        self._unit = unit
         self.decisions: list[OutboxMessage] = []
         self.rejected = 0
 
@@ -64,8 +65,8 @@ class PrintingPublisher:
             if message.role == TopicRole.DEAD_LETTER:
                 self.rejected += 1
                 letter = json.loads(message.value)
-                line = (letter.get("source_offset") or 0) + 1
-                self._errors.write(f"rejected line {line}: {letter['error']}\n")
+                number = (letter.get("source_offset") or 0) + 1
+                self._errors.write(f"rejected {self._unit} {number}: {letter['error']}\n")
                 continue
             self.decisions.append(message)
             self._out.write(message.value + "\n")
@@ -165,12 +166,14 @@ async def replay(
     errors: TextIO,
     progress: Callable[[int], object] = lambda _n: None,
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+    unit: str = "line",
 ) -> ReplayResult:
     """Run detection over `records` in batches; decisions are printed as they are made.
 
-    The worker's rules apply, the future-skew rule included (`with_event_clock`).
+    The worker's rules apply, the future-skew rule included (`with_event_clock`). A rejected
+    record is reported as "rejected <unit> <offset + 1>: <why>".
     """
-    publisher = PrintingPublisher(out, errors)
+    publisher = PrintingPublisher(out, errors, unit)
     service = DetectionService(
         store,
         publisher,

@@ -37,6 +37,9 @@ EXPECTED_COMMANDS = {
     "import-suppressions",
     "webhooks",
     "normalize",
+    "dashboard",
+    "status",
+    "explain",
 }
 
 
