@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import FrameType
 
+    from processor.ports.detection_store import DetectionStore
     from processor.ports.records import RawRecord
     from processor.services.replay import ReplayResult
 
@@ -115,9 +116,14 @@ def run_replay(
     from processor.adapters.redis_store import RedisStore
     from processor.config.policy_file import PolicyHolder
     from processor.config.settings import Settings
-    from processor.ports.detection_store import DetectionStore, InMemoryStore
     from processor.runtime.bootstrap import build_redis
-    from processor.services.replay import OutputClosedError, render_summary, replay
+    from processor.services.replay import (
+        OutputClosedError,
+        embedded_store,
+        render_summary,
+        replay,
+        replay_ttl_ms,
+    )
 
     holder = PolicyHolder(policy_path)
     bar = tqdm(total=total, unit=" events", disable=no_progress, file=sys.stderr)
@@ -125,17 +131,17 @@ def run_replay(
     skew_ms = round(Settings().max_future_skew_s * 1000)
 
     async def run() -> ReplayResult:
-        store: DetectionStore = InMemoryStore()
+        store: DetectionStore = embedded_store(holder())
         client = None
         if redis_url is not None:
             client = build_redis(Settings(redis_url=SecretStr(redis_url)))
-            longest = holder().longest_window_ms
+            ttl_ms = replay_ttl_ms(holder())
             store = RedisStore(
                 client,
                 Keys(key_prefix),
-                state_ttl_ms=2 * longest,
-                paused_state_ttl_ms=2 * longest,
-                seen_ttl_ms=2 * longest,
+                state_ttl_ms=ttl_ms,
+                paused_state_ttl_ms=ttl_ms,
+                seen_ttl_ms=ttl_ms,
             )
         try:
             return await replay(

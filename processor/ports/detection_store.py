@@ -7,9 +7,10 @@ the same contract tests, so a replay on the embedded store decides exactly as th
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +47,10 @@ class CampaignRef:
 
     tenant_id: str
     campaign_id: str
+
+
+DAY_MS: Final = 86_400_000
+"""The digest sets' day: `digests_by_day` is keyed by event time (ms) // DAY_MS."""
 
 
 @dataclass(slots=True)
@@ -149,14 +154,28 @@ class DetectionStore(Protocol):
 
 
 class InMemoryStore:
-    """The embedded store for replay and tests: dictionaries, same semantics as Redis."""
+    """The embedded store for replay and tests: dictionaries, same semantics as Redis.
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    With `seen_ttl_ms`, a digest set is forgotten `seen_ttl_ms` after its last write, as Redis
+    expires it; but by event time (the newest day written so far), which is what a replay
+    advances, and never sooner than Redis would. Without it every digest is kept (tests).
+    """
+
+    def __init__(
+        self, monotonic: Callable[[], float] = time.monotonic, *, seen_ttl_ms: int | None = None
+    ) -> None:
         self._monotonic = monotonic
+        self._seen_days_kept = None if seen_ttl_ms is None else math.ceil(seen_ttl_ms / DAY_MS)
         self.campaigns: dict[CampaignRef, tuple[int, bytes]] = {}
         self.outboxes: dict[CampaignRef, tuple[int, list[OutboxMessage]]] = {}
         self.outbox_written_at: dict[CampaignRef, float] = {}
         self.seen: dict[tuple[CampaignRef, int], set[bytes]] = {}
+        self._newest_day = 0
+        """The store's clock: the newest event day of any digest written."""
+        self._seen_written: dict[tuple[CampaignRef, int], int] = {}
+        """Each digest set's last write, by the store's clock."""
+        self._seen_by_write: dict[int, set[tuple[CampaignRef, int]]] = {}
+        """The digest sets last written on each day of the store's clock."""
         self.tenant_pauses: dict[str, dict[str, int]] = {}
         self.tenant_episodes: dict[str, int] = {}
         self.paused_tenants: set[str] = set()
@@ -180,6 +199,10 @@ class InMemoryStore:
 
     async def commit_campaigns(self, writes: list[CampaignWrite]) -> list[bool]:
         """See `DetectionStore.commit_campaigns`."""
+        # The clock first: every set written now is written at the batch's newest day.
+        self._newest_day = max(
+            [self._newest_day, *(day for w in writes for day in w.new_digests_by_day)]
+        )
         results = []
         for write in writes:
             version = self.campaigns.get(write.ref, (0, b""))[0]
@@ -190,12 +213,36 @@ class InMemoryStore:
                 continue
             self.campaigns[write.ref] = (version + 1, write.blob)
             for day, digests in write.new_digests_by_day.items():
-                self.seen.setdefault((write.ref, day), set()).update(digests)
+                key = (write.ref, day)
+                self.seen.setdefault(key, set()).update(digests)
+                self._note_seen_write(key)
             if write.outbox:
                 self.outboxes[write.ref] = (version + 1, list(write.outbox))
                 self.outbox_written_at[write.ref] = self._monotonic()
             results.append(True)
+        self._expire_seen()
         return results
+
+    def _note_seen_write(self, key: tuple[CampaignRef, int]) -> None:
+        if self._seen_days_kept is None:
+            return
+        previous = self._seen_written.get(key)
+        if previous is not None:
+            self._seen_by_write[previous].discard(key)
+        self._seen_written[key] = self._newest_day
+        self._seen_by_write.setdefault(self._newest_day, set()).add(key)
+
+    def _expire_seen(self) -> None:
+        if self._seen_days_kept is None:
+            return
+        # Written at any time of day `written`: gone once a whole TTL has passed after that
+        # day's end, whatever the time within the newest day.
+        for written in [
+            w for w in self._seen_by_write if w < self._newest_day - 1 - self._seen_days_kept
+        ]:
+            for key in self._seen_by_write.pop(written):
+                del self.seen[key]
+                del self._seen_written[key]
 
     def _seen_or_outbox(self, write: CampaignWrite) -> bool:
         if write.ref in self.outboxes:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from processor.domain.codec import decode_state
 from processor.errors import InvalidInputError, PublishError
-from processor.ports.detection_store import CampaignAsk, CampaignRef, DetectionStore, OutboxMessage
+from processor.ports.detection_store import (
+    CampaignAsk,
+    CampaignRef,
+    DetectionStore,
+    InMemoryStore,
+    OutboxMessage,
+)
 from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.detection import DetectionService
 from processor.services.event_input import parse_with_time
@@ -33,6 +39,20 @@ DEFAULT_MAX_FUTURE_SKEW_MS = 15 * 60_000
 """The worker's default `SENDGUARD_MAX_FUTURE_SKEW_S`; the CLI passes the configured one."""
 CLOCK_LOOKAHEAD = 8
 """How many following events vouch for a jump in event time (see `with_event_clock`)."""
+
+
+def replay_ttl_ms(book: PolicyBook) -> int:
+    """How long a replay's store keeps states and event digests: twice the longest window.
+
+    Enough for every window to slide over the events it counts and for a duplicate to be told
+    apart; and the embedded store stays bounded by the windows, not by the events replayed.
+    """
+    return 2 * book.longest_window_ms
+
+
+def embedded_store(book: PolicyBook) -> InMemoryStore:
+    """The in-memory store a replay runs on when no Redis is given."""
+    return InMemoryStore(seen_ttl_ms=replay_ttl_ms(book))
 
 
 class OutputClosedError(PublishError):
@@ -167,6 +187,7 @@ async def replay(
     progress: Callable[[int], object] = lambda _n: None,
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
     unit: str = "line",
+    batch_size: int = REPLAY_BATCH,
 ) -> ReplayResult:
     """Run detection over `records` in batches; decisions are printed as they are made.
 
@@ -197,7 +218,7 @@ async def replay(
 
     for record in with_event_clock(records, max_future_skew_ms):
         batch.append(record)
-        if len(batch) >= REPLAY_BATCH:
+        if len(batch) >= batch_size:
             await flush()
     if batch:
         await flush()

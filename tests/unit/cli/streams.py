@@ -1,4 +1,4 @@
-"""Delivery-event streams the CLI tests replay: JSON lines of tenant acme, from 08:00 UTC."""
+"""Delivery-event streams the CLI tests replay: JSON lines, from 08:00 UTC (tenant acme)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from typing import Any
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-def event(n: int, campaign: str, kind: str, after_s: float, **extra: Any) -> str:
-    """One delivery event of tenant acme as a JSON line (no newline)."""
+def event(
+    n: int, campaign: str, kind: str, after_s: float, tenant: str = "acme", **extra: Any
+) -> str:
+    """One delivery event as a JSON line (no newline)."""
     occurred = (T0 + timedelta(seconds=after_s)).isoformat().replace("+00:00", "Z")
     return json.dumps(
         {
             "schema_version": 1,
             "event_id": f"{campaign}-{kind}-{n}",
-            "tenant_id": "acme",
+            "tenant_id": tenant,
             "campaign_id": campaign,
             "recipient": {"contact_id": f"c{n}", "address": f"u{n}@example.com"},
             "type": kind,
@@ -27,15 +29,17 @@ def event(n: int, campaign: str, kind: str, after_s: float, **extra: Any) -> str
     )
 
 
-def campaign_lines(campaign: str, sends: int = 400, *, bad: bool = False) -> list[str]:
+def campaign_lines(
+    campaign: str, sends: int = 400, *, bad: bool = False, tenant: str = "acme"
+) -> list[str]:
     """A campaign's sends and outcomes; a bad list hard-bounces every fifth send."""
     lines = []
     for n in range(sends):
-        lines.append(event(n, campaign, "sent", n))
+        lines.append(event(n, campaign, "sent", n, tenant))
         if bad and n % 5 == 0:
-            lines.append(event(n, campaign, "bounce", n + 2, bounce_class="hard"))
+            lines.append(event(n, campaign, "bounce", n + 2, tenant, bounce_class="hard"))
         else:
-            lines.append(event(n, campaign, "delivered", n + 1))
+            lines.append(event(n, campaign, "delivered", n + 1, tenant))
     return lines
 
 

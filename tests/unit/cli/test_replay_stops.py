@@ -26,9 +26,14 @@ if TYPE_CHECKING:
 
 
 def many_bad_lists(campaigns: int) -> str:
-    """`campaigns` bad lists, each paused: a pause and a status line apiece on stdout."""
+    """`campaigns` bad lists, each paused: a pause and a status line apiece on stdout.
+
+    Each of its own tenant: no tenant reaches the campaign pauses that pause it whole.
+    """
     return "".join(
-        line + "\n" for c in range(campaigns) for line in campaign_lines(f"bad-{c}", 250, bad=True)
+        line + "\n"
+        for c in range(campaigns)
+        for line in campaign_lines(f"bad-{c}", 250, bad=True, tenant=f"t{c}")
     )
 
 

@@ -1,0 +1,1 @@
+"""Tests of processor.ports: the in-memory twins' own behaviour (the contract is integration)."""
