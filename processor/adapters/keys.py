@@ -91,6 +91,11 @@ class Keys:
         """Set of the same, as written before 2026-11-27; still read and cleared (no times)."""
         return f"{self.prefix}:outbox"
 
+    def every_key(self) -> str:
+        """SCAN MATCH pattern of every key above (the prefix's glob characters escaped)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}:*"
+
 
 def contact_shards(raw_contact_ids: Iterable[bytes], shards: int) -> list[int]:
     """The shard number of each contact id (as UTF-8), as `Keys.contacts` picks it."""

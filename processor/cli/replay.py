@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+
+import re
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -27,6 +29,15 @@ DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 """Event time at which the demo stream starts (fixed, so every run prints the same)."""
 
 
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _checked_prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _KEY_PREFIX.match(value):
+        raise click.BadParameter("letters, digits, '_', '.' and '-' only")
+    return value
+
+
 @click.command("replay")
 @click.argument("source", type=click.File("rb"))
 @click.option(
@@ -35,8 +46,18 @@ DEMO_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML policy file (built-in defaults if omitted).",
 )
-@click.option("--redis", "redis_url", help="Use this Redis instead of the embedded store.")
-@click.option("--key-prefix", default="sendguard-replay", show_default=True)
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    help="Run on this Redis (redis://, rediss://) instead of the embedded store.",
+)
+@click.option(
+    "--key-prefix",
+    callback=_checked_prefix,
+    help="With --redis: keep the state under this key prefix (reused by the next run with it). "
+    "Default: a fresh prefix per run, its keys deleted at the end.",
+)
 @click.option(
     "--compare-policy",
     "compare_path",
@@ -56,7 +77,7 @@ def replay_command(
     source: BinaryIO,
     policy_path: Path | None,
     redis_url: str | None,
-    key_prefix: str,
+    key_prefix: str | None,
     *,
     provider_name: str | None,
     tenant_id: str,
@@ -206,7 +227,7 @@ def demo(
         records(),
         policy_path,
         None,
-        "",
+        None,
         replay_input=ReplayInput("the demo stream"),
         interrupt=Interrupt(),
         no_progress=no_progress,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -17,11 +18,14 @@ import click
 from pydantic import SecretStr
 
 from processor.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
+from processor.errors import ConfigurationError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
     from types import FrameType
+
+    from redis.asyncio import Redis
 
     from processor.ports.detection_store import DetectionStore
     from processor.ports.records import RawRecord
@@ -99,7 +103,7 @@ def run_replay(
     records: Iterable[RawRecord],
     policy_path: Path | None,
     redis_url: str | None,
-    key_prefix: str,
+    key_prefix: str | None,
     *,
     replay_input: ReplayInput,
     interrupt: Interrupt,
@@ -113,10 +117,9 @@ def run_replay(
     from tqdm import tqdm
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_namespace import delete_namespace
     from processor.adapters.redis_store import RedisStore
     from processor.config.policy_file import PolicyHolder
-    from processor.config.settings import Settings
-    from processor.runtime.bootstrap import build_redis
     from processor.services.replay import (
         OutputClosedError,
         embedded_store,
@@ -130,33 +133,43 @@ def run_replay(
     # The worker's future-skew rule, as configured (SENDGUARD_MAX_FUTURE_SKEW_S).
     skew_ms = round(Settings().max_future_skew_s * 1000)
 
+    notes: list[str] = []
+
     async def run() -> ReplayResult:
-        store: DetectionStore = embedded_store(holder())
-        client = None
-        if redis_url is not None:
-            client = build_redis(Settings(redis_url=SecretStr(redis_url)))
-            ttl_ms = replay_ttl_ms(holder())
-            store = RedisStore(
-                client,
-                Keys(key_prefix),
-                state_ttl_ms=ttl_ms,
-                paused_state_ttl_ms=ttl_ms,
-                seen_ttl_ms=ttl_ms,
-            )
+        if redis_url is None:
+            return await replay_on(embedded_store(holder()))
+        client = _redis_client(redis_url)
+        prefix = key_prefix or f"sendguard-replay-{uuid.uuid4().hex[:12]}"
+        ttl_ms = replay_ttl_ms(holder())
+        keys = Keys(prefix)
+        store = RedisStore(
+            client, keys, state_ttl_ms=ttl_ms, paused_state_ttl_ms=ttl_ms, seen_ttl_ms=ttl_ms
+        )
         try:
-            return await replay(
-                interrupt.records(records),
-                store=store,
-                policy_book=holder,
-                out=sys.stdout,
-                errors=sys.stderr,
-                progress=bar.update,
-                max_future_skew_ms=skew_ms,
-                unit=replay_input.unit,
-            )
+            return await replay_on(store)
         finally:
-            if client is not None:
+            try:
+                if key_prefix is None:
+                    deleted = await delete_namespace(client, keys)
+                    notes.append(f"Redis: ran under key prefix {prefix}, {deleted} keys deleted")
+                else:
+                    notes.append(f"Redis: the replay's state is kept under key prefix {prefix}")
+            except StoreUnavailableError as exc:
+                notes.append(f"sendguard: the keys under prefix {prefix} are left: {exc}")
+            finally:
                 await client.aclose()
+
+    async def replay_on(store: DetectionStore) -> ReplayResult:
+        return await replay(
+            interrupt.records(records),
+            store=store,
+            policy_book=holder,
+            out=sys.stdout,
+            errors=sys.stderr,
+            progress=bar.update,
+            max_future_skew_ms=skew_ms,
+            unit=replay_input.unit,
+        )
 
     try:
         with interrupt.installed():
@@ -166,9 +179,21 @@ def run_replay(
     finally:
         bar.close()
     click.echo(render_summary(result), err=True)
-    click.get_current_context().exit(
-        _conclude(result, replay_input, interrupted=interrupt.requested)
-    )
+    for note in notes:
+        click.echo(note, err=True)
+    status = _conclude(result, replay_input, interrupted=interrupt.requested)
+    click.get_current_context().exit(status)
+
+
+def _redis_client(url: str) -> Redis:
+    """A client of the Redis at `url` (--redis), with the other SENDGUARD_REDIS_* settings."""
+    from processor.runtime.bootstrap import build_redis, load_settings
+
+    settings = load_settings().model_copy(update={"redis_url": SecretStr(url)})
+    try:
+        return build_redis(settings)
+    except ValueError as exc:  # redis-py: not a redis://, rediss:// or unix:// URL
+        raise ConfigurationError(f"--redis: {exc}") from None
 
 
 def _conclude(result: ReplayResult, replay_input: ReplayInput, *, interrupted: bool) -> int:

@@ -79,3 +79,28 @@ def test_the_demo_is_the_same_on_every_run_of_a_seed(sendguard: Sendguard) -> No
     assert first.exit_code == 0, first.stderr
     assert (first.stdout, first.stderr) == (again.stdout, again.stderr)
     assert first.stderr != other.stderr
+
+
+def test_a_redis_url_of_another_scheme_is_one_line_exit_2(
+    sendguard: Sendguard, tmp_path: Path
+) -> None:
+    """`--redis http://x` is a configuration error, not a traceback."""
+    source = tmp_path / "events.jsonl"
+    source.write_text(event(0, "good", "sent", 0) + "\n")
+    result = sendguard("replay", "--no-progress", "--redis", "http://x", str(source))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "sendguard: --redis: Redis URL must specify one of the following schemes "
+        "(redis://, rediss://, unix://)\n"
+    )
+
+
+def test_a_key_prefix_with_other_characters_is_a_usage_error(
+    sendguard: Sendguard, tmp_path: Path
+) -> None:
+    """A prefix that would need escaping in key patterns is refused up front."""
+    source = tmp_path / "events.jsonl"
+    source.write_text(event(0, "good", "sent", 0) + "\n")
+    result = sendguard("replay", "--key-prefix", "a b*", str(source))
+    assert result.exit_code == 2
+    assert "letters, digits, '_', '.' and '-' only" in result.stderr
