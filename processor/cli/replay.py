@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-
 import re
+import sys
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path

@@ -120,6 +120,7 @@ def run_replay(
     from processor.adapters.redis_namespace import delete_namespace
     from processor.adapters.redis_store import RedisStore
     from processor.config.policy_file import PolicyHolder
+    from processor.config.settings import Settings
     from processor.services.replay import (
         OutputClosedError,
         embedded_store,

@@ -14,10 +14,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from processor.domain.codec import decode_state
 from processor.errors import InvalidInputError, PublishError
 from processor.ports.detection_store import (
-    CampaignAsk,
     CampaignRef,
     DetectionStore,
     InMemoryStore,
@@ -26,6 +24,7 @@ from processor.ports.detection_store import (
 from processor.ports.records import FILE_TOPIC, RawRecord
 from processor.services.detection import DetectionService
 from processor.services.event_input import parse_with_time
+from processor.services.replay_summary import Summary, render_table, summarize
 from schemas.control import PauseCommand, PauseScope, read_control
 from schemas.topics import TopicRole
 
@@ -150,21 +149,6 @@ def _event_ms(record: RawRecord) -> int | None:
 
 
 @dataclass(slots=True)
-class CampaignSummary:
-    """One line of the summary table."""
-
-    tenant_id: str
-    campaign_id: str
-    status: str
-    sent: int
-    delivered: int
-    hard_bounce_rate: float | None
-    complaint_rate: float | None
-    unsubscribe_rate: float | None
-    paused_at: str | None
-
-
-@dataclass(slots=True)
 class ReplayResult:
     """What a replay did."""
 
@@ -174,7 +158,7 @@ class ReplayResult:
     late: int = 0
     rejected: int = 0
     decisions: list[OutboxMessage] = field(default_factory=list)
-    campaigns: list[CampaignSummary] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
 
 
 async def replay(
@@ -224,59 +208,13 @@ async def replay(
         await flush()
     result.rejected = publisher.rejected
     result.decisions = publisher.decisions
-    result.campaigns = await _summaries(store, sorted(seen, key=_ref_order), publisher, policy_book)
+    refs = sorted(seen, key=_ref_order)
+    result.summary = await summarize(store, refs, publisher.decisions, policy_book())
     return result
 
 
 def _ref_order(ref: CampaignRef) -> tuple[str, str]:
     return ref.tenant_id, ref.campaign_id
-
-
-def _rate(numerator: int, denominator: int) -> float | None:
-    return numerator / denominator if denominator else None
-
-
-async def _summaries(
-    store: DetectionStore,
-    refs: list[CampaignRef],
-    publisher: PrintingPublisher,
-    policy_book: Callable[[], PolicyBook],
-) -> list[CampaignSummary]:
-    paused_at: dict[tuple[str, str], str] = {}
-    for message in publisher.decisions:
-        if message.role != TopicRole.CONTROL:
-            continue
-        command = read_control(message.value)
-        if (
-            isinstance(command, PauseCommand)
-            and command.scope is PauseScope.CAMPAIGN
-            and command.campaign_id is not None
-        ):
-            shown = command.model_dump(mode="json", include={"decided_at"})["decided_at"]
-            paused_at.setdefault((command.tenant_id, command.campaign_id), shown)
-    windows = policy_book().windows
-    loaded = await store.load_campaigns([CampaignAsk(ref) for ref in refs])
-    summaries = []
-    for ref, stored in zip(refs, loaded, strict=True):
-        if stored.blob is None:
-            continue
-        state = decode_state(stored.blob, windows)
-        life = state.windows.lifetime
-        sent, delivered, hard, complaints, unsubscribes = life[:5]
-        summaries.append(
-            CampaignSummary(
-                tenant_id=ref.tenant_id,
-                campaign_id=ref.campaign_id,
-                status=state.status.value,
-                sent=sent,
-                delivered=delivered,
-                hard_bounce_rate=_rate(hard, sent),
-                complaint_rate=_rate(complaints, delivered),
-                unsubscribe_rate=_rate(unsubscribes, delivered),
-                paused_at=paused_at.get((ref.tenant_id, ref.campaign_id)),
-            )
-        )
-    return summaries
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,13 +233,17 @@ def _campaign_pauses(result: ReplayResult) -> dict[tuple[str, str, int], str]:
     for message in result.decisions:
         if message.role != TopicRole.CONTROL:
             continue
-        body = json.loads(message.value)
-        if body.get("scope") != "campaign":
+        command = read_control(message.value)
+        if (
+            not isinstance(command, PauseCommand)
+            or command.scope is not PauseScope.CAMPAIGN
+            or command.campaign_id is None
+        ):
             continue
-        evidence = body.get("evidence") or {}
-        rule = f"{evidence.get('metric')}/{evidence.get('window')}"
-        key = (body["tenant_id"], body["campaign_id"], body["episode"])
-        pauses[key] = f"{body['decided_at']} {rule}"
+        evidence = command.evidence
+        rule = f"{evidence.metric.value}/{evidence.window}" if evidence else "-"
+        decided = command.model_dump(mode="json", include={"decided_at"})["decided_at"]
+        pauses[command.tenant_id, command.campaign_id, command.episode] = f"{decided} {rule}"
     return pauses
 
 
@@ -329,37 +271,10 @@ def render_differences(differences: list[PauseDifference], first: str, second: s
     return "\n".join(lines)
 
 
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.2f}%"
-
-
 def render_summary(result: ReplayResult) -> str:
-    """A plain-text table of the campaigns and the replay's totals."""
-    header = ("tenant", "campaign", "status", "sent", "delivered", "hard bnc", "complaint",
-              "unsub", "paused at (event time)")  # fmt: skip
-    rows = [header]
-    rows.extend(
-        (
-            c.tenant_id,
-            c.campaign_id,
-            c.status,
-            str(c.sent),
-            str(c.delivered),
-            _percent(c.hard_bounce_rate),
-            _percent(c.complaint_rate),
-            _percent(c.unsubscribe_rate),
-            c.paused_at or "-",
-        )
-        for c in result.campaigns
-    )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    pauses = sum(1 for m in result.decisions if m.role == TopicRole.CONTROL)
-    lines.append("")
-    lines.append(
+    """The summary table of the campaigns and tenant pauses, and the replay's totals."""
+    counts = (
         f"{result.events} events: {result.applied} applied, {result.duplicates} duplicates, "
-        f"{result.late} late, {result.rejected} rejected; {len(result.campaigns)} campaigns, "
-        f"{pauses} pause commands"
+        f"{result.late} late, {result.rejected} rejected"
     )
-    return "\n".join(lines)
+    return render_table(result.summary, counts)

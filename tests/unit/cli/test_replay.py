@@ -30,11 +30,11 @@ def test_replay_prints_the_pause_of_a_bad_list_and_a_summary(
     statuses = {(m["campaign_id"], m["status"]) for m in messages if "status" in m}
     assert ("bad", "paused") in statuses
     assert "good" not in {campaign for campaign, _ in statuses}
-    rows = {line.split()[1]: line.split() for line in result.stderr.splitlines()[2:4]}
+    rows = {line.split()[1]: line.split() for line in result.stderr.splitlines()[5:7]}
     assert rows["bad"][2:6] == ["paused", "400", "320", "20.00%"]
     assert rows["good"][2:6] == ["healthy", "400", "400", "0.00%"]
     assert "1600 events: 1600 applied, 0 duplicates, 0 late, 0 rejected" in result.stderr
-    assert "2 campaigns, 1 pause commands" in result.stderr
+    assert "2 campaigns, 1 pause commands (1 campaign, 0 tenant)" in result.stderr
 
 
 def test_replay_reads_stdin_and_reports_a_malformed_line_by_number(sendguard: Sendguard) -> None:
