@@ -27,13 +27,19 @@ def schemas_export(directory: Path, *, asyncapi_only: bool) -> None:
     from processor.runtime.bootstrap import load_settings
 
     prefix = load_settings().topic_prefix
-    directory.mkdir(parents=True, exist_ok=True)
-    if asyncapi_only:
-        path = directory / ASYNCAPI_FILE_NAME
-        path.write_text(render_asyncapi_yaml(asyncapi_document(prefix)), encoding="utf-8")
-        written = [path]
-    else:
-        written = export(directory, topic_prefix=prefix)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if asyncapi_only:
+            path = directory / ASYNCAPI_FILE_NAME
+            path.write_text(render_asyncapi_yaml(asyncapi_document(prefix)), encoding="utf-8")
+            written = [path]
+        else:
+            written = export(directory, topic_prefix=prefix)
+    except OSError as exc:  # a parent that is a file, no permission, a full disk
+        where = exc.filename or directory
+        raise click.BadParameter(
+            f"cannot write {where}: {exc.strerror}", param_hint="DIRECTORY"
+        ) from None
     for path in written:
         click.echo(str(path))
 

@@ -107,12 +107,11 @@ async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
     # No group: start() assigns every partition of the topic, or fails if it does not exist.
     consumer = AIOKafkaConsumer(outcomes, **options, group_id=None, enable_auto_commit=False)
     producer = AIOKafkaProducer(**producer_options(settings))
-    try:
-        await consumer.start()
-    except UnknownTopicOrPartitionError as exc:
-        await consumer.stop()
-        raise SendguardError(f"topic {outcomes} does not exist: is a worker set up?") from exc
-    try:
+    try:  # both stopped however far they got: an unclosed client warns when collected
+        try:
+            await consumer.start()
+        except UnknownTopicOrPartitionError as exc:
+            raise SendguardError(f"topic {outcomes} does not exist: is a worker set up?") from exc
         await producer.start()
         await consumer.seek_to_end()
         for partition in consumer.assignment():  # pin the end offsets before the answer exists
@@ -205,8 +204,8 @@ async def _publish_rows(
     imported: dict[str, int] = {}
     rejected = 0
     producer = AIOKafkaProducer(**producer_options(settings))
-    await producer.start()
-    try:
+    try:  # stopped even if it never connected: an unclosed producer warns when collected
+        await producer.start()
         in_flight: list[asyncio.Future[object]] = []
         for result in results:
             bar.update(max(0, result.line - bar.n))
