@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from processor.config.settings import Settings
-    from processor.domain.suppressions import RowResult
+    from processor.domain.suppressions import ParsedRow, RowResult
     from schemas.resume import ResumeOutcome, ResumeRequest
 
 PUBLISH_BATCH = 1000
@@ -146,78 +147,124 @@ def _describe(outcome: ResumeOutcome) -> str:
     return "\n".join(lines)
 
 
-@click.command("import-suppressions")
+def _columns_help() -> str:
+    from processor.domain.suppressions import (
+        CONTACT_ID_COLUMNS,
+        EMAIL_COLUMNS,
+        STATUS_COLUMNS,
+        TIME_COLUMNS,
+    )
+
+    def names(columns: tuple[str, ...]) -> str:
+        return ", ".join(columns)
+
+    return f"""Publish the opt-outs of another email system's CSV export as contact updates.
+
+    FILE is CSV with a header row. Columns, named case-insensitively (spaces and hyphens read
+    as '_'): the email, required ({names(EMAIL_COLUMNS)}); a contact id
+    ({names(CONTACT_ID_COLUMNS)}; default: the lower-cased email); a status
+    ({names(STATUS_COLUMNS)}: unsubscribed, bounced, complained, cleaned or a variant; a
+    subscribed or active row is an error); a time ({names(TIME_COLUMNS)}: ISO 8601, UTC
+    without an offset, or epoch seconds; default: now). Other columns are ignored.
+
+    Every row is checked before Kafka is contacted: each bad row is reported on stderr with its
+    line number and skipped, the others are published. --dry-run stops after the check.
+    Exit status: 0 every row good (and imported), 1 some rows rejected, 2 the file or Kafka
+    failed.
+    """
+
+
+@click.command("import-suppressions", help=_columns_help())
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tenant", required=True, help="The tenant whose contacts opted out.")
 @click.option("--source", default=None, help="The system it came from (default: file name).")
-def import_suppressions(file: Path, tenant: str, source: str | None) -> None:
-    """Publish the opt-outs of another email system's CSV export as contact updates.
-
-    Each bad row is reported on stderr with its line number and skipped; the others go on.
-    Exit status: 0 every row imported, 1 some rows rejected, 2 the file or Kafka failed.
-    """
+@click.option("--dry-run", is_flag=True, help="Check every row and report; publish nothing.")
+def import_suppressions(file: Path, tenant: str, source: str | None, *, dry_run: bool) -> None:
+    """Import opt-outs (the help comes from `_columns_help`: the columns accepted)."""
     from aiokafka.errors import KafkaError
     from tqdm import tqdm
 
-    from processor.domain.suppressions import (
-        SuppressionFileError,
-        parse_suppression_rows,
-    )
+    from processor.domain.suppressions import RowError
     from processor.runtime.bootstrap import load_settings
     from schemas.topics import TopicRole
 
-    settings = load_settings()
-    topic = settings.topic(TopicRole.CONTACT_UPDATES)
-    with file.open(encoding="utf-8", newline="") as handle:
-        try:
-            lines = sum(1 for _ in handle)
-            handle.seek(0)
-            results = parse_suppression_rows(
-                handle, tenant_id=tenant, source=source or file.name[:100], now=datetime.now(UTC)
-            )
-            with tqdm(total=lines, unit="line", file=sys.stderr, disable=None) as bar:
-                imported, rejected = asyncio.run(_publish_rows(settings, topic, results, bar))
-        except (SuppressionFileError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            raise SendguardError(f"{file}: {exc}") from exc
-        except KafkaError as exc:
-            raise SendguardError(
-                f"publishing to {topic} on {settings.kafka_bootstrap_servers} failed: {exc}"
-            ) from exc
-    counts = ", ".join(f"{status} {n}" for status, n in sorted(imported.items()))
-    click.echo(
-        f"imported {sum(imported.values())} opt-outs of tenant {tenant} to {topic}"
-        + (f" ({counts})" if counts else "")
-        + f"; {rejected} rows rejected"
-    )
-    sys.exit(1 if rejected else 0)
-
-
-async def _publish_rows(
-    settings: Settings, topic: str, results: Iterator[RowResult], bar: tqdm[Any]
-) -> tuple[dict[str, int], int]:
-    """Publish each good row's update; report each bad row. Returns (imported by status, bad)."""
-    from aiokafka import AIOKafkaProducer
-
-    from processor.adapters.kafka import producer_options
-    from processor.domain.suppressions import RowError
-
-    imported: dict[str, int] = {}
+    settings = None if dry_run else load_settings()
+    now = datetime.now(UTC)
+    good: dict[str, int] = {}
     rejected = 0
-    producer = AIOKafkaProducer(**producer_options(settings))
-    try:  # stopped even if it never connected: an unclosed producer warns when collected
-        await producer.start()
-        in_flight: list[asyncio.Future[object]] = []
+    with (
+        _rows(file, tenant, source, now) as (lines, results),
+        tqdm(total=lines, unit="line", desc="checking", file=sys.stderr, disable=None) as bar,
+    ):
         for result in results:
             bar.update(max(0, result.line - bar.n))
             if isinstance(result, RowError):
                 rejected += 1
                 bar.write(f"sendguard: {result.message}", file=sys.stderr)
-                continue
-            update = result.update
+            else:
+                status = result.status or "unsubscribed"
+                good[status] = good.get(status, 0) + 1
+        bar.update(max(0, lines - bar.n))
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(good.items()))
+    counted = f"{sum(good.values())} opt-outs of tenant {tenant}" + (
+        f" ({counts})" if counts else ""
+    )
+    if settings is None:
+        click.echo(f"checked: {counted} to import; {rejected} rows rejected; nothing published")
+        sys.exit(1 if rejected else 0)
+    topic = settings.topic(TopicRole.CONTACT_UPDATES)
+    if good:
+        with _rows(file, tenant, source, now) as (lines, results):
+            parsed = (result for result in results if not isinstance(result, RowError))
+            with tqdm(
+                total=lines, unit="line", desc="publishing", file=sys.stderr, disable=None
+            ) as bar:
+                try:
+                    asyncio.run(_publish_rows(settings, topic, parsed, bar))
+                except KafkaError as exc:
+                    raise SendguardError(
+                        f"publishing to {topic} on {settings.kafka_bootstrap_servers} failed: {exc}"
+                    ) from exc
+    click.echo(f"imported {counted} to {topic}; {rejected} rows rejected")
+    sys.exit(1 if rejected else 0)
+
+
+@contextmanager
+def _rows(
+    file: Path, tenant: str, source: str | None, now: datetime
+) -> Iterator[tuple[int, Iterator[RowResult]]]:
+    """The file's line count and its rows, parsed lazily; its errors as SendguardError."""
+    from processor.domain.suppressions import SuppressionFileError, parse_suppression_rows
+
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            lines = sum(1 for _ in handle)
+            handle.seek(0)
+            results = parse_suppression_rows(
+                handle, tenant_id=tenant, source=source or file.name[:100], now=now
+            )
+            yield lines, results
+    except (SuppressionFileError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SendguardError(f"{file}: {exc}") from exc
+
+
+async def _publish_rows(
+    settings: Settings, topic: str, rows: Iterator[ParsedRow], bar: tqdm[Any]
+) -> None:
+    """Publish each row's update, a bounded number in flight at a time."""
+    from aiokafka import AIOKafkaProducer
+
+    from processor.adapters.kafka import producer_options
+
+    producer = AIOKafkaProducer(**producer_options(settings))
+    try:  # stopped even if it never connected: an unclosed producer warns when collected
+        await producer.start()
+        in_flight: list[asyncio.Future[object]] = []
+        for row in rows:
+            bar.update(max(0, row.line - bar.n))
+            update = row.update
             value = update.model_dump_json().encode()
             in_flight.append(await producer.send(topic, value, key=update.key.encode()))
-            status = result.status or "unsubscribed"
-            imported[status] = imported.get(status, 0) + 1
             if len(in_flight) >= PUBLISH_BATCH:
                 await asyncio.gather(*in_flight)
                 in_flight.clear()
@@ -225,4 +272,3 @@ async def _publish_rows(
         bar.update(max(0, (bar.total or 0) - bar.n))
     finally:
         await producer.stop()
-    return imported, rejected
