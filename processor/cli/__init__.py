@@ -66,6 +66,7 @@ def _discard_stdout() -> None:
 
 
 @click.group(cls=SendguardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sendguard", prog_name="sendguard")
 def main() -> None:
     """sendguard: pause email campaigns whose bounce, complaint or unsubscribe rates spike."""
 

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from processor.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 from processor.errors import ConfigurationError, StoreUnavailableError
+from schemas.base import campaign_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from processor.domain.policy import PolicyBook
     from processor.ports.detection_store import DetectionStore
     from processor.ports.records import RawRecord
     from processor.services.replay import ReplayResult
@@ -182,6 +184,8 @@ def run_replay(
     click.echo(render_summary(result), err=True)
     for note in notes:
         click.echo(note, err=True)
+    if not interrupt.requested:
+        _warn_unmatched_overrides(holder(), result, replay_input.name)
     status = _conclude(result, replay_input, interrupted=interrupt.requested)
     click.get_current_context().exit(status)
 
@@ -195,6 +199,22 @@ def _redis_client(url: str) -> Redis:
         return build_redis(settings)
     except ValueError as exc:  # redis-py: not a redis://, rediss:// or unix:// URL
         raise ConfigurationError(f"--redis: {exc}") from None
+
+
+def _warn_unmatched_overrides(book: PolicyBook, result: ReplayResult, name: str) -> None:
+    """Name the policy's tenant and campaign overrides no event used: likely a typo."""
+    tenants = {c.tenant_id for c in result.summary.campaigns}
+    campaigns = {(c.tenant_id, c.campaign_id) for c in result.summary.campaigns}
+    unmatched = [f"tenant {tenant!r}" for tenant in sorted(set(book.tenants) - tenants)]
+    unmatched += [
+        f"campaign {campaign_key(*ref)!r}" for ref in sorted(set(book.campaigns) - campaigns)
+    ]
+    for override in unmatched:
+        click.echo(
+            f"sendguard: warning: the policy's override for {override} matched no event of "
+            f"{name}: a typo?",
+            err=True,
+        )
 
 
 def _conclude(result: ReplayResult, replay_input: ReplayInput, *, interrupted: bool) -> int:

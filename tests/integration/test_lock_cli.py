@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from tests.integration.conftest import run_cli
+from tests.unit.cli.streams import campaign_lines
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -13,10 +14,21 @@ if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 
+def seed_campaign(sandbox: Sandbox, campaign: str) -> None:
+    """Give `acme:<campaign>` a detection state in the sandbox's Redis, through a replay."""
+    path = sandbox.data_dir.parent / f"{campaign}.jsonl"
+    path.write_text("".join(line + "\n" for line in campaign_lines(campaign, 5)))
+    url = sandbox.stack["SENDGUARD_REDIS_URL"]
+    replayed = run_cli(sandbox, "replay", "--no-progress", "--redis", url,
+                       "--key-prefix", sandbox.name, str(path))  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+
+
 async def test_lock_and_unlock_set_and_lift_the_campaigns_operator_lock(
     sandbox: Sandbox, redis: Redis
 ) -> None:
     """`lock` stores who locked the pause and why; `unlock` removes it."""
+    seed_campaign(sandbox, "spring")
     key = f"{sandbox.name}:{{c:acme:spring}}:lock"
     locked = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "spring", "--by", "jane",
                      "--reason", "legal hold")  # fmt: skip
@@ -28,4 +40,22 @@ async def test_lock_and_unlock_set_and_lift_the_campaigns_operator_lock(
     assert await redis.pttl(key) > 0
     unlocked = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring")
     assert unlocked.returncode == 0, unlocked.stderr
+    assert unlocked.stdout == "unlocked acme:spring\n"
     assert await redis.get(key) is None
+    again = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring")
+    assert (again.returncode, again.stdout) == (0, "acme:spring had no lock: nothing to do\n")
+
+
+async def test_locking_a_campaign_sendguard_never_saw_is_refused(
+    sandbox: Sandbox, redis: Redis
+) -> None:
+    """A typo in the campaign is not silently 'locked': exit 2, the reason, no key written."""
+    seed_campaign(sandbox, "spring")
+    result = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "sprnig", "--by", "jane")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"sendguard: no campaign acme:sprnig in Redis (key prefix {sandbox.name}): never seen, "
+        "or its state expired; nothing locked\n"
+    )
+    assert await redis.get(f"{sandbox.name}:{{c:acme:sprnig}}:lock") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 import click
@@ -117,3 +118,10 @@ def test_the_group_ends_every_command_the_same_way(
 
     result = CliRunner().invoke(group, ["fails"])
     assert (result.exit_code, result.stderr, result.stdout) == (status, stderr, "")
+
+
+def test_version_names_the_installed_release(sendguard: Sendguard) -> None:
+    """`sendguard --version` prints the installed package's version, exit 0."""
+    result = sendguard("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"sendguard, version {version('sendguard')}\n"

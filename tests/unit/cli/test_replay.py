@@ -104,3 +104,29 @@ def test_a_key_prefix_with_other_characters_is_a_usage_error(
     result = sendguard("replay", "--key-prefix", "a b*", str(source))
     assert result.exit_code == 2
     assert "letters, digits, '_', '.' and '-' only" in result.stderr
+
+
+def test_a_policy_override_no_event_matched_is_warned_about(
+    sendguard: Sendguard, tmp_path: Path
+) -> None:
+    """An override for tenant 'acmee' when the events are acme's: a warning naming it."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "tenants:\n"
+        "  acmee: {rules: [{metric: hard_bounce, window: 24h, pause: 0.03}]}\n"
+        "  acme: {rules: [{metric: hard_bounce, window: 24h, pause: 0.03}]}\n"
+        "campaigns:\n"
+        '  "acme:good": {rules: [{metric: hard_bounce, window: 1h, pause: 0.08}]}\n'
+        '  "acme:goood": {rules: [{metric: hard_bounce, window: 1h, pause: 0.08}]}\n'
+    )
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(two_campaigns()) + "\n")
+    result = sendguard("replay", "--no-progress", "--policy", str(policy), str(source))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    prefix = "sendguard: warning: the policy's override for"
+    assert warnings == [
+        f"{prefix} tenant 'acmee' matched no event of {source}: a typo?",
+        f"{prefix} campaign 'acme:goood' matched no event of {source}: a typo?",
+    ]
