@@ -42,3 +42,11 @@ class ConfigurationError(SendguardError):
 
 class ReadError(SendguardError):
     """Kafka could not be read (a topic missing, the broker unreachable)."""
+
+
+class StateLostError(StoreUnavailableError):
+    """Redis no longer holds the detection state this worker wrote (emptied, failed over).
+
+    A StoreUnavailableError, so the batch is not committed and the worker stops; at its
+    restart the state guard (services/state_guard.py) rebuilds the state from Kafka.
+    """

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from schemas.base import Identifier, OutputMessage, UtcDatetime
 from schemas.control import DetectionRule, Metric
@@ -70,3 +70,41 @@ class HealthSnapshot(OutputMessage):
         default_factory=list,
         description="The sequential rules' statistics (empty under a windows-only policy).",
     )
+
+
+STATE_LOST_KEY = "*:state-lost"
+"""Kafka key of `StateLost` on the health topic (compacted: the latest loss stays readable)."""
+
+
+class StateLost(OutputMessage):
+    """Redis lost the detection state; sendguard is rebuilding it from delivery-events.
+
+    An ops message on the health topic, Kafka key `*:state-lost`, published once per loss
+    (`message_id` is the new state epoch: a republish after a crash carries the same id).
+    Until the rebuild has read up to the present, campaigns' windows are partial; events older
+    than `rebuild_from` (or deleted by the topic's retention) are not counted again.
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["state_lost"] = "state_lost"
+    message_id: str = Field(description="The new state epoch: same loss, same id.")
+    reason: str = Field(description="How the loss was noticed.")
+    previous_epoch: str | None = Field(description="The epoch lost, if the worker knew it.")
+    detected_at: UtcDatetime = Field(description="Wall-clock time the loss was noticed.")
+    rebuild_from: UtcDatetime = Field(
+        description="Delivery events with a Kafka timestamp from here on are read again."
+    )
+
+
+def _health_kind(message: object) -> str:
+    """A campaign's snapshot has no `kind`; an ops message says which it is."""
+    if isinstance(message, dict):
+        return str(message.get("kind", "campaign"))
+    return str(getattr(message, "kind", "campaign"))
+
+
+HealthMessage = Annotated[
+    Annotated[HealthSnapshot, Tag("campaign")] | Annotated[StateLost, Tag("state_lost")],
+    Discriminator(_health_kind),
+]
+"""Any message on the health topic: a campaign's snapshot (no `kind`), or an ops message."""

@@ -16,7 +16,7 @@ from schemas.audience import AudienceChunk, ContactUpdate
 from schemas.control import ControlCommand
 from schemas.dead_letter import DeadLetter
 from schemas.events import DeliveryEvent
-from schemas.health import HealthSnapshot
+from schemas.health import HealthMessage
 from schemas.resume import RecipientSetMessage, ResumeOutcome, ResumeRequest
 from schemas.webhooks import RawWebhook
 
@@ -136,10 +136,10 @@ TOPIC_CONTRACTS: tuple[TopicContract, ...] = (
     _contract(
         TopicRole.HEALTH,
         Direction.OUT,
-        "tenant:campaign",
-        HealthSnapshot,
-        name="HealthSnapshot",
-        summary="Campaign health snapshots for dashboards.",
+        "tenant:campaign (*:state-lost for a StateLost ops message)",
+        HealthMessage,
+        name="HealthMessage",
+        summary="Campaign health snapshots for dashboards, and ops messages (StateLost).",
         compacted=True,
     ),
     _contract(

@@ -15,14 +15,16 @@ import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from processor.adapters.kafka import client_options
-from processor.errors import PublishError, StoreUnavailableError
+from processor.errors import PublishError, SendguardError, StoreUnavailableError
 from processor.ports.records import RawRecord
+from processor.ports.state_epoch import PartitionRewind
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from processor.config.settings import Settings
 
@@ -33,12 +35,32 @@ MAX_BATCHES_LANDING = 16
 waits for the oldest: bounds what is held in memory when Redis is slow."""
 
 
-class _LogRebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """Logs rebalances; rewinds newly assigned partitions that a rebuild needs read again."""
+
+    def __init__(self, rewind: Callable[[list[TopicPartition]], Awaitable[None]]) -> None:
+        self._rewind = rewind
+
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+        # Here, before any record of them is fetched: a record applied before the rewind
+        # would move the rebuilt state's offset past the records to be read again.
+        await self._rewind(assigned)
+
+
+class Rewinder(Protocol):
+    """Says which partitions to read again from a time, and hears what was done (StateGuard)."""
+
+    def rewind_needed(self, partitions: Iterable[int]) -> tuple[int, list[int]] | None:
+        """The Kafka time (ms) to rewind to and the partitions to rewind, or None."""
+        ...
+
+    async def rewound(self, rewinds: Sequence[PartitionRewind]) -> None:
+        """The partitions were rewound and their new offsets committed."""
+        ...
 
 
 class Handled(Protocol):
@@ -76,6 +98,8 @@ class BatchConsumer:
         role: str,
         handle: Callable[[Sequence[RawRecord]], Awaitable[Handled | None]],
         write_held: WriteHeld | None = None,
+        *,
+        rewinder: Rewinder | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -83,6 +107,8 @@ class BatchConsumer:
         self.group_id = f"{settings.app_id}-{role}"
         self._handle = handle
         self._write_held = write_held
+        self._rewinder = rewinder
+        self._rewind_failed: SendguardError | None = None
         self._landing: collections.deque[asyncio.Task[None]] = collections.deque()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -130,7 +156,12 @@ class BatchConsumer:
     async def start(self) -> None:
         """Join the group and start consuming in the background."""
         consumer = self._build()
-        consumer.subscribe([self._topic], listener=_LogRebalance())
+        # The listener gets the consumer itself: the first assignment may come before `start`
+        # returns and `self._consumer` is set.
+        consumer.subscribe(
+            [self._topic],
+            listener=_Rebalance(lambda assigned: self._rewind(consumer, assigned)),
+        )
         try:
             await consumer.start()
         except KafkaError as exc:
@@ -138,6 +169,28 @@ class BatchConsumer:
             raise PublishError(f"cannot consume {self._topic}: {exc}") from exc
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name=f"consume {self._topic}")
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
+        """Seek the assigned partitions the rewinder names back to its time, and commit that.
+
+        A failure stops consumption (the records must not be applied from the old offsets);
+        aiokafka would only log an error raised from a rebalance listener.
+        """
+        rewinder = self._rewinder
+        if rewinder is None:
+            return
+        plan = rewinder.rewind_needed(tp.partition for tp in assigned if tp.topic == self._topic)
+        if plan is None:
+            return
+        to_ms, partitions = plan
+        try:
+            rewinds = await _rewind_to(consumer, self._topic, partitions, to_ms)
+            await rewinder.rewound(rewinds)
+        except (KafkaError, SendguardError) as exc:
+            log.critical("rewinding for a state rebuild failed", extra={"error": str(exc)})
+            self._rewind_failed = (
+                exc if isinstance(exc, SendguardError) else PublishError(f"rewind failed: {exc}")
+            )
 
     async def stop(self) -> None:
         """Stop consuming (the batch in progress finishes first) and leave the group."""
@@ -187,6 +240,8 @@ class BatchConsumer:
         batches = await consumer.getmany(
             timeout_ms=wait_ms, max_records=self._settings.batch_max_events
         )
+        if self._rewind_failed is not None:
+            raise self._rewind_failed
         if consumer.assignment():
             self.ready.set()
         if committing is not None and committing.done():
@@ -293,6 +348,49 @@ async def _commit(
     except (CommitFailedError, IllegalStateError):
         # A rebalance (or one that started during the commit) took the partitions away.
         log.warning("offset commit refused after a rebalance; batch will be re-read")
+
+
+async def group_has_offsets(settings: Settings, topic: str, group_id: str) -> bool:
+    """Whether the consumer group has committed an offset on the topic."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    except KafkaError as exc:
+        raise PublishError(f"reading the offsets of {group_id} failed: {exc}") from exc
+    finally:
+        await admin.close()
+    return any(tp.topic == topic and meta.offset >= 0 for tp, meta in offsets.items())
+
+
+async def _rewind_to(
+    consumer: AIOKafkaConsumer, topic: str, partitions: list[int], to_ms: int
+) -> list[PartitionRewind]:
+    """Seek each partition to its first record at `to_ms` (never past the committed offset)."""
+    tps = [TopicPartition(topic, p) for p in partitions]
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, to_ms))
+    starts = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    rewinds: list[PartitionRewind] = []
+    targets: dict[TopicPartition, int] = {}
+    for tp in tps:
+        at = found.get(tp)
+        wanted = at.offset if at is not None else ends[tp]
+        missing_ms = 0
+        if at is not None and at.offset == starts[tp] and starts[tp] > 0:
+            # Records before the first kept one were deleted; some may have been after `to_ms`.
+            missing_ms = max(0, at.timestamp - to_ms)
+        committed = await consumer.committed(tp)
+        # Nothing committed: read from the first record, as a fresh group would.
+        target = starts[tp] if committed is None else min(committed, wanted)
+        if committed is not None and committed < wanted:
+            missing_ms = 0  # behind already: what is left to read reaches back further
+        consumer.seek(tp, target)
+        targets[tp] = target
+        rewinds.append(PartitionRewind(tp.partition, committed, target, missing_ms))
+    # Committed at once, so that whoever reads the partition next starts from here.
+    await consumer.commit(targets)
+    return rewinds
 
 
 def _records(batches: dict[TopicPartition, list[Any]]) -> list[RawRecord]:

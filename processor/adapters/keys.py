@@ -21,12 +21,18 @@ class Keys:
     prefix: str
 
     def campaign_state(self, tenant_id: str, campaign_id: str) -> str:
-        """Hash: detection state blob `s`, version `v`, pending outbox `o`/`ov`."""
+        """Hash: detection state blob `s`, version `v`, pending outbox `o`/`ov`, epoch `e`."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:state"
 
-    def campaign_seen(self, tenant_id: str, campaign_id: str, day: int) -> str:
-        """Set of 8-byte digests of event ids applied, per event-time day of the events."""
-        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:seen:{day}"
+    def campaign_seen(self, tenant_id: str, campaign_id: str, day: int, epoch: str = "") -> str:
+        """Set of 8-byte digests of event ids applied, per event-time day of the events.
+
+        Scoped by the state epoch (see `state_epoch`): digests written into a Redis that had
+        lost its state, before the loss was noticed, are never read by the rebuilt state.
+        The first epoch of a deployment that predates epochs is "" (the names it always had).
+        """
+        scope = f"{epoch}:" if epoch else ""
+        return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:seen:{scope}{day}"
 
     def campaign_attempted(self, tenant_id: str, campaign_id: str) -> str:
         """Set of 8-byte digests of the contact ids this campaign has already attempted."""
@@ -86,6 +92,16 @@ class Keys:
         takes only outboxes left long enough to be a crash's, not one being published.
         """
         return f"{self.prefix}:outboxes"
+
+    def state_epoch(self) -> str:
+        """Hash, no TTL: the epoch of the detection state (services/state_guard.py).
+
+        `id` (creation time in ms, zero-padded, then a random part: ids sort by age),
+        `created_at`, and after a loss the rebuild plan: `rewind_to` (ms), `reason`,
+        `previous`, `announced`, and `rebuilt:<partition>` for each partition rewound.
+        Written with the first state; missing while group offsets exist means Redis lost it.
+        """
+        return f"{self.prefix}:state-epoch"
 
     def legacy_outbox_index(self) -> str:
         """Set of the same, as written before 2026-11-27; still read and cleared (no times)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from processor.adapters.redis_errors import translate_redis_errors
 from processor.adapters.redis_pipeline import ScriptPipeline
 from processor.adapters.redis_values import get_text
+from processor.errors import StateLostError
 from processor.ports.detection_store import (
     CampaignAsk,
     CampaignRef,
@@ -49,9 +50,9 @@ end
 """
 
 # KEYS: the campaign's state hash, then one seen set per asked day. ARGV: each day's digests.
-# Returns {v, s, o, ov, flags per day}: a day's flags hold one byte per digest, 1 if applied.
+# Returns {v, s, o, ov, e, flags per day}: a day's flags hold one byte per digest, 1 if applied.
 _LOAD_CAMPAIGN = """
-local reply = redis.call('HMGET', KEYS[1], 'v', 's', 'o', 'ov')
+local reply = redis.call('HMGET', KEYS[1], 'v', 's', 'o', 'ov', 'e')
 for d = 1, #ARGV do
   local flags = {}
   for _, members in ipairs(slices(ARGV[d])) do
@@ -59,16 +60,22 @@ for d = 1, #ARGV do
       flags[#flags + 1] = member == 1 and '\\1' or '\\0'
     end
   end
-  reply[4 + d] = table.concat(flags)
+  reply[5 + d] = table.concat(flags)
 end
 return reply
 """
 
 # KEYS: the state hash, then one seen set per day. ARGV: expected version, state blob, state
-# TTL, seen TTL, outbox ('' for none), number of days, then each day's packed new digests.
-# Returns the new version, or 0 if refused.
+# TTL, seen TTL, outbox ('' for none), number of days, each day's packed new digests, then the
+# writer's state epoch. Returns the new version, 0 if refused, -1 if the hash belongs to a
+# newer epoch (the writer's state was lost: services/state_guard.py). A hash of an older
+# epoch was written into a Redis that had lost its state: it is taken as absent, overwritten.
 _CHECK_VERSION = """
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local epoch = ARGV[#ARGV]
+local e = redis.call('HGET', KEYS[1], 'e') or ''
+if e > epoch then return -1 end
+local v = 0
+if e == epoch then v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') end
 if v ~= tonumber(ARGV[1]) then return 0 end
 """
 
@@ -87,7 +94,8 @@ end
 
 _WRITE_CAMPAIGN = """
 local nv = v + 1
-redis.call('HSET', KEYS[1], 'v', nv, 's', ARGV[2])
+if e ~= epoch then redis.call('HDEL', KEYS[1], 'o', 'ov') end
+redis.call('HSET', KEYS[1], 'v', nv, 's', ARGV[2], 'e', epoch)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[5], 'ov', nv) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 for d = 1, tonumber(ARGV[6]) do
@@ -136,6 +144,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
 """
 
 _SAVE_RESUME = """
+if (redis.call('HGET', KEYS[1], 'e') or '') ~= ARGV[4] then return 0 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
@@ -198,6 +207,18 @@ class RedisStore:
         self._save_resume = client.register_script(_SAVE_RESUME)
         self._record_pause = client.register_script(_RECORD_PAUSE)
         self._confirm_tenant = client.register_script(_CONFIRM_TENANT)
+        self._epoch: str | None = None
+
+    def use_epoch(self, epoch: str) -> None:
+        """Stamp states with `epoch` and check the marker with every write (StateGuard calls it).
+
+        Until then states are stamped with the legacy epoch "" and the marker is not read.
+        """
+        self._epoch = epoch
+
+    @property
+    def _stamp(self) -> str:
+        return self._epoch or ""
 
     async def load_campaigns(self, asks: list[CampaignAsk]) -> list[StoredCampaign]:
         """See `DetectionStore.load_campaigns`: one pipeline for the whole batch."""
@@ -207,7 +228,7 @@ class RedisStore:
             ref = ask.ref
             script_keys = [keys.campaign_state(ref.tenant_id, ref.campaign_id)]
             script_keys.extend(
-                keys.campaign_seen(ref.tenant_id, ref.campaign_id, day)
+                keys.campaign_seen(ref.tenant_id, ref.campaign_id, day, self._stamp)
                 for day in ask.digests_by_day
             )
             args = [b"".join(digests) for digests in ask.digests_by_day.values()]
@@ -216,9 +237,13 @@ class RedisStore:
             replies = await pipe.execute(self._client)
         loaded = []
         for ask, reply in zip(asks, replies, strict=True):
-            version, blob, outbox, outbox_version = reply[:4]
+            version, blob, outbox, outbox_version, epoch = reply[:5]
+            if not self._stamped_now(epoch, ask.ref):
+                # Written into a Redis that had lost its state, before that was noticed.
+                loaded.append(StoredCampaign(None, 0, [], 0, set()))
+                continue
             seen: set[bytes] = set()
-            for digests, flags in zip(ask.digests_by_day.values(), reply[4:], strict=True):
+            for digests, flags in zip(ask.digests_by_day.values(), reply[5:], strict=True):
                 if b"\x01" in flags:
                     seen.update(d for d, flag in zip(digests, flags, strict=True) if flag)
             loaded.append(
@@ -236,6 +261,10 @@ class RedisStore:
         """See `DetectionStore.commit_campaigns`: one compare-and-set script per campaign."""
         keys = self._keys
         pipe = ScriptPipeline()
+        stamp = self._stamp
+        if self._epoch is not None:
+            # Read with the writes: a marker gone or replaced means Redis lost the state.
+            pipe.command("HGET", keys.state_epoch(), "id")
         if any(w.outbox for w in writes):
             # Indexed before the write, so a crash right after it cannot hide the outbox.
             members = sorted({_ref_member(w.ref) for w in writes if w.outbox})
@@ -252,14 +281,37 @@ class RedisStore:
                 len(write.new_digests_by_day),
             ]
             for day, digests in write.new_digests_by_day.items():
-                script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day))
+                script_keys.append(keys.campaign_seen(ref.tenant_id, ref.campaign_id, day, stamp))
                 args.append(b"".join(digests))
+            args.append(stamp)
             script = self._commit_speculative if write.speculative else self._commit
             pipe.script(script, script_keys, args)
         with translate_redis_errors("writing campaign state"):
             replies = await pipe.execute(self._client)
+        if self._epoch is not None:
+            self._check_marker(replies[0])
+            replies = replies[1:]
         results = replies[1:] if any(w.outbox for w in writes) else replies
+        if any(r == -1 for r in results):
+            raise StateLostError(f"a newer state epoch than {stamp!r} is in Redis")
         return [bool(r) for r in results]
+
+    def _check_marker(self, stored: bytes | None) -> None:
+        marker = stored.decode() if stored is not None else None
+        if marker != self._epoch:
+            raise StateLostError(
+                f"state epoch marker is {marker!r}, this worker writes in {self._epoch!r}"
+            )
+
+    def _stamped_now(self, epoch: bytes | None, ref: CampaignRef) -> bool:
+        """Whether a loaded state is of this epoch (older: taken as absent; newer: raises)."""
+        stamp = epoch.decode() if epoch is not None else ""
+        if stamp > self._stamp:
+            raise StateLostError(
+                f"{ref.tenant_id}:{ref.campaign_id} is of state epoch {stamp!r},"
+                f" newer than {self._stamp!r}"
+            )
+        return stamp == self._stamp
 
     async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
         """See `DetectionStore.clear_outbox`."""
@@ -318,7 +370,7 @@ class RedisStore:
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
         with translate_redis_errors("saving a resumed campaign"):
             reply = await self._save_resume(
-                keys=[state_key], args=[expected_version, blob, self._state_ttl_ms]
+                keys=[state_key], args=[expected_version, blob, self._state_ttl_ms, self._stamp]
             )
         return bool(reply)
 

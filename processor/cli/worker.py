@@ -19,9 +19,11 @@ def worker() -> None:
         build_contact_store,
         build_metrics,
         build_redis,
+        build_state_guard,
         build_store,
         detection_factory,
         load_settings,
+        open_state_guard,
         with_resume,
     )
 
@@ -37,14 +39,18 @@ def worker() -> None:
     contacts = build_contact_store(settings, redis_client)
 
     roles = settings.worker_roles
-    detection = detection_factory(settings, store, contacts, holder)
     metrics, metrics_server = build_metrics(settings, "worker")
     if metrics_server is not None:
         metrics_server.start()  # before Kafka: a taken port is said at once, as a setting error
+    guard = build_state_guard(settings, redis_client, store, holder(), metrics)
+    detects = WorkerRole.DETECT in roles
+    loop.run_until_complete(open_state_guard(settings, guard, detects=detects))
+    detection = detection_factory(settings, store, contacts, holder)
     wiring = Wiring(
-        detection=detection if WorkerRole.DETECT in roles else None,
+        detection=detection if detects else None,
         reload_policy=holder.reload,
         metrics=metrics,
+        state_guard=guard,
     )
     if WorkerRole.RESUME in roles:
         wiring = with_resume(wiring, settings, store, contacts, holder)

@@ -26,10 +26,11 @@ from processor.adapters.kafka import (
     topic_names,
 )
 from processor.config.settings import WorkerRole
-from processor.errors import PublishError, StoreUnavailableError
+from processor.errors import PublishError, StateLostError, StoreUnavailableError
 from processor.logs import library_level, logging_config
 from processor.ports.records import RawRecord
 from processor.runtime.observe import Observer
+from processor.services.state_guard import EPOCH_CHECK_INTERVAL_S
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from processor.services.detection import BatchReport, DetectionService
     from processor.services.resume import ResumeService
     from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
+    from processor.services.state_guard import StateGuard
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Wiring:
     """Run when the app stops (clients the use cases opened)."""
     metrics: Metrics | None = None
     """Where the worker's metrics go (None: not collected)."""
+    state_guard: StateGuard | None = None
+    """Opened before the app is built (it set the store's epoch); checked while it runs."""
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -184,8 +188,10 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
     consumer: BatchConsumer | None = None
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
-        consumer = _detection_consumer(app, settings, detection, wiring.metrics)
+        consumer = _detection_consumer(app, settings, detection, wiring.metrics, wiring.state_guard)
         _outbox_sweep(app, detection, settings)
+    if wiring.state_guard is not None:
+        _watch_state_epoch(app, wiring.state_guard, publisher)
 
     @app.on_before_shutdown.connect
     async def finish_detection(_sender: object, /, *_args: object, **_kwargs: object) -> None:
@@ -213,7 +219,11 @@ def detection_group(settings: Settings) -> str:
 
 
 def _detection_consumer(
-    app: faust.App, settings: Settings, detection: DetectionService, metrics: Metrics | None
+    app: faust.App,
+    settings: Settings,
+    detection: DetectionService,
+    metrics: Metrics | None,
+    guard: StateGuard | None,
 ) -> BatchConsumer:
     """The batch consumer of the delivery events, run with the app (and measured)."""
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
@@ -226,6 +236,7 @@ def _detection_consumer(
         WorkerRole.DETECT.value,
         handle,
         write_held=detection.write_held_states,
+        rewinder=guard,
     )
     app.add_dependency(_ConsumerService(consumer, app))
     if metrics is not None:
@@ -254,6 +265,31 @@ def _outbox_sweep(app: faust.App, detection: DetectionService, settings: Setting
         sweep_outboxes
     )
     app.task(sweep_outboxes)
+
+
+def _watch_state_epoch(app: faust.App, guard: StateGuard, publisher: ConfirmedPublisher) -> None:
+    """Announce a loss the epoch began with; stop the worker if Redis loses the state again."""
+
+    async def watch_state_epoch() -> None:
+        try:
+            await guard.check()
+        except StateLostError as exc:
+            # Not committed, not rebuilt in this process: the restart's StateGuard.open does.
+            await app.crash(exc)
+            return
+        except StoreUnavailableError:
+            log.warning("state epoch check failed; will retry", exc_info=True)
+            return
+        try:
+            if await guard.announce(publisher):
+                log.critical("published the loss of the detection state on the health topic")
+        except (StoreUnavailableError, PublishError):
+            log.exception("announcing the loss of the detection state failed; will retry")
+
+    app.timer(EPOCH_CHECK_INTERVAL_S, name="sendguard.watch_state_epoch", on_leader=False)(
+        watch_state_epoch
+    )
+    app.task(watch_state_epoch)
 
 
 def _resume_agents(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from processor.ports.publishing import Publisher
     from processor.runtime.app import Wiring
     from processor.services.detection import DetectionService
+    from processor.services.state_guard import StateGuard
 
 
 def load_settings() -> Settings:
@@ -87,6 +88,46 @@ def build_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisSto
         paused_state_ttl_ms=int(settings.paused_state_ttl_s * 1000),
         seen_ttl_ms=2 * longest_ms + margin_ms,
     )
+
+
+def build_state_guard(
+    settings: Settings,
+    client: Redis,
+    store: RedisStore,
+    book: PolicyBook,
+    metrics: Metrics | None = None,
+) -> StateGuard:
+    """The guard of the detection state's epoch; it stamps `store`'s writes once opened."""
+    import time
+
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_epoch import RedisEpochStore
+    from processor.services.state_guard import StateGuard, rebuild_span_ms
+
+    return StateGuard(
+        RedisEpochStore(client, Keys(settings.redis_key_prefix)),
+        span_ms=rebuild_span_ms(book.windows, int(settings.max_future_skew_s * 1000)),
+        wall_clock_ms=lambda: int(time.time() * 1000),
+        use_epoch=store.use_epoch,
+        on_state_lost=metrics.state_lost.inc if metrics is not None else None,
+        on_rebuild=metrics.state_rebuilds.inc if metrics is not None else None,
+    )
+
+
+async def open_state_guard(settings: Settings, guard: StateGuard, *, detects: bool) -> None:
+    """At start, before consuming: check that Redis kept the detection state, or adopt its epoch.
+
+    A detecting worker begins a rebuild if the state was lost; any other adopts the epoch.
+    """
+    from processor.adapters.batch_consumer import group_has_offsets
+    from processor.runtime.app import detection_group
+    from schemas.topics import TopicRole
+
+    if not detects:
+        await guard.follow()
+        return
+    topic = settings.topic(TopicRole.DELIVERY_EVENTS)
+    await guard.open(lambda: group_has_offsets(settings, topic, detection_group(settings)))
 
 
 def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
