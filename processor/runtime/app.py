@@ -282,7 +282,7 @@ def _watch_state_epoch(app: faust.App, guard: StateGuard, publisher: ConfirmedPu
             return
         try:
             if await guard.announce(publisher):
-                log.critical("published the loss of the detection state on the health topic")
+                log.warning("published the loss of the detection state on the health topic")
         except (StoreUnavailableError, PublishError):
             log.exception("announcing the loss of the detection state failed; will retry")
 
