@@ -145,7 +145,9 @@ async def test_redis_emptied_is_announced_and_windows_pauses_are_rebuilt(
     assert HEALTHY not in ids
 
     critical = critical_lines(worker.log_text())
-    assert any(line["message"].startswith("Redis lost the detection state") for line in critical)
+    assert any(
+        str(line["message"]).startswith("Redis lost the detection state") for line in critical
+    )
     epoch = await redis.hgetall(Keys(sandbox.name).state_epoch())
-    assert epoch[b"id"].decode() == announced[0]["message_id"]
+    assert epoch[b"id"] == announced[0]["message_id"].encode()
     assert {f"rebuilt:{p}".encode() for p in range(4)} <= set(epoch)
