@@ -5,6 +5,7 @@ Only this test's keys are deleted (its sandbox prefix), never the shared Redis a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import defaultdict
@@ -151,3 +152,51 @@ async def test_redis_emptied_is_announced_and_windows_pauses_are_rebuilt(
     epoch = await redis.hgetall(Keys(sandbox.name).state_epoch())
     assert epoch[b"id"] == announced[0]["message_id"].encode()
     assert {f"rebuilt:{p}".encode() for p in range(4)} <= set(epoch)
+
+
+async def test_redis_emptied_under_a_running_worker_stops_it_and_its_restart_rebuilds(
+    sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer, redis: Redis
+) -> None:
+    """A worker whose keys vanish while it runs stops at its next write or check.
+
+    What it wrote into the emptied Redis before it noticed (states of the old epoch, their
+    offsets and digests) must not make the rebuild skip an event: after the restart (as a
+    supervisor would) the windows equal a recount of the topic.
+    """
+    topic = sandbox.topic("delivery-events")
+    now = time.time()
+    await worker.start()
+    before = bad_list(TENANT, PAUSED_BEFORE, range(250), now - 120)
+    before += clean(HEALTHY, range(300), now - 120)
+    await produce(producer, topic, before)
+    for campaign, expected in recount(before).items():
+        await wait_settled(redis, sandbox, TENANT, campaign, windows_hold(expected))
+
+    await delete_sandbox_keys(redis, sandbox)
+    await produce(producer, topic, clean(HEALTHY, range(300, 350), now - 60))
+    assert worker.process is not None
+    deadline = time.monotonic() + 30
+    while worker.process.poll() is None:
+        assert time.monotonic() < deadline, "the worker never noticed"
+        await asyncio.sleep(0.1)
+    assert worker.process.returncode != 0
+    assert "StateLostError" in worker.log_text()
+
+    await produce(producer, topic, bad_list(TENANT, CROSSES_AFTER, range(250), now - 60))
+    await worker.start()
+    counts = recount(await read_all(sandbox, topic))
+    states = {
+        campaign: await wait_settled(redis, sandbox, TENANT, campaign, windows_hold(expected))
+        for campaign, expected in counts.items()
+    }
+    assert is_paused(states[PAUSED_BEFORE])
+    assert is_paused(states[CROSSES_AFTER])
+    ids: dict[str, set[str]] = defaultdict(set)
+    for message in await read_all(sandbox, sandbox.topic("control")):
+        ids[message["campaign_id"]].add(message["command_id"])
+    assert ids == {
+        PAUSED_BEFORE: {deterministic_id("pause", TENANT, PAUSED_BEFORE, 1)},
+        CROSSES_AFTER: {deterministic_id("pause", TENANT, CROSSES_AFTER, 1)},
+    }
+    health = await read_all(sandbox, sandbox.topic("health"))
+    assert len([m for m in health if m.get("kind") == "state_lost"]) == 1
