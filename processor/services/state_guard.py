@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from processor.errors import StateLostError
@@ -178,26 +179,29 @@ class StateGuard:
                 "rewound_to_offset": rewind.target,
                 "epoch": epoch.id,
             }
+            # The figures are in the text too: Faust's worker logging drops `extra` fields.
             if rewind.missing_ms > 0:
                 log.critical(
-                    "rebuilding state: retention deleted part of the history to read again",
+                    "rebuilding state: partition %d rewound to offset %d, but retention deleted"
+                    " up to %.0f s of the history to read again",
+                    rewind.partition,
+                    rewind.target,
+                    rewind.missing_ms / 1000,
                     extra={**extra, "missing_s": round(rewind.missing_ms / 1000, 1)},
                 )
             else:
-                log.warning("rebuilding state: partition rewound", extra=extra)
+                log.warning(
+                    "rebuilding state: partition %d rewound from offset %s to %d",
+                    rewind.partition,
+                    rewind.committed,
+                    rewind.target,
+                    extra=extra,
+                )
         done = [r.partition for r in rewinds]
         await self._epochs.mark_rebuilt(epoch.id, done)
         self._on_rebuild()
         # The marker is Redis's; this copy only spares a read per assignment.
-        self._epoch = StateEpoch(
-            epoch.id,
-            epoch.created_ms,
-            epoch.rewind_to_ms,
-            epoch.reason,
-            epoch.previous,
-            epoch.announced,
-            epoch.rebuilt | set(done),
-        )
+        self._epoch = replace(epoch, rebuilt=epoch.rebuilt | set(done))
 
     async def _begin(self, group_has_offsets: Callable[[], Awaitable[bool]]) -> StateEpoch:
         now_ms = self._wall_clock_ms()
