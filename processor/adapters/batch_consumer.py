@@ -173,8 +173,11 @@ class BatchConsumer:
     async def _rewind(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
         """Seek the assigned partitions the rewinder names back to its time, and commit that.
 
-        A failure stops consumption (the records must not be applied from the old offsets);
-        aiokafka would only log an error raised from a rebalance listener.
+        aiokafka hands out records of a new assignment before its listener is done, so the
+        partitions are paused first (before any await) and resumed only once rewound; records
+        read before the pause are dropped by `_poll`. A failure stops consumption (the records
+        must not be applied from the old offsets); aiokafka would only log an error raised
+        from a rebalance listener.
         """
         rewinder = self._rewinder
         if rewinder is None:
@@ -183,9 +186,12 @@ class BatchConsumer:
         if plan is None:
             return
         to_ms, partitions = plan
+        paused = [TopicPartition(self._topic, p) for p in partitions]
+        consumer.pause(*paused)
         try:
             rewinds = await _rewind_to(consumer, self._topic, partitions, to_ms)
             await rewinder.rewound(rewinds)
+            consumer.resume(*paused)
         except (KafkaError, SendguardError) as exc:
             log.critical("rewinding for a state rebuild failed", extra={"error": str(exc)})
             self._rewind_failed = (
@@ -242,6 +248,8 @@ class BatchConsumer:
         )
         if self._rewind_failed is not None:
             raise self._rewind_failed
+        if batches and self._rewinder is not None:
+            batches = _not_before_rewind(self._rewinder, batches)
         if consumer.assignment():
             self.ready.set()
         if committing is not None and committing.done():
@@ -348,6 +356,24 @@ async def _commit(
     except (CommitFailedError, IllegalStateError):
         # A rebalance (or one that started during the commit) took the partitions away.
         log.warning("offset commit refused after a rebalance; batch will be re-read")
+
+
+def _not_before_rewind(
+    rewinder: Rewinder, batches: dict[TopicPartition, list[Any]]
+) -> dict[TopicPartition, list[Any]]:
+    """`batches` without records of partitions still to be rewound (read before the pause).
+
+    Applied, they would move the rebuilt state's offsets past the records to be read
+    again; the rewind reads them again anyway.
+    """
+    waiting = rewinder.rewind_needed(tp.partition for tp in batches)
+    if waiting is None:
+        return batches
+    _to_ms, partitions = waiting
+    log.info(
+        "records read before their partition's rewind dropped", extra={"partitions": partitions}
+    )
+    return {tp: msgs for tp, msgs in batches.items() if tp.partition not in partitions}
 
 
 async def group_has_offsets(settings: Settings, topic: str, group_id: str) -> bool:
