@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
+from processor.adapters.redis_errors import translate_redis_errors
 from processor.errors import StoreUnavailableError
 from processor.ports.state_epoch import StateEpoch
 
@@ -49,10 +48,8 @@ class RedisEpochStore:
 
     async def read_epoch(self) -> StateEpoch | None:
         """See `EpochStore.read_epoch`."""
-        try:
+        with translate_redis_errors("reading the state epoch"):
             fields = await self._client.hgetall(self._keys.state_epoch())
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading the state epoch failed: {exc}") from exc
         return _decode(fields)
 
     async def create_epoch(self, epoch: StateEpoch) -> StateEpoch:
@@ -64,10 +61,8 @@ class RedisEpochStore:
             args += ["reason", epoch.reason]
         if epoch.previous is not None:
             args += ["previous", epoch.previous]
-        try:
+        with translate_redis_errors("creating the state epoch"):
             reply = await self._create(keys=[self._keys.state_epoch()], args=args)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"creating the state epoch failed: {exc}") from exc
         stored = _decode(dict(zip(reply[::2], reply[1::2], strict=True)))
         if stored is None:  # pragma: no cover - the script always leaves one
             raise StoreUnavailableError("the state epoch vanished as it was written")
@@ -85,24 +80,20 @@ class RedisEpochStore:
         """See `EpochStore.holds_state_without_epoch` (scans for campaign states: at start only)."""
         pattern = self._keys.campaign_state("*", "*")
         looked = 0
-        try:
+        with translate_redis_errors("looking for campaign states"):
             async for key in self._client.scan_iter(match=pattern, count=_SCAN_BATCH):
                 if not await self._client.hexists(key, "e"):
                     return True
                 looked += 1
                 if looked >= _LEGACY_SAMPLE:
                     return False
-        except RedisError as exc:
-            raise StoreUnavailableError(f"looking for campaign states failed: {exc}") from exc
         return False
 
     async def _mark_fields(self, epoch_id: str, fields: list[str]) -> None:
         if not fields:
             return
-        try:
+        with translate_redis_errors("updating the state epoch"):
             await self._mark(keys=[self._keys.state_epoch()], args=[epoch_id, *fields])
-        except RedisError as exc:
-            raise StoreUnavailableError(f"updating the state epoch failed: {exc}") from exc
 
 
 def _text(value: bytes | str) -> str:
