@@ -48,10 +48,10 @@ def dashboard_command(host: str, port: int) -> None:
 async def _serve(settings: Settings, holder: PolicyHolder, host: str, port: int) -> None:
     from processor.dashboard.server import create_dashboard_app, serve_dashboard
     from processor.ports.detection_store import CampaignRef
-    from processor.runtime.bootstrap import build_redis, build_store
+    from processor.runtime.bootstrap import build_reading_store, build_redis
 
     client = build_redis(settings)
-    store = build_store(settings, client, holder())
+    store = await build_reading_store(settings, client, holder())
 
     async def look_up_locks(rows: list[CampaignRow]) -> None:
         for row in rows:

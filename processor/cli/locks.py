@@ -44,7 +44,7 @@ def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> bool:
     """Set or lift the lock; whether there was one. Locking an unknown campaign is refused."""
     from processor.config.policy_file import load_policy_file
     from processor.ports.detection_store import CampaignAsk, CampaignRef
-    from processor.runtime.bootstrap import build_redis, build_store, load_settings
+    from processor.runtime.bootstrap import build_reading_store, build_redis, load_settings
 
     settings = load_settings()
     ref = CampaignRef(tenant_id, campaign_id)
@@ -52,7 +52,9 @@ def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> bool:
     async def run() -> bool:
         client = build_redis(settings)
         try:
-            store = build_store(settings, client, load_policy_file(settings.policy_file))
+            store = await build_reading_store(
+                settings, client, load_policy_file(settings.policy_file)
+            )
             if lock is not None:
                 (stored,) = await store.load_campaigns([CampaignAsk(ref)])
                 if stored.blob is None:

@@ -149,13 +149,13 @@ async def _show(
 async def _look_up_locks(settings: Settings, rows: list[CampaignRow]) -> None:
     from processor.config.policy_file import load_policy_file
     from processor.ports.detection_store import CampaignRef
-    from processor.runtime.bootstrap import build_redis, build_store
+    from processor.runtime.bootstrap import build_reading_store, build_redis
 
     if not rows:
         return
     client = build_redis(settings)
     try:
-        store = build_store(settings, client, load_policy_file(settings.policy_file))
+        store = await build_reading_store(settings, client, load_policy_file(settings.policy_file))
         for row in rows:
             row.locked = (
                 await store.campaign_lock(CampaignRef(row.tenant_id, row.campaign_id)) is not None
@@ -224,7 +224,7 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
     from processor.domain.explanation import explain
     from processor.domain.windows import RATE_TERMS, Counter
     from processor.ports.detection_store import CampaignAsk, CampaignRef
-    from processor.runtime.bootstrap import build_redis, build_store
+    from processor.runtime.bootstrap import build_reading_store, build_redis
     from schemas.topics import TopicRole
 
     holder = PolicyHolder(settings.policy_file)
@@ -232,7 +232,7 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
     ref = CampaignRef(tenant_id, campaign_id)
     client = build_redis(settings)
     try:
-        store = build_store(settings, client, book)
+        store = await build_reading_store(settings, client, book)
         loaded = (await store.load_campaigns([CampaignAsk(ref)]))[0]
         lock = await store.campaign_lock(ref)
     finally:

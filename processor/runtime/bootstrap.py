@@ -130,6 +130,20 @@ async def open_state_guard(settings: Settings, guard: StateGuard, *, detects: bo
     await guard.open(lambda: group_has_offsets(settings, topic, detection_group(settings)))
 
 
+async def build_reading_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisStore:
+    """The detection store for a tool beside the worker (explain, status, lock): it reads in the
+    epoch the worker writes in (see `StateGuard`), and never starts or checks one itself.
+    """
+    from processor.adapters.keys import Keys
+    from processor.adapters.redis_epoch import RedisEpochStore
+
+    store = build_store(settings, client, book)
+    epoch = await RedisEpochStore(client, Keys(settings.redis_key_prefix)).read_epoch()
+    if epoch is not None:
+        store.use_epoch(epoch.id)
+    return store
+
+
 def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
     """The Redis contact store; a campaign's audience outlives its paused detection state."""
     from processor.adapters.keys import Keys
