@@ -131,8 +131,9 @@ async def open_state_guard(settings: Settings, guard: StateGuard, *, detects: bo
 
 
 async def build_reading_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisStore:
-    """The detection store for a tool beside the worker (explain, status, lock): it reads in the
-    epoch the worker writes in (see `StateGuard`), and never starts or checks one itself.
+    """The detection store of a tool beside the worker (explain, status, lock, dashboard).
+
+    It reads in the epoch the worker writes in (see `StateGuard`), never starting one itself.
     """
     from processor.adapters.keys import Keys
     from processor.adapters.redis_epoch import RedisEpochStore
