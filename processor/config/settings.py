@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.domain.recipients import FilterRules
+from processor.domain.signed_tokens import MIN_KEY_BYTES as MIN_TOKEN_KEY_BYTES
 from schemas.topics import TopicRole
 
 
@@ -142,6 +143,85 @@ class Settings(BaseSettings):
         description="Most records one webhook batch may hold (then 413): bounds a request's work.",
     )
 
+    # Signed tokens (VERP return paths, one-click unsubscribe; docs/MAIL.md)
+    token_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (at least 16 bytes) that signs VERP and unsubscribe tokens.",
+    )
+    token_previous_key: SecretStr | None = Field(
+        default=None,
+        description="The key before the last rotation: its tokens are still accepted.",
+    )
+    unsubscribe_url_base: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Public base URL of the webhook receiver, for `sendguard unsubscribe-link`.",
+    )
+    unsubscribe_token_ttl_s: float = Field(
+        default=90 * 86400, gt=0, description="How long a minted unsubscribe link is honoured."
+    )
+
+    # Bounce and feedback mail (`sendguard mail`)
+    mail_bounce_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Domains of VERP return paths, comma-separated (e.g. bounce.example.com).",
+    )
+    mail_verp_prefix: str = Field(
+        default="b",
+        min_length=1,
+        max_length=16,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Local part before `+token` in VERP return paths.",
+    )
+    mail_plain_addresses: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Addresses accepted without a VERP token, comma-separated: the feedback-"
+        "loop address, a plain return path. Their reports are attributed from inside.",
+    )
+    mail_tenant_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("X-Tenant-ID",),
+        description="Headers of the returned original message naming the tenant (fallback "
+        "when no VERP token says it; unsigned, see docs/MAIL.md).",
+    )
+    mail_campaign_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("X-Campaign-ID",),
+        description="Headers of the returned original message naming the campaign.",
+    )
+    mail_contact_headers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("X-Contact-ID",),
+        description="Headers of the returned original message naming the contact.",
+    )
+    mail_max_message_bytes: PositiveInt = Field(
+        default=10 * 1024 * 1024, description="Larger messages are refused with 552."
+    )
+    mail_max_recipients: PositiveInt = Field(
+        default=100, le=10_000, description="Recipients per message; more get 452."
+    )
+    mail_publish_timeout_s: float = Field(
+        default=15, gt=0, description="Longest wait for Kafka to acknowledge a message (then 451)."
+    )
+    mail_idle_timeout_s: float = Field(
+        default=60, gt=0, description="An SMTP session idle this long is closed (421)."
+    )
+
+    # KumoMTA logs from Kafka (`sendguard mta-logs`)
+    kumomta_log_topics: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Kafka topics KumoMTA produces its log records to, comma-separated.",
+    )
+    kumomta_default_tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Tenant of KumoMTA log records whose meta and queue name none.",
+    )
+    kumomta_fallback_campaign_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Campaign of KumoMTA log records that name none; unset: dead-lettered.",
+    )
+
     # Operations
     metrics_port: int = Field(
         default=0,
@@ -251,6 +331,28 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator(
+        "mail_bounce_domains",
+        "mail_plain_addresses",
+        "mail_tenant_headers",
+        "mail_campaign_headers",
+        "mail_contact_headers",
+        "kumomta_log_topics",
+        mode="before",
+    )
+    @classmethod
+    def _lists_may_be_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("token_key", "token_previous_key")
+    @classmethod
+    def _token_keys_are_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_TOKEN_KEY_BYTES:
+            raise ValueError(f"must have at least {MIN_TOKEN_KEY_BYTES} bytes")
+        return value
+
     @field_validator("resume_rules")
     @classmethod
     def _resume_rules_are_valid(cls, value: dict[str, ResumeRules]) -> dict[str, ResumeRules]:
@@ -291,10 +393,27 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _previous_key_needs_a_current_one(self) -> Self:
+        if self.token_previous_key is not None and self.token_key is None:
+            raise ValueError(
+                "SENDGUARD_TOKEN_PREVIOUS_KEY is set without SENDGUARD_TOKEN_KEY: tokens are "
+                "signed with the current key, the previous one only verifies"
+            )
+        return self
+
     @property
     def webhook_raw_record_max_bytes(self) -> int:
         """Largest raw webhook record: the biggest body in base64, plus headers and envelope."""
         return 4 * -(-self.webhook_max_body_bytes // 3) + 64 * 1024
+
+    def token_keys(self) -> list[bytes]:
+        """The token verification keys, current first; none when no key is configured."""
+        return [
+            key.get_secret_value().encode()
+            for key in (self.token_key, self.token_previous_key)
+            if key is not None
+        ]
 
     def topic(self, role: TopicRole) -> str:
         """The full name of a topic."""
