@@ -17,6 +17,7 @@ from processor.cli.contracts import schemas, topics
 from processor.cli.dashboard import dashboard_command
 from processor.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED
 from processor.cli.locks import lock_command, unlock_command
+from processor.cli.mail import mail_command, unsubscribe_link_command, verp_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
 from processor.cli.resume import import_suppressions, resume
@@ -86,5 +87,8 @@ for command in (
     status_command,
     explain_command,
     dashboard_command,
+    mail_command,
+    verp_command,
+    unsubscribe_link_command,
 ):
     main.add_command(command)

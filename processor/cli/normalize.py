@@ -1,11 +1,11 @@
-"""`sendguard normalize`: provider webhook payloads to normalized events (debugging, replay)."""
+"""`sendguard normalize`: provider webhook payloads and returned mail to normalized events."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 PROVIDER_CHOICE = click.Choice([p.value for p in Provider], case_sensitive=False)
+MAIL_FORMATS: Final = ("rfc3464", "arf")
+"""Formats read one message per file (`processor/adapters/mail`), not JSON payloads."""
+NORMALIZE_CHOICE = click.Choice([*PROVIDER_CHOICE.choices, *MAIL_FORMATS], case_sensitive=False)
 
 
 def payloads_of(data: bytes) -> Iterator[tuple[int | None, bytes]]:
@@ -47,7 +50,7 @@ def normalize_file(
 
 
 @click.command("normalize")
-@click.option("--provider", "provider_name", type=PROVIDER_CHOICE, required=True)
+@click.option("--provider", "provider_name", type=NORMALIZE_CHOICE, required=True)
 @click.option("--tenant", "tenant_id", default="default", show_default=True)
 @click.option("--campaign", "campaign_id", help="Campaign of payloads that name none.")
 @click.argument(
@@ -58,14 +61,27 @@ def normalize_command(
 ) -> None:
     """Print FILES' provider payloads as normalized events (JSON lines on stdout).
 
-    Rejected records go to stderr with the reason naming the field; the exit code is 1 if any
-    record was rejected. The output is valid input for `sendguard replay`.
+    rfc3464 and arf read one message per file (a bounce, a feedback report): attributed by
+    their VERP token (SENDGUARD_TOKEN_KEY, SENDGUARD_MAIL_BOUNCE_DOMAINS) or the returned
+    message's headers, else by --tenant and --campaign. Rejected records go to stderr with the
+    reason naming the field; the exit code is 1 if any record was rejected. The output is
+    valid input for `sendguard replay`.
     """
-    provider = Provider(provider_name.lower())
     rejected = 0
     for path in files:
         data = path.read_bytes()
-        results = normalize_file(provider, tenant_id, data, fallback_campaign_id=campaign_id)
+        if provider_name.lower() in MAIL_FORMATS:
+            mail = _normalize_mail(provider_name.lower(), data, tenant_id, campaign_id)
+            results: list[tuple[int | None, NormalizeResult]] = [(None, mail)]
+        else:
+            results = list(
+                normalize_file(
+                    Provider(provider_name.lower()),
+                    tenant_id,
+                    data,
+                    fallback_campaign_id=campaign_id,
+                )
+            )
         for line, result in results:
             where = str(path) if line is None else f"{path}:{line}"
             for event in result.events:
@@ -82,3 +98,22 @@ def normalize_command(
                     err=True,
                 )
     sys.exit(1 if rejected else 0)
+
+
+def _normalize_mail(
+    mail_format: str, data: bytes, tenant_id: str, campaign_id: str | None
+) -> NormalizeResult:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from processor.adapters.mail import Envelope, MailFormat, normalize_mail
+    from processor.mail import mail_attribution
+    from processor.runtime.bootstrap import load_settings
+
+    attribution = replace(
+        mail_attribution(load_settings()),
+        fallback_tenant_id=tenant_id,
+        fallback_campaign_id=campaign_id,
+    )
+    envelope = Envelope(received_at=datetime.now(UTC))
+    return normalize_mail(data, envelope, attribution, expect=MailFormat(mail_format)).result

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "processor.services": 5,
     "processor.adapters": 5,
     "processor.webhooks": 6,
+    "processor.mail": 6,
     "processor.dashboard": 6,
     "processor.runtime": 7,
     "processor.cli": 8,
