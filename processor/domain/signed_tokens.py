@@ -40,6 +40,10 @@ class TokenError(ValueError):
     """A token that is malformed, not signed by a configured key, or expired."""
 
 
+class TokenExpiredError(TokenError):
+    """A genuine token past its expiry."""
+
+
 @dataclass(frozen=True, slots=True)
 class VerpToken:
     """What a bounce address carries: whose message it was."""
@@ -194,7 +198,7 @@ def read_unsubscribe_token(text: str, keys: Sequence[bytes], *, now_s: float) ->
     if not (expires.isascii() and expires.isdigit()):
         raise TokenError("the expiry is not a number")
     if int(expires) <= now_s:
-        raise TokenError("the unsubscribe token has expired")
+        raise TokenExpiredError("the unsubscribe token has expired")
     ids = _ids(tenant_id, campaign_id, contact_id)
     return UnsubscribeToken(*ids, address=_address(address), expires_at_s=int(expires))
 

@@ -20,6 +20,7 @@ from processor.adapters.redis_tokens import WebhookTokens
 from processor.errors import PublishError
 from processor.webhooks.batch import RAW_ROLE, raw_topic_name
 from processor.webhooks.receiver import WebhookReceiver, token_ttl_s
+from processor.webhooks.unsubscribe import OneClickUnsubscribe, RedactingAccessLogger
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def create_webhook_app(
     """The receiver's aiohttp app. It starts and stops `producer`; `redis` stays the caller's.
 
     Routes: `POST /webhooks/{provider}` (the credential identifies the tenant),
-    `POST /webhooks/{provider}/{tenant}` (only that tenant's credential is tried) and
-    `GET /healthz`.
+    `POST /webhooks/{provider}/{tenant}` (only that tenant's credential is tried),
+    `POST /unsubscribe/{token}` (RFC 8058 one-click, docs/MAIL.md) and `GET /healthz`.
     """
 
     async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
@@ -83,16 +84,19 @@ def create_webhook_app(
     topics = {
         TopicRole.DELIVERY_EVENTS.value: settings.topic(TopicRole.DELIVERY_EVENTS),
         TopicRole.DEAD_LETTER.value: settings.topic(TopicRole.DEAD_LETTER),
+        TopicRole.CONTACT_UPDATES.value: settings.topic(TopicRole.CONTACT_UPDATES),
         RAW_ROLE: raw_topic_name(settings),
     }
     tokens = WebhookTokens(redis, Keys(settings.redis_key_prefix), ttl_s=token_ttl_s(settings))
-    receiver = WebhookReceiver(settings, credentials, tokens, ConfirmedPublisher(send, topics))
+    publisher = ConfirmedPublisher(send, topics)
+    receiver = WebhookReceiver(settings, credentials, tokens, publisher)
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
     app[_RECEIVER] = receiver
     app.cleanup_ctx.append(partial(_producer_lifecycle, producer))
     app.router.add_get("/healthz", receiver.healthz)
     app.router.add_post("/webhooks/{provider}", receiver.webhook)
     app.router.add_post("/webhooks/{provider}/{tenant}", receiver.webhook)
+    app.router.add_post("/unsubscribe/{token}", OneClickUnsubscribe(settings, publisher).handle)
     return app
 
 
@@ -112,7 +116,10 @@ async def run_webhooks(
         PublishError: the Kafka producer could not start.
         OSError: the address cannot be bound.
     """
-    runner = web.AppRunner(create_webhook_app(settings, credentials, producer, redis))
+    runner = web.AppRunner(
+        create_webhook_app(settings, credentials, producer, redis),
+        access_log_class=RedactingAccessLogger,
+    )
     await runner.setup()
     loop = asyncio.get_running_loop()
     stopping = stop or asyncio.Event()
