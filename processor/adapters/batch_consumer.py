@@ -81,7 +81,7 @@ class WriteHeld(Protocol):
 
 
 class BatchConsumer:
-    """Consumes one topic in batches; commits each batch after `handle` returned and landed.
+    """Consumes topics in batches; commits each batch after `handle` returned and landed.
 
     `handle` must be idempotent (a batch may be handed over again after a crash or rebalance).
     If it (or its `landing`) raises StoreUnavailableError or PublishError the consumer stops
@@ -94,7 +94,7 @@ class BatchConsumer:
     def __init__(
         self,
         settings: Settings,
-        topic: str,
+        topic: str | tuple[str, ...],
         role: str,
         handle: Callable[[Sequence[RawRecord]], Awaitable[Handled | None]],
         write_held: WriteHeld | None = None,
@@ -102,7 +102,9 @@ class BatchConsumer:
         rewinder: Rewinder | None = None,
     ) -> None:
         self._settings = settings
-        self._topic = topic
+        self._topics = (topic,) if isinstance(topic, str) else topic
+        self._topic = ",".join(self._topics)
+        """The topic (or comma-joined topics) for logs and errors."""
         self._role = role
         self.group_id = f"{settings.app_id}-{role}"
         self._handle = handle
@@ -159,7 +161,7 @@ class BatchConsumer:
         # The listener gets the consumer itself: the first assignment may come before `start`
         # returns and `self._consumer` is set.
         consumer.subscribe(
-            [self._topic],
+            list(self._topics),
             listener=_Rebalance(lambda assigned: self._rewind(consumer, assigned)),
         )
         try:

@@ -18,6 +18,7 @@ from processor.cli.dashboard import dashboard_command
 from processor.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED
 from processor.cli.locks import lock_command, unlock_command
 from processor.cli.mail import mail_command, unsubscribe_link_command, verp_command
+from processor.cli.mta_logs import mta_logs_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
 from processor.cli.resume import import_suppressions, resume
@@ -90,5 +91,6 @@ for command in (
     mail_command,
     verp_command,
     unsubscribe_link_command,
+    mta_logs_command,
 ):
     main.add_command(command)
