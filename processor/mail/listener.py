@@ -14,7 +14,7 @@ import time
 from base64 import b64encode
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiokafka.errors import KafkaError
 from aiosmtpd.lmtp import LMTP
@@ -26,7 +26,6 @@ from processor.domain.signed_tokens import TokenError, read_verp_token, verp_tok
 from processor.errors import PublishError
 from processor.logs import address_hash
 from processor.ports.detection_store import OutboxMessage
-from processor.webhooks.batch import DEAD_LETTER_EXCERPT_BYTES, rejection_summary
 from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicRole
 
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
     from processor.adapters.mail import MailResult
     from processor.config.settings import Settings
-    from processor.webhooks.server import WebhookProducer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +47,19 @@ UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such bounce
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 KAFKA_DOWN: Final = "451 4.3.0 Temporary failure: the event log is unavailable, try again later"
 LOCAL_ERROR: Final = "451 4.3.0 Temporary local error, try again later"
+DEAD_LETTER_EXCERPT_BYTES: Final = 16 * 1024
+REPORTED_MAX: Final = 20
+"""Rejections named in one dead letter; the rest are counted."""
+
+
+class MailProducer(Protocol):
+    """What the listener needs of a Kafka producer (aiokafka's AIOKafkaProducer)."""
+
+    async def start(self) -> None: ...  # noqa: D102  # connect, once, before listening
+    async def stop(self) -> None: ...  # noqa: D102  # flush and disconnect, after listening
+    async def send(  # noqa: D102  # queue a record; the awaitable resolves on the broker's ack
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> Awaitable[Any]: ...
 
 
 def mail_attribution(settings: Settings) -> MailAttribution:
@@ -181,7 +192,7 @@ def _messages(outcome: MailResult, data: bytes, received_at: datetime) -> list[O
             original=b64encode(data[:DEAD_LETTER_EXCERPT_BYTES]),
             error_type=DEAD_LETTER_ERROR_TYPE,
             error=f"{len(result.rejected)} part(s) rejected ({where}): "
-            + rejection_summary(result.rejected),
+            + "; ".join(r.reason for r in result.rejected[:REPORTED_MAX]),
             failed_at=received_at,
         )
         messages.append(OutboxMessage(TopicRole.DEAD_LETTER.value, "", letter.model_dump_json()))
@@ -196,7 +207,7 @@ class MailServers:
     lmtp_port: int | None
 
 
-def _publisher(settings: Settings, producer: WebhookProducer) -> ConfirmedPublisher:
+def _publisher(settings: Settings, producer: MailProducer) -> ConfirmedPublisher:
     async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
         return await producer.send(topic, value=value, key=key)
 
@@ -210,7 +221,7 @@ def _publisher(settings: Settings, producer: WebhookProducer) -> ConfirmedPublis
 @contextlib.asynccontextmanager
 async def serve_mail(
     settings: Settings,
-    producer: WebhookProducer,
+    producer: MailProducer,
     *,
     host: str,
     smtp_port: int | None,
@@ -261,7 +272,7 @@ async def serve_mail(
 
 async def run_mail(
     settings: Settings,
-    producer: WebhookProducer,
+    producer: MailProducer,
     *,
     host: str,
     smtp_port: int | None,
