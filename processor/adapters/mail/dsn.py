@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from email.parser import HeaderParser
 from typing import TYPE_CHECKING, Final
 
 from flufl.bounce import all_failures
@@ -24,6 +25,7 @@ from processor.adapters.mail.message import (
     plain_address,
     report_parts,
     report_time,
+    returned_original,
     unfolded,
 )
 from processor.adapters.providers.base import FieldError, Ignored, Outcome, Rejection
@@ -39,6 +41,11 @@ DSN_PROVIDER: Final = "rfc3464"
 NON_STANDARD_PROVIDER: Final = "bounce-mail"
 _CODE_NEAR: Final = re.compile(r"\b[245]\d\d\b|\b[245]\.\d{1,3}\.\d{1,3}\b", re.ASCII)
 _EXCERPT_CHARS: Final = 600
+_COPY_MARKER: Final = re.compile(
+    r"^[ \t]*-{2,}.*(?:copy of the message|original message|returned message|message follows)"
+    r".*$|^[ \t]*-{2,}\s*(?:original message|below this line).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _MAX_TEXT_BYTES: Final = 256 * 1024
 """Only this much of a non-standard bounce's text is searched for a recipient's reason."""
 
@@ -169,9 +176,12 @@ def non_standard(report: Report) -> list[Outcome] | None:
     failures += [(a, EventType.DEFERRED) for a in sorted(temporary - permanent)]
     if not failures:
         return None
-    inside = [(unfolded(report.message.get(n)), f"mail.{n}") for n in ("To", "X-Original-To")]
-    origin = attribute(report, inside)
     text = _text_of(report.message)
+    report.original = returned_original(list(report.message.walk())) or _embedded_original(text)
+    inside = [(unfolded(report.message.get(n)), f"mail.{n}") for n in ("To", "X-Original-To")]
+    if report.original is not None:
+        inside.append((unfolded(report.original.get("Return-Path")), "original.Return-Path"))
+    origin = attribute(report, inside)
     outcomes: list[Outcome] = []
     for index, (raw, event_type) in enumerate(failures):
         path = f"bounce.recipients[{index}]"
@@ -240,6 +250,15 @@ def _text_of(message: Message) -> str:
         if size > _MAX_TEXT_BYTES:
             break
     return "\n".join(chunks)[:_MAX_TEXT_BYTES]
+
+
+def _embedded_original(text: str) -> Message | None:
+    """The headers of an original message quoted in a bounce's text (Exim, qmail, Sendmail)."""
+    marker = _COPY_MARKER.search(text)
+    if marker is None:
+        return None
+    rest = text[marker.end() :].lstrip("\r\n")
+    return HeaderParser().parsestr(rest, headersonly=True) if rest else None
 
 
 def _reason_near(text: str, address: str) -> str | None:
