@@ -8,7 +8,6 @@ then committed (`BatchConsumer`). Event ids are deterministic, so a re-read batc
 from __future__ import annotations
 
 import logging
-from base64 import b64encode
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 ROLE: Final = "mta-logs"
 """Consumer group suffix (`<app_id>-mta-logs`) of the relay."""
 DEAD_LETTER_ERROR_TYPE: Final = "invalid_kumomta_log_record"
-_EXCERPT_BYTES: Final = 16 * 1024
 
 
 def record_tenant(record: Any, default: str | None) -> str | None:
@@ -96,12 +94,12 @@ class KumoLogRelay:
         return events
 
     def _dead_letter(self, record: RawRecord, reason: str) -> OutboxMessage:
-        letter = DeadLetter(
+        letter = DeadLetter.of_rejected(
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
-            source_key=None if record.key is None else b64encode(record.key),
-            original=b64encode((record.value or b"")[:_EXCERPT_BYTES]),
+            key=record.key,
+            value=record.value,
             error_type=DEAD_LETTER_ERROR_TYPE,
             error=reason,
             failed_at=datetime.now(UTC),

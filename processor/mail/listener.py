@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from base64 import b64encode
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -47,7 +47,6 @@ UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such bounce
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 KAFKA_DOWN: Final = "451 4.3.0 Temporary failure: the event log is unavailable, try again later"
 LOCAL_ERROR: Final = "451 4.3.0 Temporary local error, try again later"
-DEAD_LETTER_EXCERPT_BYTES: Final = 16 * 1024
 REPORTED_MAX: Final = 20
 """Rejections named in one dead letter; the rest are counted."""
 
@@ -182,18 +181,18 @@ def _messages(outcome: MailResult, data: bytes, received_at: datetime) -> list[O
         for event in result.events
     ]
     if result.rejected:
-        cut = len(data) > DEAD_LETTER_EXCERPT_BYTES
-        where = f"{outcome.kind.value} mail of {len(data)} bytes" + (
-            f", original holds its first {DEAD_LETTER_EXCERPT_BYTES}" if cut else ""
-        )
-        letter = DeadLetter(
+        letter = DeadLetter.of_rejected(
             source_topic=DEAD_LETTER_SOURCE,
-            source_key=None,
-            original=b64encode(data[:DEAD_LETTER_EXCERPT_BYTES]),
+            source_partition=None,
+            source_offset=None,
+            key=None,
+            value=data,
             error_type=DEAD_LETTER_ERROR_TYPE,
-            error=f"{len(result.rejected)} part(s) rejected ({where}): "
+            error=f"{len(result.rejected)} part(s) of a {outcome.kind.value} mail rejected: "
             + "; ".join(r.reason for r in result.rejected[:REPORTED_MAX]),
             failed_at=received_at,
+            # The same message redelivered (after a 451) is the same rejection.
+            id_parts=(DEAD_LETTER_SOURCE, hashlib.sha256(data).hexdigest()),
         )
         messages.append(OutboxMessage(TopicRole.DEAD_LETTER.value, "", letter.model_dump_json()))
     return messages

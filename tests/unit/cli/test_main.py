@@ -39,6 +39,10 @@ EXPECTED_COMMANDS = {
     "webhooks",
     "normalize",
     "dashboard",
+    "mail",
+    "verp",
+    "unsubscribe-link",
+    "mta-logs",
     "status",
     "explain",
 }
