@@ -116,6 +116,12 @@ class Metrics:
             "Rebuilds of lost state from the delivery-events topic.",
             registry=r,
         )
+        self.state_cache = Counter(
+            "sendguard_state_cache_lookups",
+            "Stored campaign states found decoded in the worker's cache (hit) or decoded (miss).",
+            ["result"],
+            registry=r,
+        )
         self.last_batch_timestamp = Gauge(
             "sendguard_last_batch_timestamp_seconds",
             "Unix time of the last applied batch (a stalled worker stops moving it).",

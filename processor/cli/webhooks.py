@@ -19,7 +19,7 @@ async def _serve(settings: Settings, credentials: Credentials, host: str, port: 
     from aiokafka import AIOKafkaProducer
 
     from processor.adapters.kafka import producer_options
-    from processor.runtime.bootstrap import build_redis
+    from processor.runtime.bootstrap import build_metrics, build_redis
     from processor.webhooks.server import run_webhooks
 
     producer = AIOKafkaProducer(
@@ -30,11 +30,18 @@ async def _serve(settings: Settings, credentials: Credentials, host: str, port: 
             max_request_size=settings.webhook_raw_record_max_bytes,
         )
     )
+    metrics, metrics_server = build_metrics(settings, "webhooks")
+    if metrics_server is not None:
+        metrics_server.start()
     redis = build_redis(settings)
     try:
-        await run_webhooks(settings, credentials, producer, redis, host=host, port=port)
+        await run_webhooks(
+            settings, credentials, producer, redis, host=host, port=port, metrics=metrics
+        )
     finally:
         await redis.aclose()
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 @click.command("webhooks")

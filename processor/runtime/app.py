@@ -29,7 +29,7 @@ from processor.config.settings import WorkerRole
 from processor.errors import PublishError, StateLostError, StoreUnavailableError
 from processor.logs import library_level, logging_config
 from processor.ports.records import RawRecord
-from processor.runtime.observe import Observer
+from processor.runtime.observe import ObservedPublisher, Observer
 from processor.services.state_guard import EPOCH_CHECK_INTERVAL_S
 from schemas.topics import TopicRole
 
@@ -182,13 +182,16 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
             # producer stops would look like a bad record and be split up and dead-lettered.
             raise PublishError(f"Kafka producer is not running: {exc}") from exc
 
-    publisher = ConfirmedPublisher(send, names)
+    publisher: Publisher = ConfirmedPublisher(send, names)
+    observer = Observer(wiring.metrics) if wiring.metrics is not None else None
+    if observer is not None:
+        publisher = ObservedPublisher(publisher, observer)
     # Delivery events are the hot path: whole batches straight from aiokafka (see
     # adapters/batch_consumer.py), committed by us after each batch is applied.
     consumer: BatchConsumer | None = None
     if wiring.detection is not None:
         detection = wiring.detection(publisher)
-        consumer = _detection_consumer(app, settings, detection, wiring.metrics, wiring.state_guard)
+        consumer = _detection_consumer(app, settings, detection, observer, wiring.state_guard)
         _outbox_sweep(app, detection, settings)
     if wiring.state_guard is not None:
         _watch_state_epoch(app, wiring.state_guard, publisher)
@@ -222,14 +225,14 @@ def _detection_consumer(
     app: faust.App,
     settings: Settings,
     detection: DetectionService,
-    metrics: Metrics | None,
+    observer: Observer | None,
     guard: StateGuard | None,
 ) -> BatchConsumer:
     """The batch consumer of the delivery events, run with the app (and measured)."""
     topic = settings.topic(TopicRole.DELIVERY_EVENTS)
     handle: Callable[[Sequence[RawRecord]], Awaitable[BatchReport]] = detection.apply_isolating
-    if metrics is not None:
-        handle = Observer(metrics).observed(handle)
+    if observer is not None:
+        handle = observer.observed(handle)
     consumer = BatchConsumer(
         settings,
         topic,
@@ -239,11 +242,12 @@ def _detection_consumer(
         rewinder=guard,
     )
     app.add_dependency(_ConsumerService(consumer, app))
-    if metrics is not None:
-        sampled = metrics
+    if observer is not None:
+        sampler = observer
 
         async def sample_lag() -> None:
-            sampled.set_lag(topic, consumer.lag())
+            sampler.metrics.set_lag(topic, consumer.lag())
+            sampler.state_cache(*detection.state_cache_counts)
 
         app.timer(LAG_SAMPLE_INTERVAL_S, name="sendguard.sample_lag", on_leader=False)(sample_lag)
     return consumer
@@ -293,7 +297,7 @@ def _watch_state_epoch(app: faust.App, guard: StateGuard, publisher: ConfirmedPu
 
 
 def _resume_agents(
-    app: faust.App, settings: Settings, wiring: Wiring, publisher: ConfirmedPublisher
+    app: faust.App, settings: Settings, wiring: Wiring, publisher: Publisher
 ) -> None:
     """The agents of the wired resume use cases: audience, contact updates, requests."""
     # One request per batch (each may stream a large audience); audience chunks in small ones.

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from processor.errors import PublishError, StoreUnavailableError
-from schemas.control import ResumeCommand, read_control
+from schemas.control import PauseCommand, ResumeCommand, read_control
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from processor.adapters.metrics import Metrics
     from processor.ports.detection_store import OutboxMessage
+    from processor.ports.publishing import Publisher
     from processor.ports.records import RawRecord
     from schemas.control import TriggerEvent
 
@@ -28,6 +29,19 @@ log = logging.getLogger(__name__)
 
 TRACKED_CAMPAIGNS_MAX = 200_000
 """Campaign statuses remembered for the by-status gauge; the oldest are forgotten beyond it."""
+
+
+class ObservedPublisher:
+    """A publisher whose acknowledged messages are counted (every use case publishes via it)."""
+
+    def __init__(self, inner: Publisher, observer: Observer) -> None:
+        self._inner = inner
+        self._observer = observer
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """See `Publisher.publish`; counted only once acknowledged."""
+        await self._inner.publish(messages)
+        self._observer.published(messages)
 
 
 class BatchOutcome(Protocol):
@@ -56,6 +70,7 @@ class Observer:
         self._clock = clock
         self._statuses: OrderedDict[str, str] = OrderedDict()
         self._status_counts: dict[str, int] = {}
+        self._cache_seen: dict[str, int] = {}
 
     def observed(
         self, apply: Callable[[Sequence[RawRecord]], Awaitable[_Report]]
@@ -89,11 +104,22 @@ class Observer:
         ):
             if count:
                 metrics.events_skipped.labels(why).inc(count)
-        self.published(report.published, records)
-
-    def published(self, messages: Iterable[OutboxMessage], records: Sequence[RawRecord]) -> None:
-        """Count acknowledged messages: commands, dead letters, health statuses."""
         timestamps: dict[tuple[str, int, int], int] | None = None
+        for message in report.published:
+            if message.role != TopicRole.CONTROL:
+                continue
+            command = read_control(message.value)
+            if isinstance(command, PauseCommand) and command.trigger is not None:
+                if timestamps is None:
+                    timestamps = {
+                        (r.topic, r.partition, r.offset): r.timestamp_ms
+                        for r in records
+                        if r.timestamp_ms is not None
+                    }
+                self._decision_latency(command.trigger, timestamps)
+
+    def published(self, messages: Iterable[OutboxMessage]) -> None:
+        """Count acknowledged messages: commands, dead letters, health statuses."""
         for message in messages:
             role = message.role
             if role == TopicRole.DEAD_LETTER:
@@ -105,16 +131,17 @@ class Observer:
                 command = read_control(message.value)
                 if isinstance(command, ResumeCommand):
                     self.metrics.commands_published.labels("resume", "campaign").inc()
-                    continue
-                self.metrics.commands_published.labels("pause", command.scope.value).inc()
-                if command.trigger is not None:
-                    if timestamps is None:
-                        timestamps = {
-                            (r.topic, r.partition, r.offset): r.timestamp_ms
-                            for r in records
-                            if r.timestamp_ms is not None
-                        }
-                    self._decision_latency(command.trigger, timestamps)
+                else:
+                    self.metrics.commands_published.labels("pause", command.scope.value).inc()
+
+    def state_cache(self, hits: int, misses: int) -> None:
+        """Bring the cache counters up to the detection service's running totals."""
+        counter = self.metrics.state_cache
+        for result, total in (("hit", hits), ("miss", misses)):
+            seen = self._cache_seen.get(result, 0)
+            if total > seen:
+                counter.labels(result).inc(total - seen)
+                self._cache_seen[result] = total
 
     def _decision_latency(
         self, trigger: TriggerEvent, timestamps: dict[tuple[str, int, int], int]

@@ -187,6 +187,11 @@ class DetectionService:
             report.landing = _both(report.landing, held_landing)
         return report
 
+    @property
+    def state_cache_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the decoded-state cache since start (for metrics)."""
+        return self._states.hits, self._states.misses
+
     async def write_held_states(self, *, due_only: bool = False) -> None:
         """Write the held campaigns (see `write_behind`); all, or only once due.
 

@@ -37,6 +37,10 @@ class StateCache:
     def __init__(self, campaigns: int) -> None:
         self._campaigns = campaigns
         self._states: OrderedDict[CampaignRef, _CachedState] = OrderedDict()
+        self.hits = 0
+        """Stored states taken from the cache instead of decoded (for metrics)."""
+        self.misses = 0
+        """Stored states that had to be decoded."""
 
     def written(
         self, ref: CampaignRef, windows: tuple[WindowSpec, ...]
@@ -61,9 +65,11 @@ class StateCache:
             and cached.blob == blob
             and cached.windows == windows
         ):
+            self.hits += 1
             return cached.state
         if blob is None:
             return CampaignState.fresh(windows)
+        self.misses += 1
         try:
             return decode_state(blob, windows)
         except StateDecodeError:

@@ -24,10 +24,12 @@ from processor.webhooks.unsubscribe import OneClickUnsubscribe, RedactingAccessL
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from aiohttp.typedefs import Middleware
     from redis.asyncio import Redis
 
+    from processor.adapters.metrics import Metrics
     from processor.config.settings import Settings
     from processor.webhooks.credentials import Credentials
 
@@ -70,12 +72,15 @@ def create_webhook_app(
     credentials: Credentials,
     producer: WebhookProducer,
     redis: Redis,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The receiver's aiohttp app. It starts and stops `producer`; `redis` stays the caller's.
 
     Routes: `POST /webhooks/{provider}` (the credential identifies the tenant),
     `POST /webhooks/{provider}/{tenant}` (only that tenant's credential is tried),
-    `POST /unsubscribe/{token}` (RFC 8058 one-click, docs/MAIL.md) and `GET /healthz`.
+    `POST /unsubscribe/{token}` (RFC 8058 one-click, docs/MAIL.md) and `GET /healthz`. With
+    `metrics`, answers are counted by provider and status (served on the metrics port, never
+    on this public one).
     """
 
     async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
@@ -90,7 +95,8 @@ def create_webhook_app(
     tokens = WebhookTokens(redis, Keys(settings.redis_key_prefix), ttl_s=token_ttl_s(settings))
     publisher = ConfirmedPublisher(send, topics)
     receiver = WebhookReceiver(settings, credentials, tokens, publisher)
-    app = web.Application(client_max_size=settings.webhook_max_body_bytes)
+    middlewares = [] if metrics is None else [_counted(metrics)]
+    app = web.Application(client_max_size=settings.webhook_max_body_bytes, middlewares=middlewares)
     app[_RECEIVER] = receiver
     app.cleanup_ctx.append(partial(_producer_lifecycle, producer))
     app.router.add_get("/healthz", receiver.healthz)
@@ -98,6 +104,31 @@ def create_webhook_app(
     app.router.add_post("/webhooks/{provider}/{tenant}", receiver.webhook)
     app.router.add_post("/unsubscribe/{token}", OneClickUnsubscribe(settings, publisher).handle)
     return app
+
+
+_PROVIDER_LABELS: Final = frozenset(p.value for p in Provider)
+
+
+def _counted(metrics: Metrics) -> Middleware:
+    """Count webhook answers by provider and status (unknown provider names as `unknown`)."""
+
+    @web.middleware
+    async def count(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/webhooks/"):
+            return await handler(request)
+        name = request.match_info.get("provider", "")
+        provider = name if name in _PROVIDER_LABELS else "unknown"  # URL text: bound the labels
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.webhook_requests.labels(provider, str(exc.status)).inc()
+            raise
+        metrics.webhook_requests.labels(provider, str(response.status)).inc()
+        return response
+
+    return count
 
 
 async def run_webhooks(
@@ -109,6 +140,7 @@ async def run_webhooks(
     host: str,
     port: int,
     stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set), then drain requests and stop Kafka.
 
@@ -117,7 +149,7 @@ async def run_webhooks(
         OSError: the address cannot be bound.
     """
     runner = web.AppRunner(
-        create_webhook_app(settings, credentials, producer, redis),
+        create_webhook_app(settings, credentials, producer, redis, metrics),
         access_log_class=RedactingAccessLogger,
     )
     await runner.setup()

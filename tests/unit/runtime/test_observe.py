@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
 from processor.adapters.metrics import Metrics
-from processor.errors import StoreUnavailableError
+from processor.errors import PublishError, StoreUnavailableError
 from processor.ports.detection_store import OutboxMessage
 from processor.ports.records import RawRecord
-from processor.runtime.observe import Observer
+from processor.runtime.observe import ObservedPublisher, Observer
 from processor.services.detection import BatchReport
 from schemas.control import PauseCommand, PauseScope, TriggerEvent
 from schemas.topics import TopicRole
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 NOW_S = 1_800_000_000.0
 AT = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -61,29 +65,57 @@ def test_a_report_counts_applied_and_skipped_events() -> None:
     assert _value(metrics, "sendguard_events_skipped_total", why="late") == 1
 
 
-def test_a_pause_is_counted_with_its_latency_from_the_triggering_record() -> None:
+def test_a_pause_has_its_latency_from_the_triggering_record() -> None:
     """The latency runs from the trigger's Kafka timestamp to the clock at acknowledgement."""
     metrics = Metrics("test")
     observer = Observer(metrics, clock=lambda: NOW_S)
     records = [_record(41, int(NOW_S * 1000) - 9_000), _record(42, int(NOW_S * 1000) - 1_500)]
     observer.batch(BatchReport(applied=2, published=[_pause(42)]), records)
-    assert (
-        _value(metrics, "sendguard_commands_published_total", command="pause", scope="campaign")
-        == 1
-    )
     assert _value(metrics, "sendguard_decision_latency_seconds_count") == 1
     assert _value(metrics, "sendguard_decision_latency_seconds_sum") == pytest.approx(1.5)
 
 
 def test_a_pause_whose_trigger_is_not_in_the_batch_has_no_latency_sample() -> None:
-    """A republished outbox has no triggering record at hand: counted, but not timed."""
+    """A republished outbox has no triggering record at hand: not timed."""
     metrics = Metrics("test")
-    Observer(metrics).published([_pause(42)], [])
+    Observer(metrics).batch(BatchReport(published=[_pause(42)]), [])
     assert _value(metrics, "sendguard_decision_latency_seconds_count") == 0
+
+
+async def test_commands_are_counted_once_the_broker_acknowledged_them() -> None:
+    """The publisher wrapper counts after `publish` returned, and not if it failed."""
+    metrics = Metrics("test")
+    published: list[OutboxMessage] = []
+
+    class Broker:
+        fail = False
+
+        async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+            if self.fail:
+                raise PublishError("down")
+            published.extend(messages)
+
+    broker = Broker()
+    publisher = ObservedPublisher(broker, Observer(metrics))
+    await publisher.publish([_pause(42)])
+    broker.fail = True
+    with pytest.raises(PublishError):
+        await publisher.publish([_pause(43)])
+    assert len(published) == 1
     assert (
         _value(metrics, "sendguard_commands_published_total", command="pause", scope="campaign")
         == 1
     )
+
+
+def test_the_state_cache_counters_follow_the_running_totals() -> None:
+    """Totals read twice add only what is new."""
+    metrics = Metrics("test")
+    observer = Observer(metrics)
+    observer.state_cache(5, 2)
+    observer.state_cache(9, 2)
+    assert _value(metrics, "sendguard_state_cache_lookups_total", result="hit") == 9
+    assert _value(metrics, "sendguard_state_cache_lookups_total", result="miss") == 2
 
 
 def test_dead_letters_are_counted_by_reason() -> None:
@@ -94,7 +126,7 @@ def test_dead_letters_are_counted_by_reason() -> None:
         OutboxMessage(TopicRole.DEAD_LETTER.value, "k", '{"error_type":"invalid_json"}'),
         OutboxMessage(TopicRole.DEAD_LETTER.value, "k", '{"error_type":"invalid_event"}'),
     ]
-    Observer(metrics).published(letters, [])
+    Observer(metrics).published(letters)
     assert _value(metrics, "sendguard_dead_letters_total", reason="invalid_json") == 2
     assert _value(metrics, "sendguard_dead_letters_total", reason="invalid_event") == 1
 
@@ -103,8 +135,8 @@ def test_campaigns_by_status_follow_each_campaigns_latest_status() -> None:
     """A campaign moving from healthy to paused leaves the healthy count and joins paused."""
     metrics = Metrics("test")
     observer = Observer(metrics)
-    observer.published([_health("a:1", "healthy"), _health("a:2", "healthy")], [])
-    observer.published([_health("a:1", "paused")], [])
+    observer.published([_health("a:1", "healthy"), _health("a:2", "healthy")])
+    observer.published([_health("a:1", "paused")])
     assert _value(metrics, "sendguard_campaigns", status="healthy") == 1
     assert _value(metrics, "sendguard_campaigns", status="paused") == 1
 
