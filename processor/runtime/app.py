@@ -172,20 +172,8 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
         broker_commit_interval=1.0,
         loghandlers=[],
     )
-    names = topic_names(settings)
-
-    async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
-        try:
-            return await app.producer.send(topic, key, value, None, None, None)
-        except NotReady as exc:
-            # Faust's own error, not aiokafka's: without this a batch in flight while the
-            # producer stops would look like a bad record and be split up and dead-lettered.
-            raise PublishError(f"Kafka producer is not running: {exc}") from exc
-
-    publisher: Publisher = ConfirmedPublisher(send, names)
     observer = Observer(wiring.metrics) if wiring.metrics is not None else None
-    if observer is not None:
-        publisher = ObservedPublisher(publisher, observer)
+    publisher = _publisher(app, settings, observer)
     # Delivery events are the hot path: whole batches straight from aiokafka (see
     # adapters/batch_consumer.py), committed by us after each batch is applied.
     consumer: BatchConsumer | None = None
@@ -214,6 +202,22 @@ def create_app(settings: Settings, wiring: Wiring) -> faust.App:
 
     app.task(on_start)
     return app
+
+
+def _publisher(app: faust.App, settings: Settings, observer: Observer | None) -> Publisher:
+    """The app's producer as a Publisher that waits for acknowledgements (and is measured)."""
+    names = topic_names(settings)
+
+    async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
+        try:
+            return await app.producer.send(topic, key, value, None, None, None)
+        except NotReady as exc:
+            # Faust's own error, not aiokafka's: without this a batch in flight while the
+            # producer stops would look like a bad record and be split up and dead-lettered.
+            raise PublishError(f"Kafka producer is not running: {exc}") from exc
+
+    publisher: Publisher = ConfirmedPublisher(send, names)
+    return publisher if observer is None else ObservedPublisher(publisher, observer)
 
 
 def detection_group(settings: Settings) -> str:
@@ -271,7 +275,7 @@ def _outbox_sweep(app: faust.App, detection: DetectionService, settings: Setting
     app.task(sweep_outboxes)
 
 
-def _watch_state_epoch(app: faust.App, guard: StateGuard, publisher: ConfirmedPublisher) -> None:
+def _watch_state_epoch(app: faust.App, guard: StateGuard, publisher: Publisher) -> None:
     """Announce a loss the epoch began with; stop the worker if Redis loses the state again."""
 
     async def watch_state_epoch() -> None:

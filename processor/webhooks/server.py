@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 
 from processor.adapters.kafka import ConfirmedPublisher
 from processor.adapters.keys import Keys
+from processor.adapters.providers import Provider
 from processor.adapters.redis_tokens import WebhookTokens
 from processor.errors import PublishError
 from processor.webhooks.batch import RAW_ROLE, raw_topic_name
