@@ -50,3 +50,14 @@ class StateLostError(StoreUnavailableError):
     A StoreUnavailableError, so the batch is not committed and the worker stops; at its
     restart the state guard (services/state_guard.py) rebuilds the state from Kafka.
     """
+
+
+class TargetUnavailableError(SendguardError):
+    """A bridge's target (an MTA, a webhook endpoint) did not answer or failed (5xx, 429).
+
+    Worth retrying: it may answer the next attempt.
+    """
+
+
+class TargetRefusedError(SendguardError):
+    """A bridge's target refused a request (4xx other than 408/425/429): retrying cannot help."""

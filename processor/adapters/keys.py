@@ -85,6 +85,19 @@ class Keys:
         """String: a webhook signing token already accepted (replay protection, expires)."""
         return f"{self.prefix}:webhook-token:{provider}:{token}"
 
+    def bridge_outcome(self, bridge: str, command_id: str) -> str:
+        """String: what a bridge did with a control command (idempotency; expires, 90 days)."""
+        return f"{self.prefix}:{{b:{bridge}}}:done:{command_id}"
+
+    def bridge_suspensions(self, bridge: str, tenant_id: str, campaign_id: str | None) -> str:
+        """Hash pause command id -> the MTA's suspension id, per tenant (`t:`) or campaign (`c:`).
+
+        A bridge's keys share the tag `{b:<bridge>}`, so a pause's suspension and its outcome
+        are written in one transaction.
+        """
+        scope = f"t:{tenant_id}" if campaign_id is None else f"c:{tenant_id}:{campaign_id}"
+        return f"{self.prefix}:{{b:{bridge}}}:suspended:{scope}"
+
     def outbox_index(self) -> str:
         """Sorted set of campaigns whose outbox may still hold unpublished messages.
 

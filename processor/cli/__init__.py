@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from processor.cli.bridge import bridge
 from processor.cli.contracts import schemas, topics
 from processor.cli.dashboard import dashboard_command
 from processor.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED
@@ -92,5 +93,6 @@ for command in (
     verp_command,
     unsubscribe_link_command,
     mta_logs_command,
+    bridge,
 ):
     main.add_command(command)

@@ -39,6 +39,10 @@ ALL_TENANTS = "*"
 """The `resume_rules` key whose rules apply to every tenant (under per-tenant overrides)."""
 
 
+BRIDGE_LONGEST_COMMAND_S = 240
+"""A bridge handles one command per poll; aiokafka's max_poll_interval is 300 s."""
+
+
 class WorkerRole(StrEnum):
     """A part of the worker; each reads its topics in a consumer group of its own."""
 
@@ -239,6 +243,44 @@ class Settings(BaseSettings):
         default=None, description="Basic-auth password of the status page."
     )
 
+    # Bridges (`sendguard bridge kumomta|webhook`, docs/BRIDGES.md)
+    bridge_kumomta_url: str | None = Field(
+        default=None, description="kumod's HTTP listener, e.g. http://127.0.0.1:8000 (or --url)."
+    )
+    bridge_kumomta_token: SecretStr | None = Field(
+        default=None, description="Bearer token for kumod's HTTP API (or username/password)."
+    )
+    bridge_kumomta_username: str | None = Field(
+        default=None, description="Basic auth user for kumod's HTTP API."
+    )
+    bridge_kumomta_password: SecretStr | None = Field(
+        default=None, description="Basic auth password for kumod's HTTP API."
+    )
+    bridge_suspension_expiry: timedelta = Field(
+        default=timedelta(days=7),
+        description="How long a suspension lasts if no resume lifts it (or --expiry); generous, "
+        "as a pause must not lapse silently, yet bounded, so a lost resume cannot hold mail "
+        "forever.",
+    )
+    bridge_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the webhook bridge's signatures."
+    )
+    bridge_webhook_previous_secret: SecretStr | None = Field(
+        default=None, description="During a rotation, the old key: each post is signed by both."
+    )
+    bridge_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts per command before it is dead-lettered."
+    )
+    bridge_backoff_initial_s: float = Field(
+        default=0.5, gt=0, description="Wait after the first failed attempt; doubles each time."
+    )
+    bridge_backoff_max_s: float = Field(
+        default=30, gt=0, description="Longest wait between two attempts."
+    )
+    bridge_request_timeout_s: float = Field(
+        default=10, gt=0, le=120, description="Longest wait for one HTTP answer."
+    )
+
     # Behaviour
     policy_file: Path | None = Field(default=None, description="YAML policy; built-in if unset.")
     batch_max_events: PositiveInt = 2000
@@ -414,6 +456,45 @@ class Settings(BaseSettings):
             for key in (self.token_key, self.token_previous_key)
             if key is not None
         ]
+
+    @field_validator("bridge_kumomta_url")
+    @classmethod
+    def _bridge_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("bridge_suspension_expiry")
+    @classmethod
+    def _expiry_is_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least one minute")
+        return value
+
+    @model_validator(mode="after")
+    def _bridge_settings_agree(self) -> Self:
+        if self.bridge_kumomta_token is not None and self.bridge_kumomta_username is not None:
+            raise ValueError(
+                "set SENDGUARD_BRIDGE_KUMOMTA_TOKEN or SENDGUARD_BRIDGE_KUMOMTA_USERNAME, not both"
+            )
+        if self.bridge_worst_case_s > BRIDGE_LONGEST_COMMAND_S:
+            raise ValueError(
+                f"a failing command would take {self.bridge_worst_case_s:.0f} s "
+                f"(SENDGUARD_BRIDGE_MAX_ATTEMPTS x SENDGUARD_BRIDGE_REQUEST_TIMEOUT_S plus the "
+                f"backoff): keep it under {BRIDGE_LONGEST_COMMAND_S} s, or Kafka takes the "
+                "bridge's partitions away mid-command"
+            )
+        return self
+
+    @property
+    def bridge_worst_case_s(self) -> float:
+        """How long one command can take when every attempt times out (requests and waits)."""
+        waits: float = sum(
+            min(self.bridge_backoff_max_s, self.bridge_backoff_initial_s * 2.0**n)
+            for n in range(self.bridge_max_attempts - 1)
+        )
+        # A pause's attempt is two requests (list, then suspend); a resume's three or more.
+        return self.bridge_max_attempts * 2 * self.bridge_request_timeout_s + waits
 
     def topic(self, role: TopicRole) -> str:
         """The full name of a topic."""
