@@ -6,6 +6,7 @@ become TargetUnavailableError (worth retrying), any other non-2xx TargetRefusedE
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -63,7 +64,8 @@ def authorization_header(
     if token:
         return {"Authorization": f"Bearer {token}"}
     if username:
-        return {"Authorization": aiohttp.BasicAuth(username, password or "").encode()}
+        pair = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
     return {}
 
 
