@@ -122,6 +122,19 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.bridge_commands = Counter(
+            "sendguard_bridge_commands",
+            "Control commands a bridge handled, by bridge and result (applied, lifted, "
+            "delivered, skipped, failed, invalid).",
+            ["bridge", "result"],
+            registry=r,
+        )
+        self.bridge_failures = Counter(
+            "sendguard_bridge_failures",
+            "Control commands a bridge gave up on and dead-lettered (its target never took them).",
+            ["bridge"],
+            registry=r,
+        )
         self.last_batch_timestamp = Gauge(
             "sendguard_last_batch_timestamp_seconds",
             "Unix time of the last applied batch (a stalled worker stops moving it).",
@@ -144,6 +157,24 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class PrometheusBridgeMetrics:
+    """`BridgeMetrics` into the registry's bridge counters."""
+
+    def __init__(self, metrics: Metrics, bridge: str) -> None:
+        self._metrics = metrics
+        # A series that is born at 1 shows no increase(): the failure series starts at 0, so
+        # the first dead letter already fires SendguardBridgeFailing.
+        metrics.bridge_failures.labels(bridge)
+
+    def command(self, bridge: str, result: str) -> None:
+        """See `BridgeMetrics.command`."""
+        self._metrics.bridge_commands.labels(bridge, result).inc()
+
+    def failure(self, bridge: str) -> None:
+        """See `BridgeMetrics.failure`."""
+        self._metrics.bridge_failures.labels(bridge).inc()
 
 
 class MetricsServer:

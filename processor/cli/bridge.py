@@ -13,6 +13,9 @@ from processor.errors import ConfigurationError
 if TYPE_CHECKING:
     from datetime import timedelta
 
+    from processor.config.settings import Settings
+    from processor.runtime.bridge import BridgeTarget
+
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,7 +45,7 @@ def kumomta(url: str | None, expiry: str | None) -> None:
     """Suspend paused campaigns and tenants in KumoMTA; lift them on resume (SIGTERM stops it)."""
     from processor.logs import configure_logging
     from processor.runtime.bootstrap import load_settings
-    from processor.runtime.bridge import kumomta_target, run_bridge
+    from processor.runtime.bridge import kumomta_target
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -52,7 +55,7 @@ def kumomta(url: str | None, expiry: str | None) -> None:
     if not target_url.startswith(("http://", "https://")):
         raise click.BadParameter(f"{target_url!r} is not an http(s) URL", param_hint="--url")
     expiry_s = _expiry_s(expiry, settings.bridge_suspension_expiry)
-    asyncio.run(run_bridge(settings, kumomta_target(settings, target_url, expiry_s)))
+    _run(settings, kumomta_target(settings, target_url, expiry_s))
 
 
 @bridge.command("webhook")
@@ -67,7 +70,7 @@ def webhook(url: str, name: str) -> None:
     """POST each command, signed, to URL (SIGTERM stops it)."""
     from processor.logs import configure_logging
     from processor.runtime.bootstrap import load_settings
-    from processor.runtime.bridge import run_bridge, webhook_target
+    from processor.runtime.bridge import webhook_target
 
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="URL")
@@ -75,4 +78,21 @@ def webhook(url: str, name: str) -> None:
         raise click.BadParameter("letters, digits, '.', '_' and '-' only", param_hint="--name")
     settings = load_settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_bridge(settings, webhook_target(settings, url, name)))
+    _run(settings, webhook_target(settings, url, name))
+
+
+def _run(settings: Settings, target: BridgeTarget) -> None:
+    """Serve /metrics (if SENDGUARD_METRICS_PORT is set) and bridge until stopped."""
+    from processor.adapters.metrics import PrometheusBridgeMetrics
+    from processor.runtime.bootstrap import build_metrics
+    from processor.runtime.bridge import run_bridge
+
+    metrics, server = build_metrics(settings, f"bridge-{target.name}")
+    if server is not None:
+        server.start()  # before Kafka: a taken port is said at once, as a setting error
+    try:
+        bridge_metrics = PrometheusBridgeMetrics(metrics, target.name)
+        asyncio.run(run_bridge(settings, target, metrics=bridge_metrics))
+    finally:
+        if server is not None:
+            server.stop()

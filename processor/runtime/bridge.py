@@ -139,8 +139,6 @@ async def run_bridge(
             target.make_applier(session, ledger),
             ledger,
             publisher,
-            # Hook: a Prometheus registry's counters go here once processor/adapters/metrics.py
-            # exists (sendguard_bridge_commands_total, sendguard_bridge_failures_total).
             metrics if metrics is not None else CountingMetrics(),
             retry=RetryPolicy(
                 settings.bridge_max_attempts,
