@@ -45,6 +45,7 @@ EXPECTED_COMMANDS = {
     "mta-logs",
     "status",
     "explain",
+    "bridge",
 }
 
 
