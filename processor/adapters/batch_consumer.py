@@ -15,16 +15,15 @@ import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from processor.adapters.kafka import client_options
+from processor.adapters.kafka_rewind import Rewinder, not_before_rewind, rewind_to
 from processor.errors import PublishError, SendguardError, StoreUnavailableError
 from processor.ports.records import RawRecord
-from processor.ports.state_epoch import PartitionRewind
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from processor.config.settings import Settings
 
@@ -49,18 +48,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
         # Here, before any record of them is fetched: a record applied before the rewind
         # would move the rebuilt state's offset past the records to be read again.
         await self._rewind(assigned)
-
-
-class Rewinder(Protocol):
-    """Says which partitions to read again from a time, and hears what was done (StateGuard)."""
-
-    def rewind_needed(self, partitions: Iterable[int]) -> tuple[int, list[int]] | None:
-        """The Kafka time (ms) to rewind to and the partitions to rewind, or None."""
-        ...
-
-    async def rewound(self, rewinds: Sequence[PartitionRewind]) -> None:
-        """The partitions were rewound and their new offsets committed."""
-        ...
 
 
 class Handled(Protocol):
@@ -191,7 +178,7 @@ class BatchConsumer:
         paused = [TopicPartition(self._topic, p) for p in partitions]
         consumer.pause(*paused)
         try:
-            rewinds = await _rewind_to(consumer, self._topic, partitions, to_ms)
+            rewinds = await rewind_to(consumer, self._topic, partitions, to_ms)
             await rewinder.rewound(rewinds)
             consumer.resume(*paused)
         except (KafkaError, SendguardError) as exc:
@@ -251,7 +238,7 @@ class BatchConsumer:
         if self._rewind_failed is not None:
             raise self._rewind_failed
         if batches and self._rewinder is not None:
-            batches = _not_before_rewind(self._rewinder, batches)
+            batches = not_before_rewind(self._rewinder, batches)
         if consumer.assignment():
             self.ready.set()
         if committing is not None and committing.done():
@@ -358,67 +345,6 @@ async def _commit(
     except (CommitFailedError, IllegalStateError):
         # A rebalance (or one that started during the commit) took the partitions away.
         log.warning("offset commit refused after a rebalance; batch will be re-read")
-
-
-def _not_before_rewind(
-    rewinder: Rewinder, batches: dict[TopicPartition, list[Any]]
-) -> dict[TopicPartition, list[Any]]:
-    """`batches` without records of partitions still to be rewound (read before the pause).
-
-    Applied, they would move the rebuilt state's offsets past the records to be read
-    again; the rewind reads them again anyway.
-    """
-    waiting = rewinder.rewind_needed(tp.partition for tp in batches)
-    if waiting is None:
-        return batches
-    _to_ms, partitions = waiting
-    log.info(
-        "records read before their partition's rewind dropped", extra={"partitions": partitions}
-    )
-    return {tp: msgs for tp, msgs in batches.items() if tp.partition not in partitions}
-
-
-async def group_has_offsets(settings: Settings, topic: str, group_id: str) -> bool:
-    """Whether the consumer group has committed an offset on the topic."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    try:
-        await admin.start()
-        offsets = await admin.list_consumer_group_offsets(group_id)
-    except KafkaError as exc:
-        raise PublishError(f"reading the offsets of {group_id} failed: {exc}") from exc
-    finally:
-        await admin.close()
-    return any(tp.topic == topic and meta.offset >= 0 for tp, meta in offsets.items())
-
-
-async def _rewind_to(
-    consumer: AIOKafkaConsumer, topic: str, partitions: list[int], to_ms: int
-) -> list[PartitionRewind]:
-    """Seek each partition to its first record at `to_ms` (never past the committed offset)."""
-    tps = [TopicPartition(topic, p) for p in partitions]
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, to_ms))
-    starts = await consumer.beginning_offsets(tps)
-    ends = await consumer.end_offsets(tps)
-    rewinds: list[PartitionRewind] = []
-    targets: dict[TopicPartition, int] = {}
-    for tp in tps:
-        at = found.get(tp)
-        wanted = at.offset if at is not None else ends[tp]
-        missing_ms = 0
-        if at is not None and at.offset == starts[tp] and starts[tp] > 0:
-            # Records before the first kept one were deleted; some may have been after `to_ms`.
-            missing_ms = max(0, at.timestamp - to_ms)
-        committed = await consumer.committed(tp)
-        # Nothing committed: read from the first record, as a fresh group would.
-        target = starts[tp] if committed is None else min(committed, wanted)
-        if committed is not None and committed < wanted:
-            missing_ms = 0  # behind already: what is left to read reaches back further
-        consumer.seek(tp, target)
-        targets[tp] = target
-        rewinds.append(PartitionRewind(tp.partition, committed, target, missing_ms))
-    # Committed at once, so that whoever reads the partition next starts from here.
-    await consumer.commit(targets)
-    return rewinds
 
 
 def _records(batches: dict[TopicPartition, list[Any]]) -> list[RawRecord]:

@@ -119,7 +119,7 @@ async def open_state_guard(settings: Settings, guard: StateGuard, *, detects: bo
 
     A detecting worker begins a rebuild if the state was lost; any other adopts the epoch.
     """
-    from processor.adapters.batch_consumer import group_has_offsets
+    from processor.adapters.kafka_rewind import group_has_offsets
     from processor.runtime.app import detection_group
     from schemas.topics import TopicRole
 
