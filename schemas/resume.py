@@ -45,6 +45,7 @@ class RejectionReason(StrEnum):
 
     UNKNOWN_CAMPAIGN = "unknown_campaign"
     WRONG_TENANT = "wrong_tenant"
+    """No longer given: a campaign id is the tenant's own (kept so older outcomes parse)."""
     NOT_PAUSED = "not_paused"
     PRIVILEGED_PAUSE = "privileged_pause"
     NO_RECIPIENTS_REMAIN = "no_recipients_remain"

@@ -1,7 +1,8 @@
 """Every Redis key sendguard uses, in one place, with its Redis Cluster hash tag.
 
 A campaign's keys share the tag `{c:<tenant>:<campaign>}` so one Lua script can update them
-atomically in one slot; a tenant's keys share `{t:<tenant>}`.
+atomically in one slot; a tenant's keys share `{t:<tenant>}`. Every key that names a campaign or
+a contact names its tenant too: two tenants' campaigns `welcome` are two campaigns.
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ class Keys:
         """
         return f"{self.prefix}:{{t:{tenant_id}}}:contacts:"
 
-    def campaign_owner(self, campaign_id: str) -> str:
-        """String: the tenant that owns a campaign id (set once, with its first audience chunk)."""
+    def legacy_campaign_owner(self, campaign_id: str) -> str:
+        """String written before 2026-12: the first tenant to plan a campaign id, across tenants.
+
+        No longer read or written (any tenant could squat a common campaign id with it): the
+        tenant's own audience key says whether it planned the campaign. Left to expire.
+        """
         return f"{self.prefix}:owner:{campaign_id}"
 
     def resume_run(self, tenant_id: str, campaign_id: str, run_id: str) -> str:

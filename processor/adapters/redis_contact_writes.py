@@ -83,7 +83,7 @@ class ContactWrites:
             )
         for (tenant_id, campaign_id), contact_ids in attempted.items():
             digests = b"".join({contact_digest(c) for c in contact_ids})
-            # An active campaign keeps its audience and owner until it can be resumed.
+            # An active campaign keeps its audience until it can be resumed.
             pipe.script(
                 self._mark_attempted,
                 [
@@ -92,7 +92,6 @@ class ContactWrites:
                 ],
                 [digests, ttl],
             )
-            pipe.command("PEXPIRE", keys.campaign_owner(campaign_id), ttl)
         return MergePipeline(pipe, len(by_tenant))
 
     async def send(self, pipeline: MergePipeline | None, doing: str) -> None:

@@ -127,27 +127,16 @@ class RedisContactStore:
             flags = await self._client.smismember(key, digests)
         return [bool(flag) for flag in flags]
 
-    async def store_audience_chunk(self, chunk: AudienceChunk) -> str:
+    async def store_audience_chunk(self, chunk: AudienceChunk) -> None:
         """See `ContactStore.store_audience_chunk`."""
-        owner_key = self._keys.campaign_owner(chunk.campaign_id)
         audience_key = self._keys.campaign_audience(chunk.tenant_id, chunk.campaign_id)
-        ttl = self._campaign_ttl_ms
         with translate_redis_errors("storing an audience chunk"):
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.set(owner_key, chunk.tenant_id, nx=True, px=ttl)
-                pipe.get(owner_key)
-                _, owner = await pipe.execute()
-            owner_text = owner.decode() if isinstance(owner, bytes) else str(owner)
-            if owner_text != chunk.tenant_id:
-                return owner_text
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(audience_key, str(chunk.chunk_index), pack_audience(chunk.recipients))
                 if chunk.total_chunks is not None:
                     pipe.hset(audience_key, _AUDIENCE_TOTAL, chunk.total_chunks)
-                pipe.pexpire(audience_key, ttl)
-                pipe.pexpire(owner_key, ttl)
+                pipe.pexpire(audience_key, self._campaign_ttl_ms)
                 await pipe.execute()
-        return owner_text
 
     async def audience_chunks(
         self, tenant_id: str, campaign_id: str
@@ -173,11 +162,6 @@ class RedisContactStore:
         if total is None:
             return int(fields), None
         return int(fields) - 1, int(total)
-
-    async def campaign_owner(self, campaign_id: str) -> str | None:
-        """See `ContactStore.campaign_owner`."""
-        key = self._keys.campaign_owner(campaign_id)
-        return await get_text(self._client, key, "reading a campaign owner")
 
     async def claim_first(
         self, tenant_id: str, campaign_id: str, run_id: str, contact_ids: Sequence[str]

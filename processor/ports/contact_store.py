@@ -175,11 +175,11 @@ class ContactStore(Protocol):
         """For each contact, in order: did the campaign already attempt it?"""
         ...
 
-    async def store_audience_chunk(self, chunk: AudienceChunk) -> str:
+    async def store_audience_chunk(self, chunk: AudienceChunk) -> None:
         """Keep a chunk of a planned audience (a redelivered index replaces itself).
 
-        Returns the campaign's owner: the first tenant that stored an audience for the campaign
-        id. When that is another tenant, nothing is stored.
+        Campaign ids are the tenant's own: another tenant's campaign of the same id is another
+        campaign.
         """
         ...
 
@@ -189,10 +189,6 @@ class ContactStore(Protocol):
 
     async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
         """Chunks of a planned audience stored, and the chunk count its producer last stated."""
-        ...
-
-    async def campaign_owner(self, campaign_id: str) -> str | None:
-        """The tenant owning a campaign id, None if no audience of it is known."""
         ...
 
     async def claim_first(
@@ -235,7 +231,6 @@ class InMemoryContactStore:
         self.attempted_sets: dict[tuple[str, str], set[str]] = {}
         self.audiences: dict[tuple[str, str], dict[int, tuple[Recipient, ...]]] = {}
         self.audience_totals: dict[tuple[str, str], int] = {}
-        self.owners: dict[str, str] = {}
         self.runs: dict[tuple[str, str, str], set[str]] = {}
         self.records: dict[tuple[str, str, str], str] = {}
 
@@ -280,15 +275,12 @@ class InMemoryContactStore:
         done = self.attempted_sets.get((tenant_id, campaign_id), set())
         return [contact_id in done for contact_id in contact_ids]
 
-    async def store_audience_chunk(self, chunk: AudienceChunk) -> str:
+    async def store_audience_chunk(self, chunk: AudienceChunk) -> None:
         """See `ContactStore.store_audience_chunk`."""
-        owner = self.owners.setdefault(chunk.campaign_id, chunk.tenant_id)
-        if owner == chunk.tenant_id:
-            audience = self.audiences.setdefault((chunk.tenant_id, chunk.campaign_id), {})
-            audience[chunk.chunk_index] = tuple(chunk.recipients)
-            if chunk.total_chunks is not None:
-                self.audience_totals[chunk.tenant_id, chunk.campaign_id] = chunk.total_chunks
-        return owner
+        audience = self.audiences.setdefault((chunk.tenant_id, chunk.campaign_id), {})
+        audience[chunk.chunk_index] = tuple(chunk.recipients)
+        if chunk.total_chunks is not None:
+            self.audience_totals[chunk.tenant_id, chunk.campaign_id] = chunk.total_chunks
 
     async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
         """See `ContactStore.audience_progress`."""
@@ -302,10 +294,6 @@ class InMemoryContactStore:
         audience = self.audiences.get((tenant_id, campaign_id), {})
         for index in sorted(audience):
             yield list(audience[index])
-
-    async def campaign_owner(self, campaign_id: str) -> str | None:
-        """See `ContactStore.campaign_owner`."""
-        return self.owners.get(campaign_id)
 
     async def claim_first(
         self, tenant_id: str, campaign_id: str, run_id: str, contact_ids: Sequence[str]

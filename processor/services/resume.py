@@ -192,12 +192,12 @@ class ResumeService:
     async def _check(self, request: ResumeRequest) -> ResumeOutcome | int:
         """A rejection, or the pause episode the request may resume."""
         ref = CampaignRef(request.tenant_id, request.campaign_id)
-        owner = await self._contacts.campaign_owner(ref.campaign_id)
-        if owner is not None and owner != ref.tenant_id:
-            detail = f"campaign {ref.campaign_id} belongs to another tenant"
-            return rejected_outcome(request, RejectionReason.WRONG_TENANT, detail)
-        if owner is None:
-            detail = f"sendguard has no planned audience of campaign {ref.campaign_id}"
+        stored, total = await self._contacts.audience_progress(ref.tenant_id, ref.campaign_id)
+        if not stored and total is None:
+            detail = (
+                f"sendguard has no planned audience of campaign {ref.campaign_id} "
+                f"of tenant {ref.tenant_id}"
+            )
             return rejected_outcome(request, RejectionReason.UNKNOWN_CAMPAIGN, detail)
         loaded = (await self._store.load_campaigns([CampaignAsk(ref)]))[0]
         state = self._decode(ref, loaded.blob)

@@ -54,7 +54,7 @@ class _Intake:
 
 
 class AudienceIntake(_Intake):
-    """Stores planned audience chunks; a chunk of another tenant's campaign is dead-lettered."""
+    """Stores planned audience chunks, each under its own tenant's campaign."""
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Store each chunk; bad input is dead-lettered, never raised."""
@@ -65,10 +65,7 @@ class AudienceIntake(_Intake):
             except InvalidInputError as exc:
                 dead.append(dead_letter(record, exc.error_type, exc.reason, self._wall_clock()))
                 continue
-            owner = await self._contacts.store_audience_chunk(chunk)
-            if owner != chunk.tenant_id:
-                reason = f"campaign_id: {chunk.campaign_id} belongs to another tenant"
-                dead.append(dead_letter(record, "wrong_tenant", reason, self._wall_clock()))
+            await self._contacts.store_audience_chunk(chunk)
         if dead:
             await self._publisher.publish(dead)
 

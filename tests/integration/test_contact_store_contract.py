@@ -284,7 +284,7 @@ async def test_audience_chunks_come_back_by_index_and_replace_themselves(
     """Chunks iterate in numeric index order, exactly as stored; a redelivered index replaces."""
     stored = {10: chunk(10, ["j"]), 2: chunk(2, ["x"]), 1: chunk(1, ["a", 'quote"here', "ü"])}
     for c in stored.values():
-        assert await store.store_audience_chunk(c) == "t1"
+        await store.store_audience_chunk(c)
     stored[2] = chunk(2, ["b", "c"])
     await store.store_audience_chunk(stored[2])
     read = [c async for c in store.audience_chunks("t1", "c1")]
@@ -309,14 +309,18 @@ async def test_audience_progress_counts_stored_chunks_against_the_stated_total(
     assert await store.audience_progress("t1", "c1") == (3, 3)
 
 
-async def test_a_campaign_belongs_to_the_first_tenant_that_planned_it(store: ContactStore) -> None:
-    """Another tenant's chunk of the campaign is refused (the owner is returned) and not kept."""
-    assert await store.campaign_owner("c1") is None
+async def test_two_tenants_plan_campaigns_of_the_same_id_independently(
+    store: ContactStore,
+) -> None:
+    """A campaign id is the tenant's own: another tenant's `c1` is another campaign."""
     await store.store_audience_chunk(chunk(0, ["a"]))
-    assert await store.store_audience_chunk(chunk(1, ["z"], tenant="t2")) == "t1"
-    assert await store.campaign_owner("c1") == "t1"
-    assert [c async for c in store.audience_chunks("t2", "c1")] == []
-    assert len([c async for c in store.audience_chunks("t1", "c1")]) == 1
+    await store.store_audience_chunk(chunk(0, ["z"], tenant="t2"))
+    await store.store_audience_chunk(chunk(1, ["y"], tenant="t2"))
+    t1 = [[r.contact_id for r in c] async for c in store.audience_chunks("t1", "c1")]
+    t2 = [[r.contact_id for r in c] async for c in store.audience_chunks("t2", "c1")]
+    assert (t1, t2) == ([["a"]], [["z"], ["y"]])
+    assert await store.audience_progress("t1", "c1") == (1, None)
+    assert await store.audience_progress("t2", "c1") == (2, None)
 
 
 async def test_a_run_claims_each_contact_once(store: ContactStore) -> None:

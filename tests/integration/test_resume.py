@@ -197,7 +197,7 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
     by_id = {a["request_id"]: a for a in answers}
     assert {rid: by_id[rid]["rejection"] for rid in requests} == {
         "unknown": "unknown_campaign",
-        "intruder": "wrong_tenant",
+        "intruder": "unknown_campaign",
         "fine": "not_paused",
         "done": "no_recipients_remain",
         "plain": "privileged_pause",

@@ -115,7 +115,7 @@ class World:
                 total_chunks=total_chunks,
                 recipients=recipients,
             )
-            assert await self.contacts.store_audience_chunk(chunk) == tenant
+            await self.contacts.store_audience_chunk(chunk)
         return audience
 
     def pause(

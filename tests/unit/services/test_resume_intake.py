@@ -83,7 +83,7 @@ async def test_bad_requests_are_dead_lettered_and_the_others_answered() -> None:
 
 
 async def test_the_audience_intake_stores_chunks_and_dead_letters_bad_ones() -> None:
-    """Good chunks are stored; malformed ones and another tenant's campaign are dead-lettered."""
+    """Good chunks are stored, another tenant's `c1` as its own campaign; bad ones dead-lettered."""
     world = World()
     intake = AudienceIntake(world.contacts, world.publisher, wall_clock=lambda: DECIDED)
 
@@ -107,10 +107,12 @@ async def test_the_audience_intake_stores_chunks_and_dead_letters_bad_ones() -> 
     )
     stored = [c async for c in world.contacts.audience_chunks("t1", "c1")]
     assert [[r.contact_id for r in c] for c in stored] == [["a"], ["b"]]
+    other = [c async for c in world.contacts.audience_chunks("t2", "c1")]
+    assert [[r.contact_id for r in c] for c in other] == [["x"]]
     letters = world.publisher.on(TopicRole.DEAD_LETTER)
     kinds = [letter["error_type"] for letter in letters]
-    assert kinds == ["wrong_tenant", "invalid_audience_chunk", "empty_value"]
-    assert [letter["source_offset"] for letter in letters] == [2, 3, 4]
+    assert kinds == ["invalid_audience_chunk", "empty_value"]
+    assert [letter["source_offset"] for letter in letters] == [3, 4]
 
 
 async def test_the_contact_update_intake_merges_in_order_and_skips_tombstones() -> None:

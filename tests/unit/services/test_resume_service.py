@@ -50,13 +50,13 @@ async def test_an_unknown_campaign_is_rejected() -> None:
     assert world.publisher.on(TopicRole.RESUME_OUTCOMES)[0]["_key"] == "t1:c1"
 
 
-async def test_a_campaign_of_another_tenant_is_rejected() -> None:
-    """A tenant asking for a campaign id another tenant planned is rejected as wrong tenant."""
+async def test_another_tenants_campaign_of_the_same_id_is_not_this_tenants() -> None:
+    """A campaign id another tenant planned and paused is, for this tenant, unknown."""
     world = World()
     await world.plan("t2", "c1", [["a"]])
     world.pause("t2", "c1")
     outcome = await world.service.handle(request())
-    assert outcome.rejection is RejectionReason.WRONG_TENANT
+    assert outcome.rejection is RejectionReason.UNKNOWN_CAMPAIGN
     assert "t2" not in outcome.detail
 
 
