@@ -3,30 +3,71 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.base import Identifier, InputMessage, OutputMessage, UtcDatetime
 from schemas.events import Recipient
 
 
-class ResumeRequest(InputMessage):
-    """An operator asks to send a paused campaign to its remaining recipients.
+class OperatorAction(StrEnum):
+    """What a request on the resume-requests topic asks for."""
 
-    Kafka key: `tenant:campaign`. The same `request_id` always gets the same outcome.
+    RESUME = "resume"
+    """Send the paused campaign to its remaining recipients."""
+    LOCK = "lock"
+    """Lock the campaign's pause: only a signed (privileged) resume may lift it. Signed."""
+    UNLOCK = "unlock"
+    """Lift the operator lock (the pause itself stays). Signed."""
+
+
+class OperatorSignature(BaseModel):
+    """HMAC-SHA256 with an operator key over the request's canonical form (docs/SECURITY.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    hmac_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Lowercase hex of the 32-byte MAC."
+    )
+
+
+class ResumeRequest(InputMessage):
+    """An operator asks to resume, lock or unlock a paused campaign.
+
+    Kafka key: `tenant:campaign`. The same `request_id` always gets the same outcome. A
+    privileged resume, a lock and an unlock must be signed with an operator key; privilege comes
+    from the signature, never from the `privileged` flag alone.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 1
     request_id: str = Field(min_length=1, max_length=200)
     tenant_id: Identifier
     campaign_id: Identifier
+    action: OperatorAction = OperatorAction.RESUME
     requested_by: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
     privileged: bool = Field(
-        default=False, description="May lift tenant-scoped and operator-locked pauses."
+        default=False,
+        description="Asks to lift tenant-scoped and operator-locked pauses: needs `signature`.",
     )
-    requested_at: UtcDatetime
+    requested_at: UtcDatetime = Field(
+        description="When it was signed: a signed request older (or newer) than the worker's "
+        "freshness window is refused."
+    )
+    signature: OperatorSignature | None = None
+
+    @model_validator(mode="after")
+    def _lock_is_version_2(self) -> Self:
+        """A lock or unlock says version 2.
+
+        So a worker that knows only version 1 (and no `action`) dead-letters it instead of
+        taking it for a resume.
+        """
+        if self.action is not OperatorAction.RESUME and self.schema_version != 2:  # noqa: PLR2004  # the version that introduced actions
+            raise ValueError(f"an {self.action.value} request has schema_version 2")
+        return self
 
 
 class ExclusionReason(StrEnum):
@@ -53,6 +94,8 @@ class RejectionReason(StrEnum):
     """Transient: the contact merge had not caught up; the same request may be sent again."""
     AUDIENCE_INCOMPLETE = "audience_incomplete"
     """Transient: fewer audience chunks arrived than `total_chunks` stated; may be sent again."""
+    UNAUTHORIZED = "unauthorized"
+    """A privileged request, a lock or an unlock without a valid, fresh operator signature."""
 
 
 class ResumeOutcome(OutputMessage):
@@ -62,6 +105,7 @@ class ResumeOutcome(OutputMessage):
     request_id: str
     tenant_id: Identifier
     campaign_id: Identifier
+    action: OperatorAction = OperatorAction.RESUME
     accepted: bool
     rejection: RejectionReason | None = None
     detail: str = Field(description="Human-readable explanation.")

@@ -1,15 +1,25 @@
-"""`sendguard lock` and `sendguard unlock`: an operator's hold on a campaign's pause."""
+"""`sendguard lock` and `sendguard unlock`: an operator's hold on a campaign's pause.
+
+Both are signed requests on resume-requests that the worker verifies and applies: this command
+never writes Redis itself, so Redis credentials are not an operator's to hold.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from datetime import UTC, datetime
-
 import click
 
-from processor.errors import SendguardError
-from schemas.base import campaign_key
+from processor.cli.resume import ask_operator
+
+_TIMEOUT = click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the worker's answer.",
+)
+_REQUEST_ID = click.option("--request-id", default=None, help="Idempotency key (default: a UUID).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 
 
 @click.command("lock")
@@ -17,56 +27,65 @@ from schemas.base import campaign_key
 @click.option("--campaign", "campaign_id", required=True)
 @click.option("--by", "locked_by", required=True, help="Who locks it (shown to requesters).")
 @click.option("--reason", default="", help="Why, for the record.")
-def lock_command(tenant_id: str, campaign_id: str, locked_by: str, reason: str) -> None:
+@_TIMEOUT
+@_REQUEST_ID
+@_JSON
+def lock_command(
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    locked_by: str,
+    reason: str,
+    timeout_s: float,
+    request_id: str | None,
+    as_json: bool,
+) -> None:
     """Lock a campaign's pause: only a privileged resume request may lift it.
 
-    A campaign sendguard has no state of (never seen, a typo, or expired) is refused: exit 2.
+    Signed with SENDGUARD_OPERATOR_KEY_ID / SENDGUARD_OPERATOR_KEY. Exit status: 0 locked,
+    1 refused, 2 no answer in time or an error.
     """
-    lock = json.dumps(
-        {"by": locked_by, "reason": reason, "at": datetime.now(tz=UTC).isoformat()},
-        separators=(",", ":"),
+    from schemas.resume import OperatorAction
+
+    fields = {"tenant_id": tenant_id, "campaign_id": campaign_id, "requested_by": locked_by}
+    ask_operator(
+        {**fields, "reason": reason, "action": OperatorAction.LOCK},
+        request_id=request_id,
+        timeout_s=timeout_s,
+        as_json=as_json,
+        sign=True,
     )
-    _set_lock(tenant_id, campaign_id, lock)
-    click.echo(f"locked {campaign_key(tenant_id, campaign_id)} (by {locked_by})")
 
 
 @click.command("unlock")
 @click.option("--tenant", "tenant_id", required=True)
 @click.option("--campaign", "campaign_id", required=True)
-def unlock_command(tenant_id: str, campaign_id: str) -> None:
-    """Lift the operator lock of a campaign's pause (the pause itself stays)."""
-    had = _set_lock(tenant_id, campaign_id, None)
-    key = campaign_key(tenant_id, campaign_id)
-    click.echo(f"unlocked {key}" if had else f"{key} had no lock: nothing to do")
+@click.option("--by", "unlocked_by", required=True, help="Who lifts the lock (for the record).")
+@click.option("--reason", default="", help="Why, for the record.")
+@_TIMEOUT
+@_REQUEST_ID
+@_JSON
+def unlock_command(
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    unlocked_by: str,
+    reason: str,
+    timeout_s: float,
+    request_id: str | None,
+    as_json: bool,
+) -> None:
+    """Lift the operator lock of a campaign's pause (the pause itself stays).
 
+    Signed like `lock`. Exit status: 0 unlocked, 1 refused, 2 no answer in time or an error.
+    """
+    from schemas.resume import OperatorAction
 
-def _set_lock(tenant_id: str, campaign_id: str, lock: str | None) -> bool:
-    """Set or lift the lock; whether there was one. Locking an unknown campaign is refused."""
-    from processor.config.policy_file import load_policy_file
-    from processor.ports.detection_store import CampaignAsk, CampaignRef
-    from processor.runtime.bootstrap import build_reading_store, build_redis, load_settings
-
-    settings = load_settings()
-    ref = CampaignRef(tenant_id, campaign_id)
-
-    async def run() -> bool:
-        client = build_redis(settings)
-        try:
-            store = await build_reading_store(
-                settings, client, load_policy_file(settings.policy_file)
-            )
-            if lock is not None:
-                (stored,) = await store.load_campaigns([CampaignAsk(ref)])
-                if stored.blob is None:
-                    raise SendguardError(
-                        f"no campaign {campaign_key(tenant_id, campaign_id)} in Redis (key "
-                        f"prefix {settings.redis_key_prefix}): never seen, or its state "
-                        "expired; nothing locked"
-                    )
-            had = await store.campaign_lock(ref) is not None
-            await store.set_campaign_lock(ref, lock)
-        finally:
-            await client.aclose()
-        return had
-
-    return asyncio.run(run())
+    fields = {"tenant_id": tenant_id, "campaign_id": campaign_id, "requested_by": unlocked_by}
+    ask_operator(
+        {**fields, "reason": reason, "action": OperatorAction.UNLOCK},
+        request_id=request_id,
+        timeout_s=timeout_s,
+        as_json=as_json,
+        sign=True,
+    )

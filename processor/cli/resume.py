@@ -1,5 +1,7 @@
 """The resume side of the `sendguard` command: `resume` and `import-suppressions`.
 
+Also how operator requests (resume, lock, unlock) are signed, sent and answered.
+
 Heavy imports stay inside the commands, so `sendguard --help` stays fast.
 """
 
@@ -36,7 +38,11 @@ PUBLISH_BATCH = 1000
 @click.option("--campaign", required=True, help="The paused campaign.")
 @click.option("--by", "requested_by", required=True, help="Who asks (kept in the command).")
 @click.option("--reason", default="", help="Why, for the record.")
-@click.option("--privileged", is_flag=True, help="May lift a tenant-scoped pause.")
+@click.option(
+    "--privileged",
+    is_flag=True,
+    help="Lift a tenant-scoped or operator-locked pause: signed with SENDGUARD_OPERATOR_KEY.",
+)
 @click.option(
     "--timeout",
     "timeout_s",
@@ -62,26 +68,49 @@ def resume(
 
     Exit status: 0 accepted, 1 rejected, 2 no answer in time or an error.
     """
+    from schemas.resume import OperatorAction
+
+    fields = {"tenant_id": tenant, "campaign_id": campaign, "requested_by": requested_by}
+    ask_operator(
+        {**fields, "reason": reason, "privileged": privileged, "action": OperatorAction.RESUME},
+        request_id=request_id,
+        timeout_s=timeout_s,
+        as_json=as_json,
+        sign=privileged,
+    )
+
+
+def ask_operator(
+    fields: dict[str, Any],
+    *,
+    request_id: str | None,
+    timeout_s: float,
+    as_json: bool,
+    sign: bool,
+) -> None:
+    """Send a request on resume-requests (signed if `sign`), print its answer and exit.
+
+    Exit status: 0 accepted, 1 rejected, 2 no answer in time or an error.
+    """
     from aiokafka.errors import KafkaError
     from pydantic import ValidationError
 
     from processor.runtime.bootstrap import load_settings
     from processor.services.event_input import describe_validation_error
-    from schemas.resume import ResumeRequest
+    from schemas.resume import OperatorAction, ResumeRequest
 
     settings = load_settings()
     try:
         request = ResumeRequest(
+            schema_version=1 if fields["action"] is OperatorAction.RESUME else 2,
             request_id=request_id or str(uuid.uuid4()),
-            tenant_id=tenant,
-            campaign_id=campaign,
-            requested_by=requested_by,
-            reason=reason,
-            privileged=privileged,
             requested_at=datetime.now(tz=UTC),
+            **fields,
         )
     except ValidationError as exc:
         raise SendguardError(f"invalid request: {describe_validation_error(exc)}") from None
+    if sign:
+        request = _signed(settings, request)
     try:
         outcome = asyncio.run(asyncio.wait_for(_ask(settings, request), timeout_s))
     except TimeoutError:
@@ -92,6 +121,19 @@ def resume(
         raise SendguardError(f"Kafka at {settings.kafka_bootstrap_servers} failed: {exc}") from exc
     click.echo(outcome.model_dump_json() if as_json else _describe(outcome))
     sys.exit(0 if outcome.accepted else 1)
+
+
+def _signed(settings: Settings, request: ResumeRequest) -> ResumeRequest:
+    """The request signed with the operator key of the environment (the worker verifies it)."""
+    from processor.config.operator_keys import signed
+
+    secret = settings.operator_key.get_secret_value().strip() if settings.operator_key else ""
+    if not secret or not settings.operator_key_id:
+        raise SendguardError(
+            f"a {request.action.value} request is signed with an operator key: set "
+            "SENDGUARD_OPERATOR_KEY_ID and SENDGUARD_OPERATOR_KEY"
+        )
+    return signed(request, settings.operator_key_id, secret)
 
 
 async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
@@ -135,9 +177,13 @@ async def _ask(settings: Settings, request: ResumeRequest) -> ResumeOutcome:
 
 
 def _describe(outcome: ResumeOutcome) -> str:
+    from schemas.resume import OperatorAction
+
     if not outcome.accepted:
         rejection = outcome.rejection.value if outcome.rejection else "rejected"
         return f"rejected ({rejection}): {outcome.detail} [request {outcome.request_id}]"
+    if outcome.action is not OperatorAction.RESUME:
+        return outcome.detail
     headline = (
         f"accepted: {outcome.total_recipients} recipients in {outcome.chunk_count} chunks as "
         f"campaign {outcome.clone_campaign_id} [request {outcome.request_id}]"

@@ -226,6 +226,24 @@ class Settings(BaseSettings):
         description="Campaign of KumoMTA log records that name none; unset: dead-lettered.",
     )
 
+    # Operator keys (docs/SECURITY.md)
+    operator_keys_file: Path | None = Field(
+        default=None,
+        description="YAML of the operator keys the worker verifies privileged requests with; "
+        "unset: every privileged resume, lock and unlock is refused.",
+    )
+    operator_max_age_s: float = Field(
+        default=300, gt=0, description="Freshness window of an operator request's signature."
+    )
+    operator_key_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The CLI's operator key id (with SENDGUARD_OPERATOR_KEY).",
+    )
+    operator_key: SecretStr | None = Field(
+        default=None, description="The CLI's operator key secret, to sign privileged requests."
+    )
+
     # Operations
     metrics_port: int = Field(
         default=0,

@@ -5,6 +5,7 @@ The only place that turns configuration into live objects; the CLI commands call
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -201,11 +202,17 @@ def with_resume(
 ) -> Wiring:
     """`wiring` plus the resume use cases: audience and contact-update intake, requests."""
     from processor.adapters.kafka_progress import GroupProgress
+    from processor.config.operator_keys import OperatorKeys, load_operator_keys
     from processor.runtime.app import detection_group
     from processor.services.resume import ResumeService
     from processor.services.resume_intake import AudienceIntake, ContactUpdateIntake
     from schemas.topics import TopicRole
 
+    operator_keys = (
+        load_operator_keys(settings.operator_keys_file, os.environ)
+        if settings.operator_keys_file is not None
+        else OperatorKeys.none()
+    )
     # Detection merges contacts, maybe in another process: its progress is read from Kafka.
     progress = GroupProgress(
         settings, settings.topic(TopicRole.DELIVERY_EVENTS), detection_group(settings)
@@ -224,5 +231,7 @@ def with_resume(
             chunk_size=settings.resume_chunk_size,
             contact_progress=progress,
             contact_wait_s=settings.resume_contacts_wait_s,
+            operator_keys=operator_keys,
+            operator_max_age_s=settings.operator_max_age_s,
         ),
     )

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from processor.config.operator_keys import OperatorKeys, needs_signature
 from processor.domain.codec import StateDecodeError, decode_state, encode_state
 from processor.domain.recipients import FilterRules, RecipientSetAccumulator
 from processor.domain.windows import CampaignWindows
@@ -27,6 +28,7 @@ from processor.errors import (
     WriteConflictError,
 )
 from processor.ports.detection_store import CampaignAsk, CampaignRef
+from processor.services.operator_requests import apply_lock, unauthorized
 from processor.services.outbox import dead_letter, health_snapshot
 from processor.services.resume_flow import PublishBehind, fewer_gc_passes, read_ahead
 from processor.services.resume_intake import parse_input
@@ -42,7 +44,7 @@ from processor.services.resume_outbox import (
 )
 from schemas.base import campaign_key
 from schemas.health import CampaignStatus
-from schemas.resume import RejectionReason, ResumeOutcome, ResumeRequest
+from schemas.resume import OperatorAction, RejectionReason, ResumeOutcome, ResumeRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -88,6 +90,8 @@ class ResumeService:
         run_ids: Callable[[], str] = lambda: uuid.uuid4().hex,
         contact_progress: ContactProgress | None = None,
         contact_wait_s: float = 30.0,
+        operator_keys: OperatorKeys | None = None,
+        operator_max_age_s: float = 300.0,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -101,6 +105,8 @@ class ResumeService:
         self._run_ids = run_ids
         self._contact_progress = contact_progress
         self._contact_wait_s = contact_wait_s
+        self._operator_keys = operator_keys or OperatorKeys.none()
+        self._operator_max_age_s = operator_max_age_s
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Answer each request record; a bad one is dead-lettered, never raised.
@@ -130,7 +136,26 @@ class ResumeService:
         if saved is not None:
             return await self._answer(ResumeRecord.model_validate_json(saved))
         decided_at = self._wall_clock()
-        checked = await self._check(request)
+        privileged = needs_signature(request)
+        if privileged:
+            keys, max_age_s = self._operator_keys, self._operator_max_age_s
+            refused = unauthorized(keys, request, decided_at, max_age_s)
+            if refused is not None:
+                # Not saved: nothing was done, and a forger must not pre-empt the request id.
+                return await self._answer(
+                    ResumeRecord(
+                        outcome=refused, requested_by=request.requested_by, decided_at=decided_at
+                    )
+                )
+        if request.action is not OperatorAction.RESUME:
+            record = ResumeRecord(
+                outcome=await apply_lock(self._store, request),
+                requested_by=request.requested_by,
+                decided_at=decided_at,
+            )
+            in_force = await self._contacts.save_resume_record(*ids, record.model_dump_json())
+            return await self._answer(ResumeRecord.model_validate_json(in_force))
+        checked = await self._check(request, privileged=privileged)
         if isinstance(checked, ResumeOutcome):
             record = ResumeRecord(
                 outcome=checked, requested_by=request.requested_by, decided_at=decided_at
@@ -189,8 +214,12 @@ class ResumeService:
             log.warning("contact merge behind, resume refused", extra={"behind": behind})
         return behind
 
-    async def _check(self, request: ResumeRequest) -> ResumeOutcome | int:
-        """A rejection, or the pause episode the request may resume."""
+    async def _check(self, request: ResumeRequest, *, privileged: bool) -> ResumeOutcome | int:
+        """A rejection, or the pause episode the request may resume.
+
+        `privileged`: its operator signature was verified, so it may lift a tenant-wide or an
+        operator-locked pause.
+        """
         ref = CampaignRef(request.tenant_id, request.campaign_id)
         stored, total = await self._contacts.audience_progress(ref.tenant_id, ref.campaign_id)
         if not stored and total is None:
@@ -205,18 +234,18 @@ class ResumeService:
             status = "unseen by detection" if state is None else state.status.value
             detail = f"campaign {ref.campaign_id} is not paused (it is {status})"
             return rejected_outcome(request, RejectionReason.NOT_PAUSED, detail)
-        if not request.privileged and await self._store.tenant_paused(ref.tenant_id):
+        if not privileged and await self._store.tenant_paused(ref.tenant_id):
             detail = (
                 f"tenant {ref.tenant_id} is paused as a whole: only a privileged request "
-                "may resume its campaigns"
+                "signed with an operator key may resume its campaigns"
             )
             return rejected_outcome(request, RejectionReason.PRIVILEGED_PAUSE, detail)
-        lock = None if request.privileged else await self._store.campaign_lock(ref)
+        lock = None if privileged else await self._store.campaign_lock(ref)
         if lock is not None:
             by = json.loads(lock).get("by", "an operator")
             detail = (
                 f"campaign {ref.campaign_id}'s pause is locked by {by}: only a privileged "
-                "request may resume it"
+                "request signed with an operator key may resume it"
             )
             return rejected_outcome(request, RejectionReason.PRIVILEGED_PAUSE, detail)
         return state.episode
@@ -294,7 +323,7 @@ class ResumeService:
         """Publish an answer: for an acceptance, re-arm the source and command the resume."""
         outcome = record.outcome
         messages = []
-        if outcome.accepted:
+        if outcome.accepted and outcome.action is OperatorAction.RESUME:
             ref = CampaignRef(outcome.tenant_id, outcome.campaign_id)
             snapshot = await self._rearm(ref, record)
             messages.append(resume_command(record))
@@ -308,6 +337,7 @@ class ResumeService:
                 "tenant_id": outcome.tenant_id,
                 "campaign_id": outcome.campaign_id,
                 "request_id": outcome.request_id,
+                "action": outcome.action.value,
                 "accepted": outcome.accepted,
                 "rejection": outcome.rejection,
                 "recipients": outcome.total_recipients,

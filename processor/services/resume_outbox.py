@@ -54,8 +54,21 @@ def rejected_outcome(request: ResumeRequest, reason: RejectionReason, detail: st
         request_id=request.request_id,
         tenant_id=request.tenant_id,
         campaign_id=request.campaign_id,
+        action=request.action,
         accepted=False,
         rejection=reason,
+        detail=detail,
+    )
+
+
+def done_outcome(request: ResumeRequest, detail: str) -> ResumeOutcome:
+    """The acceptance of a lock or an unlock (nothing is published but the outcome)."""
+    return ResumeOutcome(
+        request_id=request.request_id,
+        tenant_id=request.tenant_id,
+        campaign_id=request.campaign_id,
+        action=request.action,
+        accepted=True,
         detail=detail,
     )
 

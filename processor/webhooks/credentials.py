@@ -6,25 +6,27 @@ an unreadable certificate stops start-up instead of failing requests.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from processor.adapters.providers import AttributionConfig, Provider
+from processor.config.secret_files import (
+    Secret,
+    environment,
+    load_yaml,
+    validation_problems,
+)
 from processor.errors import ConfigurationError
 from processor.webhooks.auth import (
     BasicAccount,
@@ -39,26 +41,6 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-
-ENV_PREFIX: Final = "env:"
-
-
-def _from_environment(value: Any, info: ValidationInfo) -> Any:
-    """Replace an `env:VAR_NAME` reference by that variable's value."""
-    if not isinstance(value, str) or not value.startswith(ENV_PREFIX):
-        return value
-    name = value.removeprefix(ENV_PREFIX).strip()
-    environ = (info.context or {}).get("environ")
-    if environ is None:
-        raise ValueError(f"{value!r} is an environment reference but no environment was given")
-    resolved = environ.get(name)
-    if not resolved:
-        raise ValueError(f"environment variable {name} (referenced as {value!r}) is not set")
-    return resolved
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_from_environment)]
-"""A secret given inline or as `env:VAR_NAME`; never shown in reprs or errors."""
 
 
 class _Section(BaseModel):
@@ -254,47 +236,17 @@ class Credentials:
         return topics
 
 
-_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def _location_part(part: str | int) -> str:
-    # A misplaced secret can become a key (`{password hunter2}`): only plain names are shown.
-    text = str(part)
-    return text if _PLAIN_NAME.fullmatch(text) else "<a key that is not a plain name>"
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(_location_part(part) for part in error['loc']) or 'file'}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
-    )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what the syntax error is, never the offending line (it may hold a secret)."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        what = "; ".join(text for text in (exc.context, exc.problem) if text)
-        return f"{what or 'syntax error'} at {where}"
-    position = getattr(exc, "position", None)  # a ReaderError: an unacceptable character
-    return f"{type(exc).__name__} at character {position}" if position is not None else "invalid"
-
-
 def parse_credentials(text: str, *, base_dir: Path, environ: Mapping[str, str]) -> Credentials:
     """Credentials from YAML text; `base_dir` anchors relative certificate paths.
 
     Raises:
         ConfigurationError: the YAML, a field, a key, a reference or a certificate is invalid.
     """
+    data = load_yaml(text)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"not valid YAML: {_yaml_problem(exc)}") from None
-    try:
-        file = CredentialsFile.model_validate(data, context={"environ": environ})
+        file = CredentialsFile.model_validate(data, context=environment(environ))
     except ValidationError as exc:
-        raise ConfigurationError(_problems(exc)) from exc
+        raise ConfigurationError(validation_problems(exc)) from exc
     sns_keys: dict[str, tuple[RSAPublicKey, ...]] = {}
     for tenant_id, tenant in file.tenants.items():
         for topic in tenant.ses.topics if tenant.ses else ():

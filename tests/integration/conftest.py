@@ -55,6 +55,11 @@ def stack() -> dict[str, str]:
     return _stack_env()
 
 
+OPERATOR_KEY_ID = "ops-test"
+OPERATOR_KEY = "integration-tests-operator-key-0123456789abcdef"
+"""The global operator key every sandbox's worker trusts and its CLI signs with."""
+
+
 @dataclass
 class Sandbox:
     """One test's own topic prefix, Redis key prefix, consumer group and data folder."""
@@ -73,6 +78,13 @@ class Sandbox:
         """Full name of a topic role in this sandbox."""
         return f"{self.name}.{role}"
 
+    def operator_keys_file(self) -> Path:
+        """The operator keys file of the sandbox's workers (written on first use)."""
+        path = self.data_dir.parent / "operator-keys.yaml"
+        if not path.exists():
+            path.write_text(f"global:\n  - id: {OPERATOR_KEY_ID}\n    secret: {OPERATOR_KEY}\n")
+        return path
+
     def env(self) -> dict[str, str]:
         """Environment for a `sendguard` process confined to this sandbox."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENDGUARD_")}
@@ -88,6 +100,9 @@ class Sandbox:
                 "SENDGUARD_KAFKA_GROUP_INSTANCE_ID": f"{self.name}-worker",
                 "SENDGUARD_BATCH_MAX_WAIT_MS": "20",
                 "SENDGUARD_HEALTH_MIN_INTERVAL_S": "3600",
+                "SENDGUARD_OPERATOR_KEYS_FILE": str(self.operator_keys_file()),
+                "SENDGUARD_OPERATOR_KEY_ID": OPERATOR_KEY_ID,
+                "SENDGUARD_OPERATOR_KEY": OPERATOR_KEY,
             }
         )
         env.update(self.extra_env)

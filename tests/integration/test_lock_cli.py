@@ -1,4 +1,7 @@
-"""`sendguard lock` / `unlock` on the real Redis: the operator lock a resume request meets."""
+"""`sendguard lock` / `unlock` against a worker: the operator lock a resume request meets.
+
+Both are signed requests (the sandbox's operator key) that the worker verifies and applies.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from tests.unit.cli.streams import campaign_lines
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from tests.integration.conftest import Sandbox
+    from tests.integration.conftest import Sandbox, WorkerProcess
 
 
 def seed_campaign(sandbox: Sandbox, campaign: str) -> None:
@@ -25,37 +28,40 @@ def seed_campaign(sandbox: Sandbox, campaign: str) -> None:
 
 
 async def test_lock_and_unlock_set_and_lift_the_campaigns_operator_lock(
-    sandbox: Sandbox, redis: Redis
+    sandbox: Sandbox, redis: Redis, worker: WorkerProcess
 ) -> None:
     """`lock` stores who locked the pause and why; `unlock` removes it."""
     seed_campaign(sandbox, "spring")
+    await worker.start()
     key = f"{sandbox.name}:{{c:acme:spring}}:lock"
     locked = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "spring", "--by", "jane",
                      "--reason", "legal hold")  # fmt: skip
     assert locked.returncode == 0, locked.stderr
+    assert locked.stdout == "locked acme:spring (by jane)\n"
     stored = await redis.get(key)
     assert stored is not None
     assert json.loads(stored)["by"] == "jane"
     assert json.loads(stored)["reason"] == "legal hold"
     assert await redis.pttl(key) > 0
-    unlocked = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring")
+    unlocked = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring", "--by", "jo")
     assert unlocked.returncode == 0, unlocked.stderr
     assert unlocked.stdout == "unlocked acme:spring\n"
     assert await redis.get(key) is None
-    again = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring")
+    again = run_cli(sandbox, "unlock", "--tenant", "acme", "--campaign", "spring", "--by", "jo")
     assert (again.returncode, again.stdout) == (0, "acme:spring had no lock: nothing to do\n")
 
 
 async def test_locking_a_campaign_sendguard_never_saw_is_refused(
-    sandbox: Sandbox, redis: Redis
+    sandbox: Sandbox, redis: Redis, worker: WorkerProcess
 ) -> None:
-    """A typo in the campaign is not silently 'locked': exit 2, the reason, no key written."""
+    """A typo in the campaign is not silently 'locked': exit 1, the reason, no key written."""
     seed_campaign(sandbox, "spring")
-    result = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "sprnig", "--by", "jane")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr == (
-        f"sendguard: no campaign acme:sprnig in Redis (key prefix {sandbox.name}): never seen, "
-        "or its state expired; nothing locked\n"
+    await worker.start()
+    result = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "sprnig", "--by", "jane",
+                     "--request-id", "typo")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == (
+        "rejected (unknown_campaign): no campaign acme:sprnig: never seen, or its state "
+        "expired; nothing locked [request typo]\n"
     )
     assert await redis.get(f"{sandbox.name}:{{c:acme:sprnig}}:lock") is None

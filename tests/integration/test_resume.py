@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
+from processor.config.operator_keys import signed
 from processor.services.resume_outbox import clone_campaign_id
 from schemas.audience import ConsentState
 from schemas.base import campaign_key
-from tests.integration.conftest import WorkerProcess, produce, read_topic, run_cli
+from schemas.resume import ResumeRequest
+from tests.integration.conftest import (
+    OPERATOR_KEY,
+    OPERATOR_KEY_ID,
+    WorkerProcess,
+    produce,
+    read_topic,
+    run_cli,
+)
 from tests.integration.resume_support import (
     DAY_S,
     History,
@@ -143,7 +152,7 @@ async def check_answers_after_the_resume(
 async def test_each_unacceptable_request_is_rejected_with_its_reason(
     sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer, redis: Redis
 ) -> None:
-    """Each kind of unacceptable request is refused with its reason; privileged lifts a pause."""
+    """Each unacceptable request is refused with its reason; only a signed one lifts a pause."""
     await worker.start()
     now = time.time()
     acme, big = History("acme"), History("big")
@@ -176,20 +185,26 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
         "done": ("acme", "c-done", False),
         "plain": ("big", "b1", False),
         "privileged": ("big", "b1", True),
+        "forged": ("big", "b1", True),
+        "signed": ("big", "b1", True),
     }
     topic = sandbox.topic("resume-requests")
     await producer.send_and_wait(topic, b"{broken", key=b"acme:c-done")
     for request_id, (tenant, campaign, privileged) in requests.items():
-        body = {
-            "request_id": request_id,
-            "tenant_id": tenant,
-            "campaign_id": campaign,
-            "requested_by": "ops",
-            "privileged": privileged,
-            "requested_at": datetime.now(UTC).isoformat(),
-        }
+        body = ResumeRequest(
+            request_id=request_id,
+            tenant_id=tenant,
+            campaign_id=campaign,
+            requested_by="ops",
+            privileged=privileged,
+            requested_at=datetime.now(UTC),
+        )
+        if request_id == "signed":
+            body = signed(body, OPERATOR_KEY_ID, OPERATOR_KEY)
+        elif request_id == "forged":
+            body = signed(body, OPERATOR_KEY_ID, "a guess at the operator key, 32+ chars")
         key = campaign_key(tenant, campaign).encode()
-        await producer.send_and_wait(topic, json.dumps(body).encode(), key=key)
+        await producer.send_and_wait(topic, body.model_dump_json().encode(), key=key)
 
     answers = await read_topic(
         sandbox, sandbox.topic("resume-outcomes"), until=lambda m: len(m) >= len(requests)
@@ -201,14 +216,18 @@ async def test_each_unacceptable_request_is_rejected_with_its_reason(
         "fine": "not_paused",
         "done": "no_recipients_remain",
         "plain": "privileged_pause",
-        "privileged": None,
+        "privileged": "unauthorized",
+        "forged": "unauthorized",
+        "signed": None,
     }
     assert (by_id["done"]["already_attempted"], by_id["done"]["total_recipients"]) == (230, 0)
-    assert by_id["privileged"]["accepted"]
-    assert by_id["privileged"]["total_recipients"] == 20
+    assert "not signed" in by_id["privileged"]["detail"]
+    assert "does not verify" in by_id["forged"]["detail"]
+    assert by_id["signed"]["accepted"]
+    assert by_id["signed"]["total_recipients"] == 20
     letters = await read_topic(sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 1)
     assert [(d["error_type"], d["source_topic"]) for d in letters] == [("invalid_json", topic)]
-    clone = clone_campaign_id("b1", "privileged")
+    clone = clone_campaign_id("b1", "signed")
     *_, manifest = await read_set(sandbox, clone)
     assert manifest["total_recipients"] == 20
 

@@ -91,7 +91,7 @@ async def test_two_tenants_with_the_same_campaign_id_are_independent_end_to_end(
     sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer, redis: Redis
 ) -> None:
     """Tenant acme's `welcome` is planned, paused and resumed as its own, whatever beta does."""
-    acme, _beta = await start_two_tenants(sandbox, worker, producer, redis)
+    acme, beta = await start_two_tenants(sandbox, worker, producer, redis)
     letters = await read_topic(
         sandbox, sandbox.topic("dead-letter"), until=lambda _m: False, timeout_s=1
     )
@@ -112,6 +112,11 @@ async def test_two_tenants_with_the_same_campaign_id_are_independent_end_to_end(
     code, refused = resume_cli(sandbox, "beta", "welcome", "--request-id", "beta-1")
     assert code == 1
     assert refused["rejection"] == "privileged_pause"  # beta is paused as a whole; acme is not
+    code, lifted = resume_cli(sandbox, "beta", "welcome", "--request-id", "beta-2", "--privileged")
+    assert code == 0, json.dumps(lifted)
+    assert (lifted["total_recipients"], lifted["excluded"]) == (25, {"unsubscribed": 5})
+    expected = brute_force(beta, [*PAUSED, *FRESH], "welcome", datetime.now(UTC))
+    check_set(await read_set(sandbox, clone_campaign_id("welcome", "beta-2")), expected, 1000)
 
 
 def _keys_named(messages: list[dict[str, Any]]) -> set[str]:

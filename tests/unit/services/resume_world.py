@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from processor.config.operator_keys import parse_operator_keys, signed
 from processor.domain.codec import decode_state, encode_state
 from processor.domain.contact_state import ContactState
 from processor.domain.detector import CampaignState
@@ -33,6 +34,15 @@ if TYPE_CHECKING:
 BOOK = PolicyBook()
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DECIDED = datetime(2025, 6, 1, 12, 0, 5, tzinfo=UTC)
+OPERATOR_KEY_ID = "ops-1"
+OPERATOR_KEY = "unit-tests-operator-key-of-t1-0123456789"
+TENANT_KEYS = f"""
+tenants:
+  t1:
+    - id: {OPERATOR_KEY_ID}
+      secret: {OPERATOR_KEY}
+"""
+"""The operator keys of every World's resume service: one key of tenant t1."""
 WATERMARK = NOW - timedelta(minutes=30)
 
 
@@ -93,6 +103,8 @@ class World:
             run_ids=lambda: f"run{next(runs)}",
             contact_progress=contact_progress,
             contact_wait_s=2.5,
+            operator_keys=parse_operator_keys(TENANT_KEYS, environ={}),
+            operator_max_age_s=300,
         )
 
     async def plan(
@@ -149,6 +161,11 @@ def request(campaign: str = "c1", **fields: Any) -> ResumeRequest:
         "requested_at": NOW,
     }
     return ResumeRequest(**{**values, **fields})
+
+
+def signed_request(campaign: str = "c1", **fields: Any) -> ResumeRequest:
+    """`request(...)` signed with t1's operator key."""
+    return signed(request(campaign, **fields), OPERATOR_KEY_ID, OPERATOR_KEY)
 
 
 def delivery(contact: str, kind: EventType, at: datetime, **fields: Any) -> DeliveryEvent:

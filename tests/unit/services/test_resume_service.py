@@ -27,6 +27,7 @@ from tests.unit.services.resume_world import (
     brute_force,
     delivery,
     request,
+    signed_request,
     varied_contacts,
 )
 
@@ -71,15 +72,17 @@ async def test_a_campaign_that_is_not_paused_is_rejected(status: CampaignStatus 
     assert outcome.rejection is RejectionReason.NOT_PAUSED
 
 
-async def test_a_tenant_wide_pause_is_lifted_only_by_a_privileged_request() -> None:
-    """While the tenant is paused a plain request is refused; a privileged one is accepted."""
+async def test_a_tenant_wide_pause_is_lifted_only_by_a_signed_privileged_request() -> None:
+    """While the tenant is paused a plain or self-declared privileged request is refused."""
     world = World()
     await world.plan("t1", "c1", [["a", "b"]])
     world.pause("t1", "c1")
     world.store.paused_tenants.add("t1")
     refused = await world.service.handle(request())
-    accepted = await world.service.handle(request(request_id="r2", privileged=True))
+    declared = await world.service.handle(request(request_id="r2", privileged=True))
+    accepted = await world.service.handle(signed_request(request_id="r3", privileged=True))
     assert refused.rejection is RejectionReason.PRIVILEGED_PAUSE
+    assert declared.rejection is RejectionReason.UNAUTHORIZED
     assert accepted.accepted
     assert accepted.total_recipients == 2
 
@@ -92,7 +95,7 @@ async def test_an_operator_locked_pause_needs_a_privileged_request() -> None:
     lock = json.dumps({"by": "ops-jane", "reason": "legal hold"})
     await world.store.set_campaign_lock(CampaignRef("t1", "c1"), lock)
     refused = await world.service.handle(request())
-    accepted = await world.service.handle(request(request_id="r2", privileged=True))
+    accepted = await world.service.handle(signed_request(request_id="r2", privileged=True))
     assert refused.rejection is RejectionReason.PRIVILEGED_PAUSE
     assert "ops-jane" in refused.detail
     assert accepted.accepted
