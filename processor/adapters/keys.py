@@ -7,6 +7,7 @@ a contact names its tenant too: two tenants' campaigns `welcome` are two campaig
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,6 +83,18 @@ class Keys:
         """
         return f"{self.prefix}:owner:{campaign_id}"
 
+    def tenant_campaign_keys(self, tenant_id: str, suffix: str) -> tuple[str, re.Pattern[str]]:
+        """A SCAN pattern for the tenant's campaign keys ending `:suffix`, and the exact shape.
+
+        The glob may match more (a request id can hold `:attempted`): keep only the keys the
+        regular expression matches in full.
+        """
+        glob = f"{_glob_escape(self.prefix)}:{{c:{_glob_escape(tenant_id)}:*}}:{suffix}"
+        exact = (
+            rf"{re.escape(self.prefix)}:\{{c:{re.escape(tenant_id)}:[^}}]+\}}:{re.escape(suffix)}"
+        )
+        return glob, re.compile(exact)
+
     def resume_run(self, tenant_id: str, campaign_id: str, run_id: str) -> str:
         """Set of 8-byte contact digests one resume run has met (drops planned duplicates)."""
         return f"{self.prefix}:{{c:{tenant_id}:{campaign_id}}}:resume-run:{run_id}"
@@ -129,6 +142,11 @@ class Keys:
         """SCAN MATCH pattern of every key above (the prefix's glob characters escaped)."""
         escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
         return f"{escaped}:*"
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis glob pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def contact_shards(raw_contact_ids: Iterable[bytes], shards: int) -> list[int]:

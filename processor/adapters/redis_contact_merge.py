@@ -93,7 +93,12 @@ while pos <= #ops do
     if not s then unread = unread + 1 end
     shard[id] = s
   end
-  if s then
+  -- A deleted contact is erased (flag 8 alone) and keeps nothing more: apply_*'s ERASED.
+  if s and band(s.f, 8) ~= 0 then
+    if s.f ~= 8 or s.sent ~= 0 or s.eng ~= 0 or s.uat ~= 0 or #s.sends > 0 then
+      s.f, s.sent, s.eng, s.uat, s.sends = 8, 0, 0, 0, {}
+    end
+  elseif s then
     if op == 'h' then s.f = bor(s.f, 16)
     elseif op == 'c' then s.f = bor(s.f, 32)
     elseif op == 'u' then
@@ -101,7 +106,7 @@ while pos <= #ops do
       if s.uat == 0 or at >= s.uat then s.f = bor(s.f, 4); s.uat = at end
     elseif op == 'U' then
       if s.uat == 0 or at > s.uat then s.f = band(s.f, bnot(4)); s.uat = at end
-    elseif op == 'd' then s.f = bor(s.f, 8)
+    elseif op == 'd' then s.f, s.sent, s.eng, s.uat, s.sends = 8, 0, 0, 0, {}
     elseif op == 'g' then s.f = bor(band(s.f, bnot(3)), 1)
     elseif op == 'r' then s.f = bor(band(s.f, bnot(3)), 2)
     elseif op == 's' then

@@ -10,6 +10,7 @@ from functools import partial
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
+from processor.adapters.redis_contact_erasure import ContactErasure
 from processor.adapters.redis_contact_reads import (
     CODE_FIRST,
     CODE_FIRST_ATTEMPTED,
@@ -68,6 +69,7 @@ class RedisContactStore:
         self._shards = shards
         self._writes = ContactWrites(client, keys, shards=shards, campaign_ttl_ms=campaign_ttl_ms)
         self._reads = ContactReads(client, keys, shards)
+        self._erasure = ContactErasure(client, keys)
 
     def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
         """See `ContactStore.prepare_events`: one pipeline, one merge script per tenant."""
@@ -97,6 +99,14 @@ class RedisContactStore:
         ops = [(u.tenant_id, u.contact_id, op) for u in updates for op in update_ops(u)]
         writes = self._writes
         await writes.send(writes.pipeline(ops, {}), "merging contact updates")
+        # After the merge erased their states: a crash in between leaves them erased (never
+        # mailed), and the update, read again, erases the rest.
+        deleted: dict[str, set[str]] = {}
+        for update in updates:
+            if update.deleted:
+                deleted.setdefault(update.tenant_id, set()).add(update.contact_id)
+        for tenant_id, contact_ids in deleted.items():
+            await self._erasure.erase(tenant_id, contact_ids)
 
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
         """See `ContactStore.states`: packed HMGETs per shard, in one pipeline."""

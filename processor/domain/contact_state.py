@@ -132,9 +132,13 @@ def apply_delivery_event(
     union or a flag, and `recent_sends` holds the latest sends after the latest engagement
     whichever came first.
 
+    A deleted (erased) contact keeps nothing: its state stays `ERASED`.
+
     Returns `state` itself when nothing changes, so a caller can skip the write.
     """
     require_aware(occurred_at, "occurred_at")
+    if state.deleted:
+        return state
     match event_type:
         case EventType.BOUNCE if bounce_class is BounceClass.HARD:
             new = replace(state, hard_bounced=True)
@@ -182,14 +186,22 @@ def _record_engagement(state: ContactState, engaged_at: datetime) -> ContactStat
     return replace(state, ever_engaged=True, last_engaged_at=engaged_at, recent_sends=later)
 
 
+ERASED = ContactState(deleted=True)
+"""What is left of a deleted contact: the mark that it was deleted, nothing of its history."""
+
+
 def apply_contact_update(state: ContactState, update: ContactUpdate) -> ContactState:
     """The state after a contact update from another system; applying it again changes nothing.
 
     Consent, when stated (not None), replaces what sendguard knew. `unsubscribed`, when stated,
     counts as of the update's `occurred_at`: an explicit `unsubscribed=False` re-subscribes a
-    contact only if no unsubscribe (event or update) was stated later. `deleted` only ever
-    turns on: a deleted contact stays deleted. Returns `state` itself when nothing changes.
+    contact only if no unsubscribe (event or update) was stated later. `deleted` erases what
+    was known (the right to erasure) and leaves only the mark itself, so the contact is never
+    mailed again; nothing is kept of it afterwards either, so erasure folds to the same state
+    whatever the order. Returns `state` itself when nothing changes.
     """
+    if update.deleted or state.deleted:
+        return state if state == ERASED else ERASED
     new = replace(
         state,
         consent=state.consent if update.consent is None else update.consent,

@@ -156,7 +156,11 @@ class ContactStore(Protocol):
         ...
 
     async def apply_updates(self, updates: Sequence[ContactUpdate]) -> None:
-        """Merge contact updates from other systems into contact state, in order."""
+        """Merge contact updates from other systems into contact state, in order.
+
+        A `deleted` contact is erased (the right to erasure): only the deleted mark is left of
+        its state, and it leaves every attempted set and planned audience of its tenant.
+        """
         ...
 
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
@@ -256,6 +260,17 @@ class InMemoryContactStore:
             key = (update.tenant_id, update.contact_id)
             new = apply_contact_update(self.contacts.get(key, ContactState.empty()), update)
             self.contacts[key] = new
+            if update.deleted:
+                self._erase(update.tenant_id, update.contact_id)
+
+    def _erase(self, tenant_id: str, contact_id: str) -> None:
+        for (tenant, _campaign), contact_ids in self.attempted_sets.items():
+            if tenant == tenant_id:
+                contact_ids.discard(contact_id)
+        for (tenant, _campaign), chunks in self.audiences.items():
+            if tenant == tenant_id:
+                for index, planned in chunks.items():
+                    chunks[index] = tuple(r for r in planned if r.contact_id != contact_id)
 
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
         """See `ContactStore.states`."""

@@ -194,6 +194,14 @@ SEQUENCES: dict[str, list[Op]] = {
         update("b", unsubscribed=False, occurred_at=T0 - timedelta(days=1)),
     ],
     "deleted stays deleted": [update("a", deleted=True), update("a", deleted=False)],
+    "a deletion erases the history, and later events keep nothing": [
+        event("a", EventType.SENT),
+        event("a", EventType.OPEN, T0 + timedelta(seconds=5)),
+        update("a", consent=ConsentState.GRANTED, unsubscribed=True),
+        update("a", deleted=True),
+        event("a", EventType.COMPLAINT),
+        update("a", consent=ConsentState.GRANTED),
+    ],
     "an update without fields changes nothing": [
         update("a", consent=ConsentState.GRANTED, unsubscribed=True),
         update("a"),
