@@ -80,7 +80,7 @@ async def test_only_signed_requests_lock_unlock_or_lift_a_pause(
 
     code, out, error = lock_cli(sandbox, "lock", "--reason", "legal hold")
     assert code == 0, error
-    assert out.startswith("lock: campaign c1's pause is locked by jane")
+    assert out == "locked acme:c1 (by jane)\n"
     assert json.loads(await redis.get(lock_key) or b"{}")["key_id"] == OPERATOR_KEY_ID
 
     now = datetime.now(UTC)

@@ -49,7 +49,7 @@ async def test_a_signed_lock_holds_the_pause_until_a_signed_unlock() -> None:
         signed_request(request_id="l1", requested_by="jane", reason="legal hold", **LOCK)
     )
     assert locked.accepted
-    assert "locked by jane" in locked.detail
+    assert locked.detail == "locked t1:c1 (by jane)"
     lock = json.loads(await world.store.campaign_lock(REF) or "{}")
     assert (lock["by"], lock["reason"], lock["key_id"]) == ("jane", "legal hold", "ops-1")
     refused = await world.service.handle(request(request_id="r1"))
@@ -66,6 +66,7 @@ async def test_a_signed_lock_holds_the_pause_until_a_signed_unlock() -> None:
 async def test_a_replayed_lock_is_answered_again_without_locking_again() -> None:
     """The same signed request id is answered from its record: a replay re-locks nothing."""
     world = World()
+    world.pause("t1", "c1")
     lock = signed_request(request_id="l1", **LOCK)
     await world.service.handle(lock)
     await world.service.handle(signed_request(request_id="u1", **UNLOCK))
@@ -84,6 +85,17 @@ async def test_a_refused_request_is_not_saved_so_it_cannot_pre_empt_the_operator
     genuine = await world.service.handle(signed_request(request_id="op-1", privileged=True))
     assert forged.rejection is RejectionReason.UNAUTHORIZED
     assert genuine.accepted
+
+
+async def test_locking_a_campaign_without_state_is_refused_and_an_unlock_says_none() -> None:
+    """A typo is not silently locked; unlocking a campaign without a lock says so."""
+    world = World()
+    typo = await world.service.handle(signed_request("c-typo", request_id="l1", **LOCK))
+    unlock = await world.service.handle(signed_request(request_id="u1", **UNLOCK))
+    assert typo.rejection is RejectionReason.UNKNOWN_CAMPAIGN
+    assert "nothing locked" in typo.detail
+    assert await world.store.campaign_lock(CampaignRef("t1", "c-typo")) is None
+    assert (unlock.accepted, unlock.detail) == (True, "t1:c1 had no lock: nothing to do")
 
 
 async def test_a_stale_signed_request_is_refused() -> None:
