@@ -8,31 +8,38 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from tests.integration.conftest import run_cli
+from processor.adapters.keys import Keys
+from tests.integration.conftest import produce, run_cli
+from tests.integration.resume_support import until
 from tests.unit.cli.streams import campaign_lines
 
 if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
     from redis.asyncio import Redis
 
     from tests.integration.conftest import Sandbox, WorkerProcess
 
 
-def seed_campaign(sandbox: Sandbox, campaign: str) -> None:
-    """Give `acme:<campaign>` a detection state in the sandbox's Redis, through a replay."""
-    path = sandbox.data_dir.parent / f"{campaign}.jsonl"
-    path.write_text("".join(line + "\n" for line in campaign_lines(campaign, 5)))
-    url = sandbox.stack["SENDGUARD_REDIS_URL"]
-    replayed = run_cli(sandbox, "replay", "--no-progress", "--redis", url,
-                       "--key-prefix", sandbox.name, str(path))  # fmt: skip
-    assert replayed.returncode == 0, replayed.stderr
+async def seed_campaign(
+    sandbox: Sandbox, worker: WorkerProcess, producer: AIOKafkaProducer, redis: Redis, campaign: str
+) -> None:
+    """Start the worker and give `acme:<campaign>` a detection state through its events."""
+    await worker.start()
+    events = [json.loads(line) for line in campaign_lines(campaign, 5)]
+    await produce(producer, sandbox.topic("delivery-events"), events)
+    state = Keys(sandbox.name).campaign_state("acme", campaign)
+
+    async def stored() -> bool:
+        return bool(await redis.exists(state))
+
+    await until(stored, f"the state of acme:{campaign}")
 
 
 async def test_lock_and_unlock_set_and_lift_the_campaigns_operator_lock(
-    sandbox: Sandbox, redis: Redis, worker: WorkerProcess
+    sandbox: Sandbox, redis: Redis, worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:
     """`lock` stores who locked the pause and why; `unlock` removes it."""
-    seed_campaign(sandbox, "spring")
-    await worker.start()
+    await seed_campaign(sandbox, worker, producer, redis, "spring")
     key = f"{sandbox.name}:{{c:acme:spring}}:lock"
     locked = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "spring", "--by", "jane",
                      "--reason", "legal hold")  # fmt: skip
@@ -52,11 +59,10 @@ async def test_lock_and_unlock_set_and_lift_the_campaigns_operator_lock(
 
 
 async def test_locking_a_campaign_sendguard_never_saw_is_refused(
-    sandbox: Sandbox, redis: Redis, worker: WorkerProcess
+    sandbox: Sandbox, redis: Redis, worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:
     """A typo in the campaign is not silently 'locked': exit 1, the reason, no key written."""
-    seed_campaign(sandbox, "spring")
-    await worker.start()
+    await seed_campaign(sandbox, worker, producer, redis, "spring")
     result = run_cli(sandbox, "lock", "--tenant", "acme", "--campaign", "sprnig", "--by", "jane",
                      "--request-id", "typo")  # fmt: skip
     assert result.returncode == 1
