@@ -28,7 +28,7 @@
 # Knobs (environment):
 #   SENDGUARD_STACK_DIR        state folder (default: <repo>/.stack)
 #   SENDGUARD_STACK_TIMEOUT    readiness deadline in seconds (default: 120)
-#   SENDGUARD_KAFKA_HEAP_OPTS  JVM heap flags (default: -Xms256m -Xmx512m)
+#   SENDGUARD_KAFKA_HEAP_OPTS  JVM heap flags (default: -Xms256m -Xmx1g)
 #   SENDGUARD_KAFKA_JVM_OPTS   other JVM flags (default: -XX:TieredStopAtLevel=1
 #                              -XX:+UseG1GC -XX:MaxGCPauseMillis=20)
 #   SENDGUARD_KAFKA_LOG_LEVEL  broker root log level (default: INFO)
@@ -470,7 +470,7 @@ wait_redis() {
 kafka_jvm() {
   # C1-only JIT: the broker is up ~30% sooner on 2 busy cores, plenty fast for tests.
   # shellcheck disable=SC2206 # the option strings are meant to be split
-  KAFKA_JVM=(java ${SENDGUARD_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+  KAFKA_JVM=(java ${SENDGUARD_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
     ${SENDGUARD_KAFKA_JVM_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20}
     -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$STACK_DIR/log4j2.properties" "-Dkafka.logs.dir=$STACK_DIR"
