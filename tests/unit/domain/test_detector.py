@@ -290,24 +290,24 @@ def test_rearm_then_a_new_spike_starts_episode_two() -> None:
 
 
 def test_complaints_hours_after_their_deliveries_pause_on_the_24h_window() -> None:
-    """5 complaints 3h after 1000 deliveries pause on complaints/24h at the fifth complaint."""
+    """8 complaints 3h after 1000 deliveries pause on complaints/24h at the eighth (its floor)."""
     state = CampaignState.fresh(DEFAULT_WINDOWS)
     deliveries = [_facts(Counter.SENT, T0 + i * 300) for i in range(1000)]
     deliveries += [_facts(Counter.DELIVERED, T0 + i * 300 + 200) for i in range(1000)]
     assert _run(state, sorted(deliveries, key=lambda f: f.at_ms)) == []
     complaints = [
-        _facts(Counter.COMPLAINT, T0 + 3 * HOUR_MS + i * MINUTE_MS, f"d{i % 2}.example")
-        for i in range(5)
+        _facts(Counter.COMPLAINT, T0 + 3 * HOUR_MS + i * MINUTE_MS, f"d{int(i >= 5)}.example")
+        for i in range(8)
     ]
-    assert _run(state, complaints[:4]) == []
-    decisions = _run(state, complaints[4:])
+    assert _run(state, complaints[:7]) == []
+    decisions = _run(state, complaints[7:])
     (pause,) = _pauses(decisions)
     assert isinstance(pause.reading, Reading)
-    assert pause.trigger == complaints[4]
+    assert pause.trigger == complaints[7]
     assert (pause.reading.rule.metric, pause.reading.rule.window) == (Metric.COMPLAINT, "24h")
-    assert (pause.reading.numerator, pause.reading.denominator) == (5, 1000)
-    assert state.windows.rate_terms(Metric.COMPLAINT, "1h") == (5, 0)
-    assert pause.top_domains == (("d0.example", 3), ("d1.example", 2))
+    assert (pause.reading.numerator, pause.reading.denominator) == (8, 1000)
+    assert state.windows.rate_terms(Metric.COMPLAINT, "1h") == (8, 0)
+    assert pause.top_domains == (("d0.example", 5), ("d1.example", 3))
 
 
 def test_late_events_never_trigger_and_count_as_late_only() -> None:

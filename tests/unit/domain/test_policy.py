@@ -308,14 +308,36 @@ def test_ten_percent_bounce_pauses_once_the_200_send_floor_is_met() -> None:
 
 
 @pytest.mark.parametrize(
-    ("window", "severity"),
-    [("1h", Severity.WARN), ("24h", Severity.PAUSE), ("lifetime", Severity.PAUSE)],
+    ("complaints", "window", "severity"),
+    [
+        (5, "1h", Severity.WARN),
+        (5, "24h", Severity.OK),
+        (5, "lifetime", Severity.OK),
+        (8, "1h", Severity.PAUSE),
+        (8, "24h", Severity.PAUSE),
+        (8, "lifetime", Severity.PAUSE),
+    ],
 )
-def test_half_percent_complaints_of_1000_deliveries(window: str, severity: Severity) -> None:
-    """5 complaints in 1000 deliveries pause the 24h and lifetime rules and warn on 1h."""
-    reading = evaluate(_default_rule(Metric.COMPLAINT, window), 5, 1000, Z)
-    assert reading.wilson_lower_bound == pytest.approx(0.0021375, abs=1e-6)
+def test_complaints_of_1000_deliveries_pause_the_day_rules_from_their_8_complaint_floor(
+    complaints: int, window: str, severity: Severity
+) -> None:
+    """0.5% of 1000 deliveries warns on 1h only (under the 8-complaint floor); 0.8% pauses all."""
+    reading = evaluate(_default_rule(Metric.COMPLAINT, window), complaints, 1000, Z)
     assert reading.severity is severity
+
+
+@pytest.mark.parametrize("window", ["24h", "lifetime"])
+def test_a_weekend_healthy_send_with_a_few_complaints_too_many_is_not_paused(window: str) -> None:
+    """6 and 7 complaints of 2,241 deliveries (Wilson bound 0.12%, 0.15%) are noise, not a pause.
+
+    The shape of the drift mix's false pause (d0043, complaints 0.063%, docs/BENCHMARKS.md
+    section 6): over the old 0.1% threshold and 5-complaint floor it paused; 8 still do.
+    """
+    rule = _default_rule(Metric.COMPLAINT, window)
+    for complaints in (6, 7):
+        reading = evaluate(rule, complaints, 2241, Z)
+        assert reading.severity is Severity.OK, complaints
+    assert evaluate(rule, 8, 2241, Z).severity is Severity.PAUSE
 
 
 def test_default_rules_cover_every_metric_in_every_default_window() -> None:
