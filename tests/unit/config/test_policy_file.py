@@ -42,6 +42,8 @@ def test_the_documented_example_loads_with_its_overrides() -> None:
     assert _rule(reactivation.rules, Metric.HARD_BOUNCE, "24h").pause == 0.08
     other = book.for_campaign("globex", "x")
     assert _rule(other.rules, Metric.HARD_BOUNCE, "24h").pause == 0.05
+    default_complaints = _rule(PolicyBook().default.rules, Metric.COMPLAINT, "24h")
+    assert _rule(other.rules, Metric.COMPLAINT, "24h") == default_complaints  # spelled out as is
 
 
 @pytest.mark.parametrize(
