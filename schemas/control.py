@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from schemas.base import Identifier, OutputMessage, UtcDatetime
+from schemas.events import BounceCategory
 
 
 class Metric(StrEnum):
@@ -38,6 +39,13 @@ class DomainCount(OutputMessage):
     """How many numerator events came from one recipient domain."""
 
     domain: str
+    count: int = Field(ge=0)
+
+
+class BounceCategoryCount(OutputMessage):
+    """How many bounces had one category (see `schemas.events.BounceCategory`)."""
+
+    category: BounceCategory
     count: int = Field(ge=0)
 
 
@@ -100,6 +108,12 @@ class PauseEvidence(OutputMessage):
     )
     sequential: SequentialEvidence | None = Field(
         default=None, description="For a sequential rule: its test and change point."
+    )
+    top_bounce_categories: list[BounceCategoryCount] = Field(
+        default_factory=list,
+        description="For a hard-bounce pause: why the campaign's hard bounces bounced, most "
+        "first (at most 5), counted since it started or was last resumed; bounces that came "
+        "without a category are not counted. Empty for other metrics.",
     )
 
 

@@ -9,6 +9,7 @@ from pydantic import Discriminator, Field, Tag
 
 from schemas.base import Identifier, OutputMessage, UtcDatetime
 from schemas.control import DetectionRule, Metric
+from schemas.events import BounceCategory, BounceClass
 
 
 class CampaignStatus(StrEnum):
@@ -69,6 +70,11 @@ class HealthSnapshot(OutputMessage):
     sequential: list[SequentialHealth] = Field(
         default_factory=list,
         description="The sequential rules' statistics (empty under a windows-only policy).",
+    )
+    bounce_categories: dict[BounceClass, dict[BounceCategory, int]] = Field(
+        default_factory=dict,
+        description="Bounces by class and category since the campaign started or was last "
+        "resumed (bounces that came without a category are not counted).",
     )
 
 

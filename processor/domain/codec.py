@@ -2,8 +2,8 @@
 
 A small JSON header plus the windows' ring counts as little-endian uint32, in a zstd frame
 (states written before zstd are zlib streams and still read): an active campaign's windows
-take well under 2 KB. The sequential rules' state is an optional header field: states written
-before it existed read back with every statistic at zero.
+take well under 2 KB. The sequential rules' state and the bounce categories are optional header
+fields: states written before them read back with every statistic at zero and no categories.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from processor.domain.windows import (
     WindowSpec,
 )
 from schemas.control import Metric
+from schemas.events import BounceCategory, BounceClass
 from schemas.health import CampaignStatus
 
 FORMAT_VERSION = 2
@@ -258,6 +259,29 @@ def _sequential_from_json(raw: dict[str, Any] | None) -> SequentialState:
     return SequentialState(raw["s"], raw["b"], tracks)
 
 
+def _check_bounce_categories(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(counts, dict) and all(_is_int(n) for n in counts.values())
+        for counts in value.values()
+    )
+
+
+def _bounce_categories_from_json(
+    raw: dict[str, dict[str, int]] | None,
+) -> dict[BounceClass, dict[BounceCategory, int]]:
+    if raw is None:  # written before bounce categories were kept
+        return {}
+    classes = {c.value: c for c in BounceClass}
+    categories = {c.value: c for c in BounceCategory}
+    # A class or category this version does not know was written by a newer one: the counts
+    # are evidence, not detection, so they are left out rather than the state refused.
+    return {
+        classes[name]: {categories[c]: n for c, n in counts.items() if c in categories}
+        for name, counts in raw.items()
+        if name in classes
+    }
+
+
 def _check_header(header: Any) -> None:
     if not isinstance(header, dict):
         raise StateDecodeError("corrupt campaign state: header is not an object")
@@ -266,6 +290,8 @@ def _check_header(header: Any) -> None:
             raise StateDecodeError(f"corrupt campaign state: field {name!r} is malformed")
     if "seq" in header and not _check_sequential(header["seq"]):
         raise StateDecodeError("corrupt campaign state: field 'seq' is malformed")
+    if "bc" in header and not _check_bounce_categories(header["bc"]):
+        raise StateDecodeError("corrupt campaign state: field 'bc' is malformed")
     if len(header["heads"]) != len(header["specs"]):
         raise StateDecodeError("corrupt campaign state: one head per window expected")
 
@@ -293,6 +319,11 @@ def encode_state(state: CampaignState) -> bytes:
     }
     if state.sequential.step_start_ms is not None:  # never stepped: nothing to keep
         header["seq"] = _sequential_to_json(state.sequential)
+    if state.bounce_categories:  # no categorized bounce yet: nothing to keep
+        header["bc"] = {
+            c.value: {category.value: n for category, n in counts.items()}
+            for c, counts in state.bounce_categories.items()
+        }
     header_bytes = _encode_json(header)
     counts = array("I")
     for window in windows.windows:
@@ -351,6 +382,7 @@ def decode_state(blob: bytes, specs: tuple[WindowSpec, ...]) -> CampaignState:
             offsets=header["off"],
             duplicates=header["dup"],
             domains={Metric(m): counts for m, counts in header["dom"].items()},
+            bounce_categories=_bounce_categories_from_json(header.get("bc")),
             sequential=_sequential_from_json(header.get("seq")),
         )
     except (

@@ -30,7 +30,7 @@ from processor.domain.sequential import (
 )
 from processor.domain.sequential import top_domains as sequential_top_domains
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
-from schemas.events import BounceClass, EventType
+from schemas.events import BounceCategory, BounceClass, EventType
 from schemas.health import CampaignStatus
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ MAX_TRACKED_DOMAINS = 64
 """Distinct recipient domains tracked per metric; the rest are folded into OTHER_DOMAIN."""
 OTHER_DOMAIN = "(other)"
 TOP_DOMAINS = 5
+TOP_BOUNCE_CATEGORIES = 5
 WARNING_CLEARS_BELOW = 0.8
 """A warned rule clears only once its Wilson bound falls below this share of its warn
 threshold (or its floors stop being met): a rate hovering at the threshold would otherwise
@@ -63,7 +64,11 @@ _COUNTER_OF_BOUNCE: dict[BounceClass, Counter] = {
     BounceClass.SOFT: Counter.SOFT_BOUNCE,
     BounceClass.BLOCK: Counter.BLOCK,
 }
+_CLASS_OF_COUNTER: dict[Counter, BounceClass] = {c: b for b, c in _COUNTER_OF_BOUNCE.items()}
 _METRIC_OF_NUMERATOR: dict[Counter, Metric] = {num: m for m, (num, _) in RATE_TERMS.items()}
+_CLASS_OF_METRIC: dict[Metric, BounceClass] = {
+    m: _CLASS_OF_COUNTER[num] for m, (num, _) in RATE_TERMS.items() if num in _CLASS_OF_COUNTER
+}
 
 
 def counter_for(event_type: EventType, bounce_class: BounceClass | None) -> Counter:
@@ -89,6 +94,8 @@ class EventFacts(NamedTuple):
     source: str | None = None
     """Kafka topic:partition it was read from, None outside Kafka."""
     offset: int | None = None
+    bounce_category: BounceCategory | None = None
+    """Why a bounce happened, when known (None for every other event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,8 @@ class PauseDecision:
     reading: Reading | SequentialReading
     trigger: EventFacts
     top_domains: tuple[tuple[str, int], ...]
+    top_bounce_categories: tuple[tuple[BounceCategory, int], ...] = ()
+    """For a bounce metric: the categories of the campaign's bounces of its class."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +135,10 @@ class CampaignState:
     offsets: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     domains: dict[Metric, dict[str, int]] = field(default_factory=dict)
+    bounce_categories: dict[BounceClass, dict[BounceCategory, int]] = field(default_factory=dict)
+    """Bounces by class and category since the campaign started (or was resumed); bounces
+    without a category are not in it. Bounded by the two enums, like `domains` by
+    MAX_TRACKED_DOMAINS (empty in states stored before it existed)."""
     settled: set[tuple[Metric, str]] = field(default_factory=set)
     """Rules last judged OK that no denominator increment can breach, untouched since.
 
@@ -170,6 +183,7 @@ class CampaignState:
         self.settled.clear()
         self.status_reading = None
         self.domains.clear()
+        self.bounce_categories.clear()
         self.sequential = SequentialState()
         self.status = CampaignStatus.RESUMED
 
@@ -185,6 +199,23 @@ class CampaignState:
         if domain not in counts and len(counts) >= MAX_TRACKED_DOMAINS:
             domain = OTHER_DOMAIN
         counts[domain] = counts.get(domain, 0) + 1
+
+    def count_bounce_category(self, counter: Counter, category: BounceCategory) -> None:
+        """Count one bounce (its counter says its class) against its category."""
+        bounce_class = _CLASS_OF_COUNTER.get(counter)
+        if bounce_class is None:  # only bounces carry a category (the contract says so)
+            return
+        counts = self.bounce_categories.setdefault(bounce_class, {})
+        counts[category] = counts.get(category, 0) + 1
+
+    def top_bounce_categories(self, metric: Metric) -> tuple[tuple[BounceCategory, int], ...]:
+        """Categories of the bounces behind a bounce metric, most first (empty for others)."""
+        bounce_class = _CLASS_OF_METRIC.get(metric)
+        if bounce_class is None:
+            return ()
+        counts = self.bounce_categories.get(bounce_class, {})
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return tuple(ranked[:TOP_BOUNCE_CATEGORIES])
 
 
 def _affected_rules(
@@ -211,6 +242,8 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     seen = state.windows.observe(facts.counter, facts.at_ms)
     if seen.late:
         return []
+    if facts.bounce_category is not None:  # bounces only: a small share of events
+        state.count_bounce_category(facts.counter, facts.bounce_category)
     metric = _METRIC_OF_NUMERATOR.get(facts.counter)
     if metric is not None:
         state.count_domain(metric, facts.domain)
@@ -378,9 +411,10 @@ def _note_quietly(
     *,
     policy: Policy,
 ) -> None:
-    """What `observe` notes besides the counts: offsets, the domains behind numerators.
+    """What `observe` notes besides the counts: offsets, domains behind numerators, bounces.
 
-    And the sequential rules' numerator events, all within one step (see `sequential`).
+    Bounces by category, and the sequential rules' numerator events, all within one step (see
+    `sequential`).
     """
     offsets = state.offsets
     sequential: dict[Counter, list[str]] | None = None
@@ -391,6 +425,8 @@ def _note_quietly(
         source, offset = facts.source, facts.offset
         if source is not None and offset is not None and offset > offsets.get(source, -1):
             offsets[source] = offset
+        if facts.bounce_category is not None and facts.at_ms >= late_before_ms:
+            state.count_bounce_category(facts.counter, facts.bounce_category)
         metric = _METRIC_OF_NUMERATOR.get(facts.counter)
         if metric is not None and facts.at_ms >= late_before_ms:
             state.count_domain(metric, facts.domain)
@@ -471,7 +507,9 @@ def _transition(
         else:
             domains = state.top_domains(metric)
         return [
-            PauseDecision(state.episode, worst, facts, domains),
+            PauseDecision(
+                state.episode, worst, facts, domains, state.top_bounce_categories(metric)
+            ),
             StatusChange(CampaignStatus.PAUSED, worst, facts.at_ms),
         ]
     if state.warned_rules:

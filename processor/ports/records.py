@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from schemas.events import BounceClass, EventType
+    from schemas.events import BounceCategory, BounceClass, EventType
 
 FILE_TOPIC = ""
 """The `topic` of a RawRecord read from a file rather than from Kafka."""
@@ -77,6 +77,8 @@ class EventView(Protocol):
     def type(self) -> EventType: ...  # noqa: D102 - named like the contract's field
     @property
     def bounce_class(self) -> BounceClass | None: ...  # noqa: D102 - contract's field
+    @property
+    def bounce_category(self) -> BounceCategory | None: ...  # noqa: D102 - contract's field
     @property
     def occurred_at(self) -> datetime: ...  # noqa: D102 - named like the contract's field
     @property

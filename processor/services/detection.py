@@ -163,6 +163,7 @@ class DetectionService:
                 event.recipient.domain,
                 source,
                 record.offset if source is not None else None,
+                event.bounce_category,
             )
             events.append(event)
             key = (event.tenant_id, event.campaign_id)

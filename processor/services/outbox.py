@@ -14,6 +14,7 @@ from processor.ports.detection_store import OutboxMessage, TenantEscalation
 from processor.ports.records import RawRecord, from_ms
 from schemas.base import campaign_key
 from schemas.control import (
+    BounceCategoryCount,
     DetectionRule,
     DomainCount,
     PauseCommand,
@@ -69,8 +70,12 @@ def pause_command(
     """The control message of a campaign pause."""
     reading = decision.reading
     domains = [DomainCount(domain=d, count=c) for d, c in decision.top_domains]
+    categories = [
+        BounceCategoryCount(category=category, count=count)
+        for category, count in decision.top_bounce_categories
+    ]
     if isinstance(reading, SequentialReading):
-        evidence = _sequential_evidence(reading, policy, domains)
+        evidence = _sequential_evidence(reading, policy, domains, categories)
     else:
         evidence = PauseEvidence(
             metric=reading.rule.metric,
@@ -82,6 +87,7 @@ def pause_command(
             confidence=policy.confidence,
             threshold=reading.rule.pause,
             top_domains=domains,
+            top_bounce_categories=categories,
         )
     command = PauseCommand(
         command_id=deterministic_id("pause", tenant_id, campaign_id, decision.episode),
@@ -100,7 +106,10 @@ def pause_command(
 
 
 def _sequential_evidence(
-    reading: SequentialReading, policy: Policy, domains: list[DomainCount]
+    reading: SequentialReading,
+    policy: Policy,
+    domains: list[DomainCount],
+    categories: list[BounceCategoryCount],
 ) -> PauseEvidence:
     rule = reading.rule
     low, high = reading.interval(policy.z)
@@ -114,6 +123,7 @@ def _sequential_evidence(
         confidence=policy.confidence,
         threshold=rule.p0,
         top_domains=domains,
+        top_bounce_categories=categories,
         rule=DetectionRule.SEQUENTIAL,
         sequential=SequentialEvidence(
             p0=rule.p0,
@@ -206,6 +216,7 @@ def health_snapshot(
         late_events=windows.late_events,
         duplicate_events=state.duplicates,
         sequential=_sequential_health(state),
+        bounce_categories={c: dict(counts) for c, counts in state.bounce_categories.items()},
     )
     return OutboxMessage(
         TopicRole.HEALTH.value, campaign_key(tenant_id, campaign_id), snapshot.model_dump_json()
