@@ -81,14 +81,19 @@ class Recipient:
 
 
 def bad_list(tenant: str, campaign: str, recipients: range, at: float) -> list[Message]:
-    """Per recipient a send, then a hard bounce for every 10th one and a delivery otherwise."""
+    """Per recipient a send, then a hard bounce for every 10th one and a delivery otherwise.
+
+    Each bounce is categorized bad_mailbox, as the SMTP classifier would a 5.1.1.
+    """
     events = []
     for i in recipients:
         who = Recipient(tenant, campaign, f"u{i}", DOMAINS[i % len(DOMAINS)])
         moment = at + i / 1000
         events.append(who.event("sent", moment))
         if i % BAD_EVERY == BAD_EVERY - 1:
-            events.append(who.event("bounce", moment, bounce_class="hard"))
+            bounce = who.event("bounce", moment, bounce_class="hard")
+            bounce["bounce_category"] = "bad_mailbox"
+            events.append(bounce)
         else:
             events.append(who.event("delivered", moment))
     return events
@@ -312,6 +317,10 @@ async def test_a_bad_list_is_paused_once_right_after_the_floor_with_its_evidence
     assert top
     assert {d["domain"] for d in top} <= set(DOMAINS)
     assert sum(d["count"] for d in top) == evidence["numerator"]
+    # Why they bounced, from the category each bounce carried.
+    assert evidence["top_bounce_categories"] == [
+        {"category": "bad_mailbox", "count": evidence["numerator"]}
+    ]
     trigger = pause["trigger"]
     assert trigger["event_id"] == f"{campaign}-u199-sent"
     assert trigger["topic"] == topic
@@ -518,3 +527,4 @@ async def test_a_pause_publishes_a_status_changed_health_snapshot(
     # The counts as they stood at the triggering event, the 200th send.
     lifetime = next(w for w in snapshot["windows"] if w["window"] == "lifetime")
     assert (lifetime["counts"]["sent"], lifetime["counts"]["hard_bounce"]) == (200, 19)
+    assert snapshot["bounce_categories"] == {"hard": {"bad_mailbox": 19}}

@@ -36,6 +36,7 @@ from processor.domain.windows import (
     WindowSpec,
 )
 from schemas.control import Metric
+from schemas.events import BounceCategory, BounceClass
 from schemas.health import CampaignStatus
 
 MINUTE_MS = 60_000
@@ -59,7 +60,10 @@ COUNTER_CHOICES = (
     + [Counter.DELIVERED] * 3
     + [Counter.HARD_BOUNCE] * 2
     + [Counter.COMPLAINT, Counter.UNSUBSCRIBE, Counter.OPEN, Counter.DROPPED_SUPPRESSED]
+    + [Counter.BLOCK]
 )
+BOUNCES = {Counter.HARD_BOUNCE, Counter.SOFT_BOUNCE, Counter.BLOCK}
+CATEGORY_CHOICES = (None, *BounceCategory)
 DOMAIN_CHOICES = ("gmail.com", "yahoo.com", "corp.example", "mail.ru", "xn--bcher-kva.example")
 SOURCE_CHOICES = (None, "sendguard.events:0", "sendguard.events:11")
 
@@ -95,6 +99,7 @@ def _snapshot(state: CampaignState) -> dict[str, Any]:
         "offsets": dict(state.offsets),
         "duplicates": state.duplicates,
         "domains": {m: dict(c) for m, c in state.domains.items()},
+        "bounce_categories": {c: dict(n) for c, n in state.bounce_categories.items()},
         "sequential": state.sequential,
     }
 
@@ -103,7 +108,8 @@ def _snapshot(state: CampaignState) -> dict[str, Any]:
 def states(draw: st.DrawFn, specs: tuple[WindowSpec, ...] = SPECS) -> CampaignState:
     """A campaign state reached through `observe`, with all its parts exercised.
 
-    Counts, late events, warnings, pauses, resumes, Kafka offsets, domains and duplicates.
+    Counts, late events, warnings, pauses, resumes, Kafka offsets, domains, bounce categories
+    and duplicates.
     """
     renames = {"short": specs[0].name, "long": specs[-1].name, "lifetime": "lifetime"}
     policy = Policy(tuple(dataclasses.replace(r, window=renames[r.window]) for r in SMALL.rules))
@@ -117,14 +123,17 @@ def states(draw: st.DrawFn, specs: tuple[WindowSpec, ...] = SPECS) -> CampaignSt
             state.rearm(specs)
         clock += advance * scale // 2
         origin = SOURCE_CHOICES[source % len(SOURCE_CHOICES)]
+        counter = COUNTER_CHOICES[kind % len(COUNTER_CHOICES)]
+        category = CATEGORY_CHOICES[(domain + kind) % len(CATEGORY_CHOICES)]
         for _ in range(1 + repeat % 6):
             facts = EventFacts(
                 event_id=f"e{clock}",
-                counter=COUNTER_CHOICES[kind % len(COUNTER_CHOICES)],
+                counter=counter,
                 at_ms=clock - lag * scale * 16,
                 domain=DOMAIN_CHOICES[domain % len(DOMAIN_CHOICES)],
                 source=origin,
                 offset=None if origin is None else next(offsets),
+                bounce_category=category if counter in BOUNCES else None,
             )
             observe(state, facts, policy, policy.z)
     state.duplicates = draw(st.integers(0, 10**6))
@@ -259,7 +268,9 @@ def _busy_state() -> CampaignState:
     state = CampaignState.fresh(DEFAULT_WINDOWS)
     for i in range(300):
         counter = Counter.HARD_BOUNCE if i % 7 == 0 else Counter.SENT
-        facts = EventFacts(f"e{i}", counter, T0 + i * 1_000, "gmail.com", "events:0", i)
+        category = BounceCategory.BAD_MAILBOX if counter is Counter.HARD_BOUNCE else None
+        at_ms = T0 + i * 1_000
+        facts = EventFacts(f"e{i}", counter, at_ms, "gmail.com", "events:0", i, category)
         observe(state, facts, DEFAULT, DEFAULT.z)
     return state
 
@@ -305,6 +316,9 @@ HEADER, COUNTS = _raw_parts(_busy_state())
         _blob({**HEADER, "off": [1]}, COUNTS),
         _blob({**HEADER, "ep": True}, COUNTS),
         _blob({**HEADER, "specs": [[*spec[:3], -1] for spec in HEADER["specs"]]}, COUNTS),
+        _blob({**HEADER, "bc": []}, COUNTS),
+        _blob({**HEADER, "bc": {"hard": {"bad_mailbox": "12"}}}, COUNTS),
+        _blob({**HEADER, "bc": {"hard": [12]}}, COUNTS),
     ],
     ids=[
         "empty",
@@ -341,6 +355,9 @@ HEADER, COUNTS = _raw_parts(_busy_state())
         "offsets-list",
         "episode-bool",
         "negative-history",
+        "bounce-categories-list",
+        "bounce-category-count-string",
+        "bounce-class-counts-list",
     ],
 )
 def test_corrupt_bytes_raise_state_decode_error(blob: bytes) -> None:
@@ -516,3 +533,33 @@ def test_a_sequential_status_reading_round_trips() -> None:
     )
     decoded = decode_state(encode_state(state), SPECS)
     assert decoded.status_reading == state.status_reading
+
+
+def test_bounce_categories_round_trip_and_a_state_without_them_reads_back_empty() -> None:
+    """Categories survive the codec; a header without 'bc' (an earlier version) reads as none."""
+    state = _busy_state()
+    assert state.bounce_categories == {BounceClass.HARD: {BounceCategory.BAD_MAILBOX: 43}}
+    assert decode_state(encode_state(state), DEFAULT_WINDOWS).bounce_categories == (
+        state.bounce_categories
+    )
+    assert HEADER["bc"] == {"hard": {"bad_mailbox": 43}}
+    older = {k: v for k, v in HEADER.items() if k != "bc"}
+    decoded = decode_state(_blob(older, COUNTS), DEFAULT_WINDOWS)
+    assert decoded.bounce_categories == {}
+    assert decoded.domains == state.domains
+
+
+def test_a_campaign_without_categorized_bounces_stores_no_bounce_categories() -> None:
+    """No 'bc' field is written until a bounce with a category is counted."""
+    state = CampaignState.fresh(SPECS)
+    observe(state, EventFacts("e1", Counter.HARD_BOUNCE, 10_000, "a.com"), SMALL, SMALL.z)
+    assert state.bounce_categories == {}
+    header, _ = _raw_parts(state)
+    assert "bc" not in header
+
+
+def test_bounce_classes_and_categories_unknown_to_this_version_are_left_out() -> None:
+    """Counts written by a newer version that knows more categories do not refuse the state."""
+    header = {**HEADER, "bc": {"hard": {"bad_mailbox": 4, "alien": 2}, "bouncy": {"other": 1}}}
+    decoded = decode_state(_blob(header, COUNTS), DEFAULT_WINDOWS)
+    assert decoded.bounce_categories == {BounceClass.HARD: {BounceCategory.BAD_MAILBOX: 4}}

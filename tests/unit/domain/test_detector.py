@@ -15,6 +15,7 @@ from processor.domain.detector import (
     HEADROOM_CAP,
     MAX_TRACKED_DOMAINS,
     OTHER_DOMAIN,
+    TOP_BOUNCE_CATEGORIES,
     TOP_DOMAINS,
     CampaignState,
     Decision,
@@ -40,7 +41,7 @@ from processor.domain.policy import (
 )
 from processor.domain.windows import Counter, WindowSpec
 from schemas.control import Metric
-from schemas.events import BounceClass, EventType
+from schemas.events import BounceCategory, BounceClass, EventType
 from schemas.health import CampaignStatus
 
 if TYPE_CHECKING:
@@ -105,9 +106,10 @@ def _facts(
     *,
     source: str | None = None,
     offset: int | None = None,
+    category: BounceCategory | None = None,
 ) -> EventFacts:
     event_id = f"{counter.name}@{at_ms}/{source}:{offset}"
-    return EventFacts(event_id, counter, at_ms, domain, source, offset)
+    return EventFacts(event_id, counter, at_ms, domain, source, offset, category)
 
 
 def _run(
@@ -558,6 +560,82 @@ def test_only_numerator_events_are_counted_by_domain() -> None:
     assert state.domains == {Metric.UNSUBSCRIBE: {"b.com": 1}, Metric.HARD_BOUNCE: {"c.com": 1}}
 
 
+def test_bounces_are_counted_by_class_and_category_and_uncategorized_ones_are_not() -> None:
+    """Each categorized bounce counts under its class; other events and bare bounces do not."""
+    state = CampaignState.fresh(DEFAULT_WINDOWS)
+    bad, gone, spam, full = (
+        BounceCategory.BAD_MAILBOX,
+        BounceCategory.BAD_DOMAIN,
+        BounceCategory.SPAM_BLOCK,
+        BounceCategory.MAILBOX_FULL,
+    )
+    events = [
+        _facts(Counter.SENT, T0),
+        _facts(Counter.HARD_BOUNCE, T0 + 1, category=bad),
+        _facts(Counter.HARD_BOUNCE, T0 + 2, category=gone),
+        _facts(Counter.HARD_BOUNCE, T0 + 3, category=bad),
+        _facts(Counter.HARD_BOUNCE, T0 + 4),
+        _facts(Counter.BLOCK, T0 + 5, category=spam),
+        _facts(Counter.SOFT_BOUNCE, T0 + 6, category=full),
+        _facts(Counter.COMPLAINT, T0 + 7, category=bad),  # not a bounce: never counted
+    ]
+    _run(state, events)
+    assert state.bounce_categories == {
+        BounceClass.HARD: {bad: 2, gone: 1},
+        BounceClass.BLOCK: {spam: 1},
+        BounceClass.SOFT: {full: 1},
+    }
+    assert state.top_bounce_categories(Metric.HARD_BOUNCE) == ((bad, 2), (gone, 1))
+    assert state.top_bounce_categories(Metric.COMPLAINT) == ()
+
+
+def test_top_bounce_categories_are_most_first_then_by_name_and_capped() -> None:
+    """Ties are broken by name, and at most TOP_BOUNCE_CATEGORIES are named."""
+    state = CampaignState.fresh(DEFAULT_WINDOWS)
+    categories = list(BounceCategory)
+    for rank, category in enumerate(categories):
+        for _ in range(1 + rank % 3):
+            state.count_bounce_category(Counter.HARD_BOUNCE, category)
+    top = state.top_bounce_categories(Metric.HARD_BOUNCE)
+    assert len(top) == TOP_BOUNCE_CATEGORIES
+    expected = sorted(
+        ((c, 1 + r % 3) for r, c in enumerate(categories)), key=lambda x: (-x[1], x[0])
+    )
+    assert top == tuple(expected[:TOP_BOUNCE_CATEGORIES])
+
+
+def test_a_late_bounce_is_not_counted_by_category() -> None:
+    """A bounce too old for any window counts as late only, its category included."""
+    state = CampaignState.fresh(DEFAULT_WINDOWS)
+    _run(state, [_facts(Counter.SENT, T0 + 40 * 24 * HOUR_MS)])
+    _run(state, [_facts(Counter.HARD_BOUNCE, T0, category=BounceCategory.BAD_MAILBOX)])
+    assert state.windows.late_events == 1
+    assert state.bounce_categories == {}
+
+
+def test_a_hard_bounce_pause_names_its_bounce_categories_and_a_resume_forgets_them() -> None:
+    """The pause carries the hard bounces' categories (not the blocks'); rearm clears them."""
+    state = CampaignState.fresh(DEFAULT_WINDOWS)
+    events = []
+    for n, sent_or_bounced in enumerate(_sends_with_bounces(T0, 300, every=10)):
+        facts = sent_or_bounced
+        if facts.counter is Counter.HARD_BOUNCE:
+            category = BounceCategory.BAD_DOMAIN if n % 3 == 0 else BounceCategory.BAD_MAILBOX
+            facts = facts._replace(bounce_category=category)
+        events.append(facts)
+        if n % 40 == 0:
+            blocked = _facts(Counter.BLOCK, facts.at_ms, category=BounceCategory.SPAM_BLOCK)
+            events.append(blocked)
+    (pause,) = _pauses(_run(state, events))
+    named = dict(pause.top_bounce_categories)
+    assert set(named) == {BounceCategory.BAD_MAILBOX, BounceCategory.BAD_DOMAIN}
+    assert sum(named.values()) == pause.reading.numerator
+    assert pause.top_bounce_categories[0][0] is BounceCategory.BAD_MAILBOX
+    assert BounceClass.BLOCK in state.bounce_categories
+    state.rearm(DEFAULT_WINDOWS)
+    assert state.bounce_categories == {}
+
+
 # --- generated streams -------------------------------------------------------------------------
 
 COUNTER_CHOICES = (
@@ -565,7 +643,10 @@ COUNTER_CHOICES = (
     + [Counter.DELIVERED] * 3
     + [Counter.HARD_BOUNCE] * 2
     + [Counter.COMPLAINT, Counter.UNSUBSCRIBE, Counter.SOFT_BOUNCE, Counter.DROPPED_SUPPRESSED]
+    + [Counter.BLOCK]
 )
+BOUNCES = {Counter.HARD_BOUNCE, Counter.SOFT_BOUNCE, Counter.BLOCK}
+CATEGORY_CHOICES = (None, *BounceCategory)
 DOMAIN_CHOICES = ("gmail.com", "yahoo.com", "corp.example", "mail.ru")
 SOURCE_CHOICES = (None, "events:0", "events:1")
 BURSTS = st.lists(st.binary(min_size=8, max_size=8), min_size=6, max_size=40)
@@ -594,6 +675,7 @@ def streams(draw: st.DrawFn, *, resumes: bool = True, pace: int = 1) -> list[Ste
         if resumes and resume < 12:
             steps.append(None)
         origin = SOURCE_CHOICES[source % len(SOURCE_CHOICES)]
+        category = CATEGORY_CHOICES[(domain + advance) % len(CATEGORY_CHOICES)]
         for _ in range(1 + repeat % 6):
             offset = None if origin is None else next(offsets)
             steps.append(
@@ -603,6 +685,7 @@ def streams(draw: st.DrawFn, *, resumes: bool = True, pace: int = 1) -> list[Ste
                     DOMAIN_CHOICES[domain % len(DOMAIN_CHOICES)],
                     source=origin,
                     offset=offset,
+                    category=category if counter in BOUNCES else None,
                 )
             )
     return steps
