@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from processor.domain.windows import Counter
 from processor.errors import PublishError, StoreUnavailableError
 from schemas.control import PauseCommand, ResumeCommand, read_control
 from schemas.topics import TopicRole
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from schemas.control import TriggerEvent
 
 log = logging.getLogger(__name__)
+
+EVENT_TYPES = tuple(counter.name.lower() for counter in Counter)
+"""The `type` labels of sendguard_events_applied_total: the window counters (sent, delivered,
+hard_bounce, soft_bounce, block, complaint, ...), indexed like `BatchReport.applied_by_counter`."""
 
 TRACKED_CAMPAIGNS_MAX = 200_000
 """Campaign statuses remembered for the by-status gauge; the oldest are forgotten beyond it."""
@@ -56,6 +61,8 @@ class BatchOutcome(Protocol):
     @property
     def late(self) -> int: ...  # noqa: D102 - the report's own field
     @property
+    def applied_by_counter(self) -> tuple[int, ...]: ...  # noqa: D102 - the report's own field
+    @property
     def published(self) -> list[OutboxMessage]: ...  # noqa: D102 - the report's own field
 
 
@@ -71,6 +78,8 @@ class Observer:
         self._statuses: OrderedDict[str, str] = OrderedDict()
         self._status_counts: dict[str, int] = {}
         self._cache_seen: dict[str, int] = {}
+        # One series per event type, born at 0 so that rate() sees the first event of a type.
+        self._applied_by_counter = [metrics.events_applied.labels(type_) for type_ in EVENT_TYPES]
 
     def observed(
         self, apply: Callable[[Sequence[RawRecord]], Awaitable[_Report]]
@@ -96,7 +105,9 @@ class Observer:
     def batch(self, report: BatchOutcome, records: Sequence[RawRecord]) -> None:
         """Count what one applied batch did."""
         metrics = self.metrics
-        metrics.events_applied.labels("all").inc(report.applied)
+        for series, count in zip(self._applied_by_counter, report.applied_by_counter, strict=True):
+            if count:
+                series.inc(count)
         for why, count in (
             ("duplicate", report.duplicates),
             ("replayed", report.replayed),

@@ -6,10 +6,11 @@ No I/O: the caller loads the stored campaign, and writes (or holds) the folded s
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from processor.domain.detector import EventFacts, PauseDecision, observe_run
+from processor.domain.windows import LIFETIME_COUNTERS
 from processor.ports.detection_store import CampaignAsk, CampaignWrite
 from processor.services.outbox import health_snapshot, pause_command
 
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 Item = tuple[EventFacts, bytes, int]
 """An event to fold: its facts, its id's digest and its day (for the digest sets)."""
 
+NO_TALLY: tuple[int, ...] = (0,) * LIFETIME_COUNTERS
+"""A per-counter tally of nothing (indexed by `processor.domain.windows.Counter`)."""
+
+
+def add_tallies(a: tuple[int, ...], b: tuple[int, ...], sign: int = 1) -> tuple[int, ...]:
+    """`a + sign * b`, counter by counter."""
+    return tuple(x + sign * y for x, y in zip(a, b, strict=True))
+
 
 @dataclass(frozen=True, slots=True)
 class Counts:
@@ -33,6 +42,8 @@ class Counts:
     duplicates: int = 0
     replayed: int = 0
     late: int = 0
+    applied_by_counter: tuple[int, ...] = NO_TALLY
+    """`applied`, split by the counter each event incremented (indexed by Counter)."""
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -40,6 +51,7 @@ class Counts:
             self.duplicates + other.duplicates,
             self.replayed + other.replayed,
             self.late + other.late,
+            add_tallies(self.applied_by_counter, other.applied_by_counter),
         )
 
     def __sub__(self, other: Counts) -> Counts:
@@ -48,6 +60,7 @@ class Counts:
             self.duplicates - other.duplicates,
             self.replayed - other.replayed,
             self.late - other.late,
+            add_tallies(self.applied_by_counter, other.applied_by_counter, -1),
         )
 
 
@@ -96,10 +109,17 @@ class Folded:
     duplicates: int = 0
     replayed: int = 0
     late: int = 0
+    applied_by_counter: list[int] = field(default_factory=lambda: list(NO_TALLY))
 
     def counts(self) -> Counts:
         """What this fold counted."""
-        return Counts(self.applied, self.duplicates, self.replayed, self.late)
+        return Counts(
+            self.applied,
+            self.duplicates,
+            self.replayed,
+            self.late,
+            tuple(self.applied_by_counter),
+        )
 
     def uncounted(self) -> Counts:
         """What this fold counted that no report has counted yet."""
@@ -141,11 +161,14 @@ def fold(
     late_before = state.windows.late_events
     batch_seen, stored_seen, new_digests = folded.seen, loaded.seen, write.new_digests_by_day
     run: list[EventFacts] = []
+    tally = folded.applied_by_counter
 
     def observe_stretch() -> None:
         for decision in observe_run(state, run, policy, z):
             write.outbox.append(decision_message(ref, decision, state, policy))
         folded.applied += len(run)
+        for facts in run:  # the per-type metric's tally: one list index per applied event
+            tally[facts.counter] += 1
         run.clear()
 
     # Fresh events are observed in stretches, and their offsets noted then: a batch holds each

@@ -32,7 +32,14 @@ from processor.ports.detection_store import (
     OutboxMessage,
     StoredCampaign,
 )
-from processor.services.campaign_fold import CampaignEvents, Folded, ask, fold
+from processor.services.campaign_fold import (
+    NO_TALLY,
+    CampaignEvents,
+    Folded,
+    add_tallies,
+    ask,
+    fold,
+)
 from processor.services.event_input import event_digest, parse_batch
 from processor.services.outbox import dead_letter, health_snapshot
 from processor.services.outbox_delivery import OutboxDelivery
@@ -64,6 +71,8 @@ class BatchReport:
     duplicates: int = 0
     replayed: int = 0
     late: int = 0
+    applied_by_counter: tuple[int, ...] = NO_TALLY
+    """`applied`, split by the counter each event incremented (indexed by Counter)."""
     dead_lettered: int = 0
     pauses: list[OutboxMessage] = field(default_factory=list)
     published: list[OutboxMessage] = field(default_factory=list)
@@ -80,6 +89,7 @@ class BatchReport:
         self.duplicates += counts.duplicates
         self.replayed += counts.replayed
         self.late += counts.late
+        self.applied_by_counter = add_tallies(self.applied_by_counter, counts.applied_by_counter)
 
     def merge(self, later: BatchReport) -> None:
         """Add the report of a later part of the same batch; it lands after this one."""
@@ -87,6 +97,7 @@ class BatchReport:
         self.duplicates += later.duplicates
         self.replayed += later.replayed
         self.late += later.late
+        self.applied_by_counter = add_tallies(self.applied_by_counter, later.applied_by_counter)
         self.dead_lettered += later.dead_lettered
         self.pauses.extend(later.pauses)
         self.published.extend(later.published)

@@ -9,8 +9,9 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING
 
+from processor.runtime.observe import EVENT_TYPES
 from tests.integration.conftest import WorkerProcess, produce, read_topic, until
-from tests.integration.test_detection import bad_list
+from tests.integration.test_detection import bad_list, counter_of
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -41,16 +42,21 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _applied(text: str) -> float:
+    """Applied events of every type."""
+    return sum(_sample(text, "sendguard_events_applied_total", type=t) for t in EVENT_TYPES)
+
+
 async def test_the_worker_metrics_move_with_the_events(
     sandbox: Sandbox, producer: AIOKafkaProducer
 ) -> None:
-    """Applied events, a dead letter, a pause, batch timings and lag appear on /metrics."""
+    """Applied events by type, a dead letter, a pause, batch timings and lag appear on /metrics."""
     port = _free_port()
     worker = WorkerProcess(sandbox, env={"SENDGUARD_METRICS_PORT": str(port)})
     await worker.start()
     try:
         before = await asyncio.to_thread(_scrape, port)
-        assert _sample(before, "sendguard_events_applied_total", type="all") == 0
+        assert _sample(before, "sendguard_events_applied_total", type="sent") == 0
         topic = sandbox.topic("delivery-events")
         events = bad_list("acme", "metrics-bad", range(400), time.time())
         await produce(producer, topic, events)
@@ -60,13 +66,20 @@ async def test_the_worker_metrics_move_with_the_events(
         async def counted() -> bool:
             text = await asyncio.to_thread(_scrape, port)
             return (
-                _sample(text, "sendguard_events_applied_total", type="all") >= len(events)
+                _applied(text) >= len(events)
                 and _sample(text, "sendguard_dead_letters_total", reason="invalid_json") == 1
             )
 
         await until(counted, timeout_s=20)
         text = await asyncio.to_thread(_scrape, port)
-        assert _sample(text, "sendguard_events_applied_total", type="all") == len(events)
+        assert _applied(text) == len(events)
+        by_type: dict[str, int] = {}
+        for event in events:
+            type_ = counter_of(event).name.lower()
+            by_type[type_] = by_type.get(type_, 0) + 1
+        assert set(by_type) == {"sent", "delivered", "hard_bounce"}
+        for type_, count in by_type.items():
+            assert _sample(text, "sendguard_events_applied_total", type=type_) == count
         assert (
             _sample(text, "sendguard_commands_published_total", command="pause", scope="campaign")
             == 1

@@ -24,16 +24,16 @@ def test_lag_of_partitions_no_longer_held_disappears() -> None:
 def test_two_metrics_objects_do_not_share_samples() -> None:
     """Each process (or test) has its own registry: no module-level state."""
     first, second = Metrics("a"), Metrics("b")
-    first.events_applied.labels("all").inc(3)
+    first.events_applied.labels("sent").inc(3)
     assert (
-        second.registry.get_sample_value("sendguard_events_applied_total", {"type": "all"}) is None
+        second.registry.get_sample_value("sendguard_events_applied_total", {"type": "sent"}) is None
     )
 
 
 def test_the_endpoint_serves_the_text_format_on_loopback() -> None:
     """GET /metrics answers with the registry's samples."""
     metrics = Metrics("test")
-    metrics.events_applied.labels("all").inc(4)
+    metrics.events_applied.labels("sent").inc(4)
     server = MetricsServer(metrics, "127.0.0.1", 0)
     server.start()
     try:
@@ -42,7 +42,7 @@ def test_the_endpoint_serves_the_text_format_on_loopback() -> None:
             text = response.read().decode()
     finally:
         server.stop()
-    assert 'sendguard_events_applied_total{type="all"} 4.0' in text
+    assert 'sendguard_events_applied_total{type="sent"} 4.0' in text
 
 
 def test_a_taken_port_is_a_configuration_error() -> None:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from processor.adapters.metrics import Metrics
+from processor.domain.windows import Counter
 from processor.errors import PublishError, StoreUnavailableError
 from processor.ports.detection_store import OutboxMessage
 from processor.ports.records import RawRecord
-from processor.runtime.observe import ObservedPublisher, Observer
+from processor.runtime.observe import EVENT_TYPES, ObservedPublisher, Observer
 from processor.services.detection import BatchReport
 from schemas.control import PauseCommand, PauseScope, TriggerEvent
 from schemas.topics import TopicRole
@@ -53,16 +54,38 @@ def _health(key: str, status: str) -> OutboxMessage:
     return OutboxMessage(TopicRole.HEALTH.value, key, f'{{"status":"{status}"}}')
 
 
-def test_a_report_counts_applied_and_skipped_events() -> None:
-    """Applied events add up; duplicates, replays and late events are counted by why."""
+def _tally(**counts: int) -> tuple[int, ...]:
+    return tuple(counts.get(counter.name.lower(), 0) for counter in Counter)
+
+
+def test_a_report_counts_applied_events_by_type_and_skipped_ones_by_why() -> None:
+    """Applied events add up per event type; duplicates, replays and late events by why."""
     metrics = Metrics("test")
     observer = Observer(metrics, clock=lambda: NOW_S)
-    observer.batch(BatchReport(applied=7, duplicates=2, late=1), [])
-    observer.batch(BatchReport(applied=3, replayed=4), [])
-    assert _value(metrics, "sendguard_events_applied_total", type="all") == 10
+    first = BatchReport(applied=7, duplicates=2, late=1)
+    first.applied_by_counter = _tally(sent=5, hard_bounce=2)
+    later = BatchReport(applied=3, replayed=4)
+    later.applied_by_counter = _tally(sent=1, complaint=2)
+    observer.batch(first, [])
+    observer.batch(later, [])
+    assert _value(metrics, "sendguard_events_applied_total", type="sent") == 6
+    assert _value(metrics, "sendguard_events_applied_total", type="hard_bounce") == 2
+    assert _value(metrics, "sendguard_events_applied_total", type="complaint") == 2
     assert _value(metrics, "sendguard_events_skipped_total", why="duplicate") == 2
     assert _value(metrics, "sendguard_events_skipped_total", why="replayed") == 4
     assert _value(metrics, "sendguard_events_skipped_total", why="late") == 1
+
+
+def test_every_event_type_series_exists_at_zero_before_its_first_event() -> None:
+    """rate() needs a series before its first increment: each type is born at 0, no 'all'."""
+    metrics = Metrics("test")
+    Observer(metrics)
+    for type_ in EVENT_TYPES:
+        found = metrics.registry.get_sample_value("sendguard_events_applied_total", {"type": type_})
+        assert found == 0
+    assert (
+        metrics.registry.get_sample_value("sendguard_events_applied_total", {"type": "all"}) is None
+    )
 
 
 def test_a_pause_has_its_latency_from_the_triggering_record() -> None:

@@ -116,6 +116,8 @@ async def test_a_pause_writes_its_campaign_at_once_with_the_events_held_before()
     )
 
     assert len(report.pauses) == 1
+    assert report.applied_by_counter[Counter.HARD_BOUNCE] == 22
+    assert sum(report.applied_by_counter) == 22  # the held sends were counted by the first batch
     assert len(publisher.on(TopicRole.CONTROL)) == 1
     version, state = await _stored(store)
     assert version == 1
@@ -163,6 +165,9 @@ async def test_a_bug_on_one_record_loses_none_of_the_events_held_before(
     await detection.write_held_states()
 
     assert (report.applied, report.dead_lettered) == (4, 1)
+    # The held events were folded again from the store: counted by an earlier report, not here.
+    assert report.applied_by_counter[Counter.SENT] == 4
+    assert sum(report.applied_by_counter) == 4
     assert len(publisher.on(TopicRole.DEAD_LETTER)) == 1
     _, state = await _stored(store)
     assert state is not None
@@ -187,3 +192,24 @@ async def test_a_failed_write_fails_the_held_landings_so_they_are_read_again() -
     store.down = False
     await detection.write_held_states()  # nothing held is left to write
     assert await _stored(store) == (0, None)
+
+
+async def test_events_are_tallied_by_type_once_across_held_and_written_batches() -> None:
+    """Each report tallies its own applied events by counter; duplicates are in no tally."""
+    store, clock = InMemoryStore(), Clock()
+    detection = _service(store, clock, ListPublisher())
+    sent = await detection.apply(_records(0, range(6), EventType.SENT))
+    mixed = await detection.apply(
+        _records(6, range(3), EventType.DELIVERED)
+        + _records(9, range(2), EventType.BOUNCE, bounce_class="soft")
+        + _records(11, range(2), EventType.DELIVERED)  # copies of delivered events u0, u1
+    )
+    clock.now += HOLD_S
+    await detection.write_held_states()
+
+    assert sent.applied_by_counter[Counter.SENT] == 6
+    assert sum(sent.applied_by_counter) == sent.applied == 6
+    assert mixed.applied_by_counter[Counter.DELIVERED] == 3
+    assert mixed.applied_by_counter[Counter.SOFT_BOUNCE] == 2
+    assert sum(mixed.applied_by_counter) == mixed.applied == 5
+    assert mixed.duplicates == 2
