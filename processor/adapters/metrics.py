@@ -29,6 +29,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_EVENTS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+_REDIS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _DECISION_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -135,6 +136,19 @@ class Metrics:
             ["bridge"],
             registry=r,
         )
+        self.redis_call_seconds = Histogram(
+            "sendguard_redis_call_seconds",
+            "Redis calls (a command, script or pipeline), by operation, failed ones too.",
+            ["operation"],
+            buckets=_REDIS_SECONDS,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "sendguard_redis_errors",
+            "Redis calls answered with an error or a timeout, by operation.",
+            ["operation"],
+            registry=r,
+        )
         self.last_batch_timestamp = Gauge(
             "sendguard_last_batch_timestamp_seconds",
             "Unix time of the last applied batch (a stalled worker stops moving it).",
@@ -175,6 +189,27 @@ class PrometheusBridgeMetrics:
     def failure(self, bridge: str) -> None:
         """See `BridgeMetrics.failure`."""
         self._metrics.bridge_failures.labels(bridge).inc()
+
+
+class PrometheusRedisCalls:
+    """`RedisCalls` into the registry's Redis histogram and error counter.
+
+    The operation label is the fixed "what" of `translate_redis_errors`: a bounded set.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._seconds: dict[str, Histogram] = {}
+
+    def record(self, operation: str, seconds: float, *, failed: bool) -> None:
+        """See `RedisCalls.record`."""
+        series = self._seconds.get(operation)
+        if series is None:  # the labelled child once per operation: this runs per Redis call
+            series = self._seconds[operation] = self._metrics.redis_call_seconds.labels(operation)
+            self._metrics.redis_errors.labels(operation)  # born at 0 for increase()
+        series.observe(seconds)
+        if failed:
+            self._metrics.redis_errors.labels(operation).inc()
 
 
 class MetricsServer:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_errors import RedisCalls
     from processor.ports.contact_store import ContactOp
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,17 @@ return 1
 class ContactWrites:
     """Builds the pipelines that merge contact ops and mark attempted contacts, and sends them."""
 
-    def __init__(self, client: Redis, keys: Keys, *, shards: int, campaign_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        shards: int,
+        campaign_ttl_ms: int,
+        calls: RedisCalls | None = None,
+    ) -> None:
         self._client = client
+        self._calls = calls
         self._keys = keys
         self._shards = shards
         self._campaign_ttl_ms = campaign_ttl_ms
@@ -98,7 +108,7 @@ class ContactWrites:
         """Send `pipeline` (None: nothing to write); `doing` names the write in the error."""
         if pipeline is None:
             return
-        with translate_redis_errors(doing):
+        with translate_redis_errors(doing, self._calls):
             replies = await pipeline.commands.execute(self._client)
         unread = sum(int(reply[1]) for reply in replies[: pipeline.merges])
         if unread:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_errors import RedisCalls
     from processor.ports.records import EventView
     from schemas.audience import AudienceChunk, ContactUpdate
     from schemas.events import Recipient
@@ -60,14 +61,18 @@ class RedisContactStore:
         *,
         campaign_ttl_ms: int,
         shards: int = DEFAULT_CONTACT_SHARDS,
+        calls: RedisCalls | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
         self._client = client
+        self._calls = calls
         self._keys = keys
         self._campaign_ttl_ms = campaign_ttl_ms
         self._shards = shards
-        self._writes = ContactWrites(client, keys, shards=shards, campaign_ttl_ms=campaign_ttl_ms)
+        self._writes = ContactWrites(
+            client, keys, shards=shards, campaign_ttl_ms=campaign_ttl_ms, calls=calls
+        )
         self._reads = ContactReads(client, keys, shards)
         self._erasure = ContactErasure(client, keys)
 
@@ -111,7 +116,7 @@ class RedisContactStore:
     async def states(self, tenant_id: str, contact_ids: Sequence[str]) -> list[ContactState]:
         """See `ContactStore.states`: packed HMGETs per shard, in one pipeline."""
         raw_ids = [contact_id.encode() for contact_id in contact_ids]
-        with translate_redis_errors("reading contact states"):
+        with translate_redis_errors("reading contact states", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 order = await self._reads.queue_states(pipe, tenant_id, raw_ids)
                 replies = await pipe.execute()
@@ -133,14 +138,14 @@ class RedisContactStore:
             return []
         key = self._keys.campaign_attempted(tenant_id, campaign_id)
         digests = [contact_digest(contact_id) for contact_id in contact_ids]
-        with translate_redis_errors("reading attempted contacts"):
+        with translate_redis_errors("reading attempted contacts", self._calls):
             flags = await self._client.smismember(key, digests)
         return [bool(flag) for flag in flags]
 
     async def store_audience_chunk(self, chunk: AudienceChunk) -> None:
         """See `ContactStore.store_audience_chunk`."""
         audience_key = self._keys.campaign_audience(chunk.tenant_id, chunk.campaign_id)
-        with translate_redis_errors("storing an audience chunk"):
+        with translate_redis_errors("storing an audience chunk", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(audience_key, str(chunk.chunk_index), pack_audience(chunk.recipients))
                 if chunk.total_chunks is not None:
@@ -153,10 +158,10 @@ class RedisContactStore:
     ) -> AsyncIterator[list[Recipient]]:
         """See `ContactStore.audience_chunks`: the indices first (small), then chunk by chunk."""
         key = self._keys.campaign_audience(tenant_id, campaign_id)
-        with translate_redis_errors("listing audience chunks"):
+        with translate_redis_errors("listing audience chunks", self._calls):
             fields = await self._client.hkeys(key)
         for index in sorted(int(field) for field in fields if field.isdigit()):
-            with translate_redis_errors("reading an audience chunk"):
+            with translate_redis_errors("reading an audience chunk", self._calls):
                 value = await self._client.hget(key, str(index))
             if isinstance(value, bytes):  # None if the chunk expired meanwhile
                 yield unpack_audience(value)
@@ -164,7 +169,7 @@ class RedisContactStore:
     async def audience_progress(self, tenant_id: str, campaign_id: str) -> tuple[int, int | None]:
         """See `ContactStore.audience_progress`."""
         key = self._keys.campaign_audience(tenant_id, campaign_id)
-        with translate_redis_errors("reading audience progress"):
+        with translate_redis_errors("reading audience progress", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hlen(key)
                 pipe.hget(key, _AUDIENCE_TOTAL)
@@ -180,7 +185,7 @@ class RedisContactStore:
         if not contact_ids:
             return []
         lookup = Lookup.of(contact_ids)
-        with translate_redis_errors("claiming resume contacts"):
+        with translate_redis_errors("claiming resume contacts", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 await self._reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
                 codes = self._reads.claim_codes(await pipe.execute())
@@ -203,7 +208,7 @@ class RedisContactStore:
             return Candidates([], [], [])
         lookup = Lookup.of([r.contact_id for r in recipients])
         reads = self._reads
-        with translate_redis_errors("reading resume candidates"):
+        with translate_redis_errors("reading resume candidates", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 await reads.queue_claim(pipe, tenant_id, campaign_id, run_id, lookup)
                 codes = reads.claim_codes(await pipe.execute())
@@ -226,21 +231,21 @@ class RedisContactStore:
 
     async def end_run(self, tenant_id: str, campaign_id: str, run_id: str) -> None:
         """See `ContactStore.end_run`."""
-        with translate_redis_errors("ending a resume run"):
+        with translate_redis_errors("ending a resume run", self._calls):
             # UNLINK: freeing a million-member set must not hold Redis up.
             await self._client.unlink(self._keys.resume_run(tenant_id, campaign_id, run_id))
 
     async def resume_record(self, tenant_id: str, campaign_id: str, request_id: str) -> str | None:
         """See `ContactStore.resume_record`."""
         key = self._keys.resume_outcome(tenant_id, campaign_id, request_id)
-        return await get_text(self._client, key, "reading a resume record")
+        return await get_text(self._client, key, "reading a resume record", self._calls)
 
     async def save_resume_record(
         self, tenant_id: str, campaign_id: str, request_id: str, record: str
     ) -> str:
         """See `ContactStore.save_resume_record`."""
         key = self._keys.resume_outcome(tenant_id, campaign_id, request_id)
-        with translate_redis_errors("saving a resume record"):
+        with translate_redis_errors("saving a resume record", self._calls):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(key, record, nx=True, px=self._campaign_ttl_ms)
                 pipe.get(key)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_errors import RedisCalls
 
 # KEYS: the marker. ARGV: field, value pairs. Writes them unless a marker exists; returns it.
 _CREATE_EPOCH = """
@@ -40,15 +41,16 @@ _LEGACY_SAMPLE = 100
 class RedisEpochStore:
     """`EpochStore` on Redis."""
 
-    def __init__(self, client: Redis, keys: Keys) -> None:
+    def __init__(self, client: Redis, keys: Keys, calls: RedisCalls | None = None) -> None:
         self._client = client
+        self._calls = calls
         self._keys = keys
         self._create = client.register_script(_CREATE_EPOCH)
         self._mark = client.register_script(_MARK)
 
     async def read_epoch(self) -> StateEpoch | None:
         """See `EpochStore.read_epoch`."""
-        with translate_redis_errors("reading the state epoch"):
+        with translate_redis_errors("reading the state epoch", self._calls):
             fields = await self._client.hgetall(self._keys.state_epoch())
         return _decode(fields)
 
@@ -61,7 +63,7 @@ class RedisEpochStore:
             args += ["reason", epoch.reason]
         if epoch.previous is not None:
             args += ["previous", epoch.previous]
-        with translate_redis_errors("creating the state epoch"):
+        with translate_redis_errors("creating the state epoch", self._calls):
             reply = await self._create(keys=[self._keys.state_epoch()], args=args)
         stored = _decode(dict(zip(reply[::2], reply[1::2], strict=True)))
         if stored is None:  # pragma: no cover - the script always leaves one
@@ -80,7 +82,7 @@ class RedisEpochStore:
         """See `EpochStore.holds_state_without_epoch` (scans for campaign states: at start only)."""
         pattern = self._keys.campaign_state("*", "*")
         looked = 0
-        with translate_redis_errors("looking for campaign states"):
+        with translate_redis_errors("looking for campaign states", self._calls):
             async for key in self._client.scan_iter(match=pattern, count=_SCAN_BATCH):
                 if not await self._client.hexists(key, "e"):
                     return True
@@ -92,7 +94,7 @@ class RedisEpochStore:
     async def _mark_fields(self, epoch_id: str, fields: list[str]) -> None:
         if not fields:
             return
-        with translate_redis_errors("updating the state epoch"):
+        with translate_redis_errors("updating the state epoch", self._calls):
             await self._mark(keys=[self._keys.state_epoch()], args=[epoch_id, *fields])
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_errors import RedisCalls
 
 # Digests travel as one packed argument per day (8 bytes each, concatenated), not one argument
 # each: building thousands of arguments per campaign cost the worker more CPU than the scripts.
@@ -192,8 +193,10 @@ class RedisStore:
         state_ttl_ms: int,
         paused_state_ttl_ms: int,
         seen_ttl_ms: int,
+        calls: RedisCalls | None = None,
     ) -> None:
         self._client = client
+        self._calls = calls
         self._keys = keys
         self._state_ttl_ms = state_ttl_ms
         self._paused_state_ttl_ms = paused_state_ttl_ms
@@ -233,7 +236,7 @@ class RedisStore:
             )
             args = [b"".join(digests) for digests in ask.digests_by_day.values()]
             pipe.script(self._load, script_keys, args)
-        with translate_redis_errors("loading campaign state"):
+        with translate_redis_errors("loading campaign state", self._calls):
             replies = await pipe.execute(self._client)
         loaded = []
         for ask, reply in zip(asks, replies, strict=True):
@@ -286,7 +289,7 @@ class RedisStore:
             args.append(stamp)
             script = self._commit_speculative if write.speculative else self._commit
             pipe.script(script, script_keys, args)
-        with translate_redis_errors("writing campaign state"):
+        with translate_redis_errors("writing campaign state", self._calls):
             replies = await pipe.execute(self._client)
         if self._epoch is not None:
             self._check_marker(replies[0])
@@ -316,7 +319,7 @@ class RedisStore:
     async def clear_outbox(self, ref: CampaignRef, version: int) -> None:
         """See `DetectionStore.clear_outbox`."""
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
-        with translate_redis_errors("clearing an outbox"):
+        with translate_redis_errors("clearing an outbox", self._calls):
             # A newer outbox than the one cleared keeps the campaign in the recovery index.
             if await self._clear(keys=[state_key], args=[version]):
                 member = _ref_member(ref)
@@ -330,7 +333,7 @@ class RedisStore:
         pipe = ScriptPipeline()
         pipe.script(self._aged_outboxes, [self._keys.outbox_index()], [unpublished_for_ms])
         pipe.command("SMEMBERS", self._keys.legacy_outbox_index())  # no times: all old enough
-        with translate_redis_errors("reading the outbox index"):
+        with translate_redis_errors("reading the outbox index", self._calls):
             aged, legacy = await pipe.execute(self._client)
         refs = []
         for member in sorted({*aged, *legacy}):
@@ -344,7 +347,7 @@ class RedisStore:
     ) -> TenantEscalation | None:
         """See `DetectionStore.record_campaign_pause`."""
         keys = [self._keys.tenant_state(tenant_id), self._keys.tenant_pauses(tenant_id)]
-        with translate_redis_errors("recording a campaign pause"):
+        with translate_redis_errors("recording a campaign pause", self._calls):
             reply = await self._record_pause(
                 keys=keys, args=[member, at_ms, limit, within_ms, self._paused_state_ttl_ms]
             )
@@ -356,19 +359,19 @@ class RedisStore:
 
     async def confirm_tenant_pause(self, tenant_id: str, episode: int) -> None:
         """See `DetectionStore.confirm_tenant_pause`."""
-        with translate_redis_errors("confirming a tenant pause"):
+        with translate_redis_errors("confirming a tenant pause", self._calls):
             await self._confirm_tenant(keys=[self._keys.tenant_state(tenant_id)], args=[episode])
 
     async def tenant_paused(self, tenant_id: str) -> bool:
         """See `DetectionStore.tenant_paused`."""
-        with translate_redis_errors("reading tenant state"):
+        with translate_redis_errors("reading tenant state", self._calls):
             status = await self._client.hget(self._keys.tenant_state(tenant_id), "st")
         return status in {b"paused", "paused"}
 
     async def save_resume(self, ref: CampaignRef, blob: bytes, expected_version: int) -> bool:
         """See `DetectionStore.save_resume`."""
         state_key = self._keys.campaign_state(ref.tenant_id, ref.campaign_id)
-        with translate_redis_errors("saving a resumed campaign"):
+        with translate_redis_errors("saving a resumed campaign", self._calls):
             reply = await self._save_resume(
                 keys=[state_key], args=[expected_version, blob, self._state_ttl_ms, self._stamp]
             )
@@ -377,12 +380,12 @@ class RedisStore:
     async def campaign_lock(self, ref: CampaignRef) -> str | None:
         """See `DetectionStore.campaign_lock`."""
         key = self._keys.campaign_lock(ref.tenant_id, ref.campaign_id)
-        return await get_text(self._client, key, "reading a campaign lock")
+        return await get_text(self._client, key, "reading a campaign lock", self._calls)
 
     async def set_campaign_lock(self, ref: CampaignRef, lock: str | None) -> None:
         """See `DetectionStore.set_campaign_lock` (kept as long as a paused state)."""
         key = self._keys.campaign_lock(ref.tenant_id, ref.campaign_id)
-        with translate_redis_errors("writing a campaign lock"):
+        with translate_redis_errors("writing a campaign lock", self._calls):
             if lock is None:
                 await self._client.delete(key)
             else:

@@ -9,10 +9,14 @@ from processor.adapters.redis_errors import translate_redis_errors
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from processor.adapters.redis_errors import RedisCalls
 
-async def get_text(client: Redis, key: str, doing: str) -> str | None:
-    """The string at `key` as text, None if absent; `doing` names the read in the error."""
-    with translate_redis_errors(doing):
+
+async def get_text(
+    client: Redis, key: str, doing: str, calls: RedisCalls | None = None
+) -> str | None:
+    """The string at `key` as text, None if absent; `doing` names the read (error, metrics)."""
+    with translate_redis_errors(doing, calls):
         value = await client.get(key)
     if value is None:
         return None

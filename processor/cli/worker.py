@@ -24,6 +24,7 @@ def worker() -> None:
         detection_factory,
         load_settings,
         open_state_guard,
+        redis_calls,
         with_resume,
     )
 
@@ -34,14 +35,15 @@ def worker() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(declare_topics(settings))
-    redis_client = build_redis(settings)
-    store = build_store(settings, redis_client, holder())
-    contacts = build_contact_store(settings, redis_client)
-
-    roles = settings.worker_roles
     metrics, metrics_server = build_metrics(settings, "worker")
     if metrics_server is not None:
         metrics_server.start()  # before Kafka: a taken port is said at once, as a setting error
+    calls = redis_calls(metrics)
+    redis_client = build_redis(settings)
+    store = build_store(settings, redis_client, holder(), calls)
+    contacts = build_contact_store(settings, redis_client, calls)
+
+    roles = settings.worker_roles
     guard = build_state_guard(settings, redis_client, store, holder(), metrics)
     detects = WorkerRole.DETECT in roles
     loop.run_until_complete(open_state_guard(settings, guard, detects=detects))

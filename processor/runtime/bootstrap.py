@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from processor.adapters.metrics import Metrics, MetricsServer
     from processor.adapters.redis_contacts import RedisContactStore
+    from processor.adapters.redis_errors import RedisCalls
     from processor.adapters.redis_store import RedisStore
     from processor.config.policy_file import PolicyHolder
     from processor.domain.policy import PolicyBook
@@ -75,7 +76,16 @@ def build_redis(settings: Settings) -> Redis:
     )
 
 
-def build_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisStore:
+def redis_calls(metrics: Metrics | None) -> RedisCalls | None:
+    """What times the Redis calls of a process with metrics (None: not timed)."""
+    from processor.adapters.metrics import PrometheusRedisCalls
+
+    return None if metrics is None else PrometheusRedisCalls(metrics)
+
+
+def build_store(
+    settings: Settings, client: Redis, book: PolicyBook, calls: RedisCalls | None = None
+) -> RedisStore:
     """The Redis detection store with TTLs derived from the policy's longest window."""
     from processor.adapters.keys import Keys
     from processor.adapters.redis_store import RedisStore
@@ -88,6 +98,7 @@ def build_store(settings: Settings, client: Redis, book: PolicyBook) -> RedisSto
         state_ttl_ms=longest_ms + margin_ms,
         paused_state_ttl_ms=int(settings.paused_state_ttl_s * 1000),
         seen_ttl_ms=2 * longest_ms + margin_ms,
+        calls=calls,
     )
 
 
@@ -106,7 +117,7 @@ def build_state_guard(
     from processor.services.state_guard import StateGuard, rebuild_span_ms
 
     return StateGuard(
-        RedisEpochStore(client, Keys(settings.redis_key_prefix)),
+        RedisEpochStore(client, Keys(settings.redis_key_prefix), redis_calls(metrics)),
         span_ms=rebuild_span_ms(book.windows, int(settings.max_future_skew_s * 1000)),
         wall_clock_ms=lambda: int(time.time() * 1000),
         use_epoch=store.use_epoch,
@@ -146,7 +157,9 @@ async def build_reading_store(settings: Settings, client: Redis, book: PolicyBoo
     return store
 
 
-def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
+def build_contact_store(
+    settings: Settings, client: Redis, calls: RedisCalls | None = None
+) -> RedisContactStore:
     """The Redis contact store; a campaign's audience outlives its paused detection state."""
     from processor.adapters.keys import Keys
     from processor.adapters.redis_contacts import RedisContactStore
@@ -157,6 +170,7 @@ def build_contact_store(settings: Settings, client: Redis) -> RedisContactStore:
         Keys(settings.redis_key_prefix),
         campaign_ttl_ms=ttl_ms,
         shards=settings.contact_shards,
+        calls=calls,
     )
 
 

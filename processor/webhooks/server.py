@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 
 from processor.adapters.kafka import ConfirmedPublisher
 from processor.adapters.keys import Keys
+from processor.adapters.metrics import PrometheusRedisCalls
 from processor.adapters.providers import Provider
 from processor.adapters.redis_tokens import WebhookTokens
 from processor.errors import PublishError
@@ -93,7 +94,10 @@ def create_webhook_app(
         TopicRole.CONTACT_UPDATES.value: settings.topic(TopicRole.CONTACT_UPDATES),
         RAW_ROLE: raw_topic_name(settings),
     }
-    tokens = WebhookTokens(redis, Keys(settings.redis_key_prefix), ttl_s=token_ttl_s(settings))
+    calls = None if metrics is None else PrometheusRedisCalls(metrics)
+    tokens = WebhookTokens(
+        redis, Keys(settings.redis_key_prefix), ttl_s=token_ttl_s(settings), calls=calls
+    )
     publisher = ConfirmedPublisher(send, topics)
     receiver = WebhookReceiver(settings, credentials, tokens, publisher)
     middlewares = [] if metrics is None else [_counted(metrics)]

@@ -50,7 +50,7 @@ def _applied(text: str) -> float:
 async def test_the_worker_metrics_move_with_the_events(
     sandbox: Sandbox, producer: AIOKafkaProducer
 ) -> None:
-    """Applied events by type, a dead letter, a pause, batch timings and lag appear on /metrics."""
+    """Events by type, Redis calls, a dead letter, a pause, batch timings and lag: on /metrics."""
     port = _free_port()
     worker = WorkerProcess(sandbox, env={"SENDGUARD_METRICS_PORT": str(port)})
     await worker.start()
@@ -88,6 +88,13 @@ async def test_the_worker_metrics_move_with_the_events(
         assert _sample(text, "sendguard_decision_latency_seconds_count") == 1
         assert _sample(text, "sendguard_campaigns", status="paused") == 1
         assert _sample(text, "sendguard_last_batch_timestamp_seconds") > 0
+        loads = _sample(
+            text, "sendguard_redis_call_seconds_count", operation="loading campaign state"
+        )
+        assert loads >= 1
+        assert (
+            _sample(text, "sendguard_redis_errors_total", operation="writing campaign state") == 0
+        )
         assert 'process="worker"' in text
     finally:
         await worker.stop()
