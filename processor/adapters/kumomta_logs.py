@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from processor.adapters.providers import AttributionConfig, Provider, normalize
 from processor.adapters.providers.base import FieldError, parse_json
 from processor.adapters.providers.kumomta import parse_queue
+from processor.errors import PublishError
 from processor.ports.detection_store import OutboxMessage
 from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicRole
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from processor.adapters.kafka import ConfirmedPublisher
+    from processor.adapters.metrics import PrometheusMessageOutcomes
     from processor.config.settings import Settings
     from processor.ports.records import RawRecord
 
@@ -53,7 +55,13 @@ def record_tenant(record: Any, default: str | None) -> str | None:
 class KumoLogRelay:
     """The `handle` of the relay's BatchConsumer: normalize, publish, then let it commit."""
 
-    def __init__(self, settings: Settings, publisher: ConfirmedPublisher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: ConfirmedPublisher,
+        outcomes: PrometheusMessageOutcomes | None = None,
+    ) -> None:
+        self._outcomes = outcomes
         self._default_tenant = settings.kumomta_default_tenant
         self._attribution = AttributionConfig(
             fallback_campaign_id=settings.kumomta_fallback_campaign_id
@@ -113,11 +121,33 @@ class KumoLogRelay:
         Raises:
             PublishError: Kafka did not acknowledge; the batch is not committed.
         """
-        messages = [m for record in records for m in self.messages(record)]
+        messages: list[OutboxMessage] = []
+        tally = dict.fromkeys(("accepted", "rejected", "ignored"), 0)
+        for record in records:
+            of_record = self.messages(record)
+            messages += of_record
+            tally[_outcome(of_record)] += 1
+        outcomes = self._outcomes
         if messages:
-            await self._publisher.publish(messages)
+            try:
+                await self._publisher.publish(messages)
+            except PublishError:
+                if outcomes is not None:
+                    outcomes.count("deferred", len(records))  # the batch is read again
+                raise
+        if outcomes is not None:
+            for outcome, count in tally.items():
+                if count:
+                    outcomes.count(outcome, count)
         letters = sum(m.role == TopicRole.DEAD_LETTER.value for m in messages)
         log.debug(
             "kumomta log batch relayed",
             extra={"records": len(records), "published": len(messages) - letters, "dead": letters},
         )
+
+
+def _outcome(messages: list[OutboxMessage]) -> str:
+    """A record's outcome: accepted if it had an event, rejected if only dead-lettered."""
+    if any(m.role == TopicRole.DELIVERY_EVENTS.value for m in messages):
+        return "accepted"
+    return "rejected" if messages else "ignored"

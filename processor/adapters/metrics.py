@@ -29,6 +29,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_EVENTS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+MESSAGE_OUTCOMES = ("accepted", "deferred", "rejected", "ignored")
+"""What became of a mail or an MTA log record (see `sendguard_mail_messages_total`)."""
 _REDIS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _DECISION_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -149,6 +151,14 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.mail_messages = Counter(
+            "sendguard_mail_messages",
+            "Bounce and feedback mail (source smtp, lmtp) and KumoMTA log records (kumomta_logs)"
+            " by outcome: accepted (events published), ignored (nothing to publish), rejected"
+            " (recipient refused, or dead-lettered), deferred (Kafka did not acknowledge).",
+            ["source", "outcome"],
+            registry=r,
+        )
         self.last_batch_timestamp = Gauge(
             "sendguard_last_batch_timestamp_seconds",
             "Unix time of the last applied batch (a stalled worker stops moving it).",
@@ -210,6 +220,19 @@ class PrometheusRedisCalls:
         series.observe(seconds)
         if failed:
             self._metrics.redis_errors.labels(operation).inc()
+
+
+class PrometheusMessageOutcomes:
+    """Counts what became of the messages of one source (born at 0, so increase() sees them)."""
+
+    def __init__(self, metrics: Metrics, source: str) -> None:
+        self._series = {
+            outcome: metrics.mail_messages.labels(source, outcome) for outcome in MESSAGE_OUTCOMES
+        }
+
+    def count(self, outcome: str, messages: int = 1) -> None:
+        """`messages` more had `outcome` (one of MESSAGE_OUTCOMES)."""
+        self._series[outcome].inc(messages)
 
 
 class MetricsServer:

@@ -30,6 +30,7 @@ async def _serve(
 
     from processor.adapters.kafka import client_options
     from processor.mail import run_mail
+    from processor.runtime.bootstrap import build_metrics
 
     producer = AIOKafkaProducer(
         **client_options(settings),
@@ -41,9 +42,22 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_mail(
-        settings, producer, host=host, smtp_port=smtp_port, lmtp_port=lmtp_port, stop=stop
-    )
+    metrics, metrics_server = build_metrics(settings, "mail")
+    if metrics_server is not None:
+        metrics_server.start()
+    try:
+        await run_mail(
+            settings,
+            producer,
+            host=host,
+            smtp_port=smtp_port,
+            lmtp_port=lmtp_port,
+            stop=stop,
+            metrics=metrics,
+        )
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 @click.command("mail")
@@ -66,6 +80,7 @@ def mail_command(host: str, smtp_port: int, lmtp_port: int | None, *, no_smtp: b
 
     Recipients: VERP return paths of SENDGUARD_MAIL_BOUNCE_DOMAINS signed with
     SENDGUARD_TOKEN_KEY, and SENDGUARD_MAIL_PLAIN_ADDRESSES (docs/MAIL.md). SIGTERM stops it.
+    With SENDGUARD_METRICS_PORT, serves /metrics (messages by outcome).
     """
     from processor.logs import configure_logging
     from processor.runtime.bootstrap import load_settings

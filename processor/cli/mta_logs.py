@@ -23,7 +23,9 @@ async def _relay(settings: Settings) -> None:
     from processor.adapters.batch_consumer import BatchConsumer
     from processor.adapters.kafka import ConfirmedPublisher, client_options
     from processor.adapters.kumomta_logs import ROLE, KumoLogRelay
+    from processor.adapters.metrics import PrometheusMessageOutcomes
     from processor.errors import PublishError
+    from processor.runtime.bootstrap import build_metrics
     from schemas.topics import TopicRole
 
     producer = AIOKafkaProducer(
@@ -39,11 +41,16 @@ async def _relay(settings: Settings) -> None:
 
     roles = (TopicRole.DELIVERY_EVENTS, TopicRole.DEAD_LETTER)
     publisher = ConfirmedPublisher(send, {r.value: settings.topic(r) for r in roles})
-    relay = KumoLogRelay(settings, publisher)
+    metrics, metrics_server = build_metrics(settings, ROLE)
+    relay = KumoLogRelay(settings, publisher, PrometheusMessageOutcomes(metrics, "kumomta_logs"))
+    if metrics_server is not None:
+        metrics_server.start()  # before Kafka: a taken port is said at once, as a setting error
     try:
         await producer.start()
     except KafkaError as exc:
         await producer.stop()
+        if metrics_server is not None:
+            metrics_server.stop()
         raise PublishError(f"starting the Kafka producer failed: {exc}") from exc
     consumer = BatchConsumer(settings, settings.kumomta_log_topics, ROLE, relay.handle)
     stop = asyncio.Event()
@@ -59,6 +66,8 @@ async def _relay(settings: Settings) -> None:
         stopping.cancel()
         await consumer.stop()
         await producer.stop()
+        if metrics_server is not None:
+            metrics_server.stop()
     if consumer.failed is not None:
         raise SendguardError(f"relay stopped: {consumer.failed}")
 
@@ -69,6 +78,7 @@ def mta_logs_command() -> None:
 
     Commits a batch only after its events (and dead letters) were acknowledged; a Kafka
     failure stops it with exit status 2, to be restarted (docs/MAIL.md). SIGTERM stops it.
+    With SENDGUARD_METRICS_PORT, serves /metrics (records by outcome, dead letters).
     """
     from processor.logs import configure_logging
     from processor.runtime.bootstrap import load_settings

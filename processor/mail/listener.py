@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP
 
 from processor.adapters.kafka import ConfirmedPublisher
 from processor.adapters.mail import Envelope, MailAttribution, MailKind, normalize_mail
+from processor.adapters.metrics import PrometheusMessageOutcomes
 from processor.domain.signed_tokens import TokenError, read_verp_token, verp_token_of
 from processor.errors import PublishError
 from processor.logs import address_hash
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from aiosmtpd.smtp import Session
 
     from processor.adapters.mail import MailResult
+    from processor.adapters.metrics import Metrics
     from processor.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class MailHandler:
     settings: Settings
     publisher: ConfirmedPublisher
     lmtp: bool = False
+    outcomes: PrometheusMessageOutcomes | None = None
     attribution: MailAttribution = field(init=False)
     plain: frozenset[str] = field(init=False)
 
@@ -114,8 +117,10 @@ class MailHandler:
     ) -> str:
         """Accept a known bounce or feedback address; refuse any other with 550 5.1.1."""
         if len(envelope.rcpt_tos) >= self.settings.mail_max_recipients:
+            self._count("rejected")
             return TOO_MANY_RECIPIENTS
         if not self.accepts(address):
+            self._count("rejected")
             log.warning(
                 "mail recipient refused",
                 extra={"recipient_hash": address_hash(address), "peer": str(session.peer)},
@@ -135,17 +140,25 @@ class MailHandler:
         data = envelope.original_content or b""
         recipients = tuple(envelope.rcpt_tos)
         try:
-            status = await self._take(data, recipients, session)
+            status, outcome = await self._take(data, recipients, session)
         except Exception:  # the one catch-all: a bug must defer the mail, never lose it
             log.critical("mail could not be handled; deferred", exc_info=True)
-            status = LOCAL_ERROR
+            status, outcome = LOCAL_ERROR, "deferred"
+        self._count(outcome)
         log.debug(
             "mail answered", extra={"duration_ms": round(1000 * (time.monotonic() - started))}
         )
         # LMTP answers DATA once per recipient (RFC 2033); every recipient shares the outcome.
         return "\r\n".join([status] * len(recipients)) if self.lmtp else status
 
-    async def _take(self, data: bytes, recipients: tuple[str, ...], session: Session) -> str:
+    def _count(self, outcome: str) -> None:
+        if self.outcomes is not None:
+            self.outcomes.count(outcome)
+
+    async def _take(
+        self, data: bytes, recipients: tuple[str, ...], session: Session
+    ) -> tuple[str, str]:
+        """The answer to a message and its outcome (see `PrometheusMessageOutcomes`)."""
         received_at = datetime.now(UTC)
         outcome = normalize_mail(data, Envelope(received_at, recipients), self.attribution)
         messages = _messages(outcome, data, received_at)
@@ -155,7 +168,7 @@ class MailHandler:
                     await self.publisher.publish(messages)
             except (PublishError, TimeoutError) as exc:
                 log.error("mail deferred: Kafka did not acknowledge", extra={"error": str(exc)})  # noqa: TRY400  # the reason is the message; no traceback wanted
-                return KAFKA_DOWN
+                return KAFKA_DOWN, "deferred"
         result = outcome.result
         log.info(
             "mail taken",
@@ -169,8 +182,10 @@ class MailHandler:
             },
         )
         if outcome.kind is MailKind.AUTOREPLY:
-            return "250 2.0.0 OK: automatic reply ignored"
-        return ACCEPTED
+            return "250 2.0.0 OK: automatic reply ignored", "ignored"
+        if result.events:
+            return ACCEPTED, "accepted"
+        return ACCEPTED, "rejected" if result.rejected else "ignored"
 
 
 def _messages(outcome: MailResult, data: bytes, received_at: datetime) -> list[OutboxMessage]:
@@ -225,8 +240,11 @@ async def serve_mail(
     host: str,
     smtp_port: int | None,
     lmtp_port: int | None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[MailServers]:
     """Start the producer and listen; on exit stop listening, then flush and stop Kafka.
+
+    With `metrics`, messages are counted by listener (smtp, lmtp) and outcome.
 
     Raises:
         PublishError: the Kafka producer could not start.
@@ -245,7 +263,8 @@ async def serve_mail(
         for name, port, kind in (("smtp", smtp_port, SMTP), ("lmtp", lmtp_port, LMTP)):
             if port is None:
                 continue
-            handler = MailHandler(settings, publisher, lmtp=kind is LMTP)
+            outcomes = None if metrics is None else PrometheusMessageOutcomes(metrics, name)
+            handler = MailHandler(settings, publisher, lmtp=kind is LMTP, outcomes=outcomes)
 
             def protocol(handler: MailHandler = handler, kind: type[SMTP] = kind) -> SMTP:
                 return kind(
@@ -277,8 +296,16 @@ async def run_mail(
     smtp_port: int | None,
     lmtp_port: int | None,
     stop: asyncio.Event,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve until `stop` is set (the CLI sets it on SIGTERM and SIGINT)."""
-    async with serve_mail(settings, producer, host=host, smtp_port=smtp_port, lmtp_port=lmtp_port):
+    async with serve_mail(
+        settings,
+        producer,
+        host=host,
+        smtp_port=smtp_port,
+        lmtp_port=lmtp_port,
+        metrics=metrics,
+    ):
         await stop.wait()
         log.info("mail listener stopping")

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
 from processor.adapters.kafka import client_options
+from processor.adapters.metrics import MESSAGE_OUTCOMES, Metrics
 from processor.config.settings import Settings
 from processor.domain.signed_tokens import (
     UnsubscribeToken,
@@ -31,6 +32,7 @@ from processor.domain.signed_tokens import (
 from processor.mail import serve_mail
 from processor.webhooks import create_webhook_app, parse_credentials
 from tests.integration.conftest import read_topic, run_cli, until
+from tests.integration.test_metrics import free_port, sample, scrape
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -44,6 +46,8 @@ SHARED = REPO.parent / "shared" / "mta-samples" / "kumomta"
 KEY = "integration-test-key-0123456789"
 DOMAIN = "bounce.sender.example"
 FBL = "fbl@sender.example"
+RELAYED = {"source": "kumomta_logs", "outcome": "accepted"}
+REJECTED = {"source": "kumomta_logs", "outcome": "rejected"}
 
 
 def settings_of(sandbox: Sandbox, **overrides: Any) -> Settings:
@@ -77,15 +81,30 @@ class UnreachableKafka:
 
 
 @contextlib.asynccontextmanager
-async def listener(sandbox: Sandbox, producer: Any = None) -> AsyncIterator[int]:
+async def listener(
+    sandbox: Sandbox, producer: Any = None, metrics: Metrics | None = None
+) -> AsyncIterator[int]:
     """The mail listener on a free loopback port; yields the SMTP port."""
     settings = settings_of(sandbox)
     kafka = producer or AIOKafkaProducer(
         **client_options(settings), acks="all", enable_idempotence=True
     )
-    async with serve_mail(settings, kafka, host="127.0.0.1", smtp_port=0, lmtp_port=None) as ports:
+    async with serve_mail(
+        settings, kafka, host="127.0.0.1", smtp_port=0, lmtp_port=None, metrics=metrics
+    ) as ports:
         assert ports.smtp_port is not None
         yield ports.smtp_port
+
+
+def _outcomes(metrics: Metrics, source: str = "smtp") -> dict[str, float]:
+    """The listener's messages by outcome."""
+    return {
+        outcome: metrics.registry.get_sample_value(
+            "sendguard_mail_messages_total", {"source": source, "outcome": outcome}
+        )
+        or 0.0
+        for outcome in MESSAGE_OUTCOMES
+    }
 
 
 def send(port: int, recipients: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
@@ -107,9 +126,11 @@ async def test_a_dsn_to_a_verp_address_becomes_a_bounce_on_delivery_events(
 ) -> None:
     """Postfix's DSN sample sent to a signed return path is a bounce of beta/launch, and 250."""
     data = (SHARED / "rfc3464" / "5.eml").read_bytes()
-    async with listener(sandbox) as port:
+    metrics = Metrics("mail")
+    async with listener(sandbox, metrics=metrics) as port:
         refused = await asyncio.to_thread(send, port, [verp()], data)
     assert refused == {}
+    assert _outcomes(metrics) == {"accepted": 1, "deferred": 0, "rejected": 0, "ignored": 0}
     [event] = await read_topic(
         sandbox, sandbox.topic("delivery-events"), until=lambda m: len(m) >= 1
     )
@@ -140,12 +161,14 @@ async def test_the_listener_answers_with_the_codes_a_mail_operator_expects(
     """550 5.1.1 for an unknown or forged address, 552 over the size limit, 250 for an autoreply.
 
     The autoreply publishes nothing; a bounce naming no tenant is taken and dead-lettered.
+    Counted: two recipients refused and the dead-lettered bounce rejected, the autoreply ignored.
     """
+    metrics = Metrics("mail")
     vacation = (
         b"From: frank@example.com\r\nSubject: Out of office\r\n"
         b"Auto-Submitted: auto-replied\r\n\r\naway\r\n"
     )
-    async with listener(sandbox) as port:
+    async with listener(sandbox, metrics=metrics) as port:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as unknown:
             await asyncio.to_thread(send, port, [f"nobody@{DOMAIN}"], b"Subject: x\r\n\r\nx\r\n")
         assert unknown.value.recipients[f"nobody@{DOMAIN}"][0] == 550
@@ -162,15 +185,18 @@ async def test_the_listener_answers_with_the_codes_a_mail_operator_expects(
     letters = await read_topic(sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 1)
     assert letters[0]["error_type"] == "invalid_mail_report"
     assert "tenant: missing" in letters[0]["error"]
+    assert _outcomes(metrics) == {"accepted": 0, "deferred": 0, "rejected": 3, "ignored": 1}
 
 
 async def test_a_dsn_is_deferred_with_451_while_kafka_is_down(sandbox: Sandbox) -> None:
     """No acknowledgement, no 250: the sending MTA keeps the DSN and retries."""
     data = (SHARED / "rfc3464" / "5.eml").read_bytes()
-    async with listener(sandbox, UnreachableKafka()) as port:
+    metrics = Metrics("mail")
+    async with listener(sandbox, UnreachableKafka(), metrics) as port:
         with pytest.raises(smtplib.SMTPDataError) as deferred:
             await asyncio.to_thread(send, port, [verp()], data)
     assert deferred.value.smtp_code == 451
+    assert _outcomes(metrics)["deferred"] == 1
     assert b"4.3.0" in deferred.value.smtp_error
 
 
@@ -239,7 +265,8 @@ async def test_kumomta_log_records_on_a_topic_reach_delivery_events(
 ) -> None:
     """`sendguard mta-logs` relays a Bounce record (tenant from its queue) as a hard bounce.
 
-    A record naming no tenant is dead-lettered; a replayed record keeps its event id.
+    A record naming no tenant is dead-lettered; a replayed record keeps its event id; the
+    records are counted by outcome on the relay's /metrics.
     """
     logs = sandbox.topic("kumo-logs")
     record = {
@@ -254,6 +281,8 @@ async def test_kumomta_log_records_on_a_topic_reach_delivery_events(
     for value in (record, {**record, "queue": "example.com"}, record):
         await producer.send_and_wait(logs, json.dumps(value).encode(), key=b"k")
     sandbox.extra_env["SENDGUARD_KUMOMTA_LOG_TOPICS"] = logs
+    metrics_port = free_port()
+    sandbox.extra_env["SENDGUARD_METRICS_PORT"] = str(metrics_port)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -271,6 +300,16 @@ async def test_kumomta_log_records_on_a_topic_reach_delivery_events(
         letters = await read_topic(
             sandbox, sandbox.topic("dead-letter"), until=lambda m: len(m) >= 1
         )
+
+        async def counted() -> bool:
+            text = await asyncio.to_thread(scrape, metrics_port)
+            relayed = sample(text, "sendguard_mail_messages_total", **RELAYED)
+            return relayed == 2  # the record and its replay
+
+        await until(counted, timeout_s=20)
+        text = await asyncio.to_thread(scrape, metrics_port)
+        assert sample(text, "sendguard_mail_messages_total", **REJECTED) == 1
+        assert 'process="mta-logs"' in text
     finally:
         if process.returncode is None:
             process.terminate()
@@ -282,3 +321,57 @@ async def test_kumomta_log_records_on_a_topic_reach_delivery_events(
     assert events[0]["event_id"] == events[1]["event_id"]
     assert "names no tenant" in letters[0]["error"]
     assert letters[0]["source_topic"] == logs
+
+
+async def test_the_mail_command_serves_its_messages_by_outcome_on_metrics(
+    sandbox: Sandbox,
+) -> None:
+    """`sendguard mail` with SENDGUARD_METRICS_PORT: a DSN taken is counted accepted."""
+    smtp_port, metrics_port = free_port(), free_port()
+    sandbox.extra_env.update(
+        {
+            "SENDGUARD_METRICS_PORT": str(metrics_port),
+            "SENDGUARD_TOKEN_KEY": KEY,
+            "SENDGUARD_MAIL_BOUNCE_DOMAINS": DOMAIN,
+            "SENDGUARD_MAIL_PLAIN_ADDRESSES": FBL,
+        }
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "processor",
+        "mail",
+        "--smtp-port",
+        str(smtp_port),
+        env=sandbox.env(),
+        cwd=sandbox.data_dir.parent.as_posix(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    accepted = {"source": "smtp", "outcome": "accepted"}
+    try:
+
+        async def listening() -> bool:
+            try:
+                text = await asyncio.to_thread(scrape, metrics_port)
+            except OSError:
+                return False
+            return 'process="mail"' in text and "sendguard_mail_messages_total" in text
+
+        await until(listening, timeout_s=30)
+        data = (SHARED / "rfc3464" / "5.eml").read_bytes()
+
+        async def sent() -> bool:
+            try:
+                return await asyncio.to_thread(send, smtp_port, [verp()], data) == {}
+            except OSError:  # the SMTP socket opens just after the metrics one
+                return False
+
+        await until(sent, timeout_s=30)
+        text = await asyncio.to_thread(scrape, metrics_port)
+        assert sample(text, "sendguard_mail_messages_total", **accepted) == 1
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()[-2000:]

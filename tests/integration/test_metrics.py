@@ -19,14 +19,16 @@ if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-def _scrape(port: int) -> str:
+def scrape(port: int) -> str:
+    """The text of /metrics on a local port."""
     # Our own worker on loopback, a fixed http:// URL: nothing user-controlled is opened.
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:  # see above
@@ -34,7 +36,7 @@ def _scrape(port: int) -> str:
         return body.decode()
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
+def sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample; 0 when the series does not exist yet."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.escape(name + (f"{{{wanted}}}" if labels else "")) + r" (\S+)"
@@ -44,19 +46,19 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 def _applied(text: str) -> float:
     """Applied events of every type."""
-    return sum(_sample(text, "sendguard_events_applied_total", type=t) for t in EVENT_TYPES)
+    return sum(sample(text, "sendguard_events_applied_total", type=t) for t in EVENT_TYPES)
 
 
 async def test_the_worker_metrics_move_with_the_events(
     sandbox: Sandbox, producer: AIOKafkaProducer
 ) -> None:
     """Events by type, Redis calls, a dead letter, a pause, batch timings and lag: on /metrics."""
-    port = _free_port()
+    port = free_port()
     worker = WorkerProcess(sandbox, env={"SENDGUARD_METRICS_PORT": str(port)})
     await worker.start()
     try:
-        before = await asyncio.to_thread(_scrape, port)
-        assert _sample(before, "sendguard_events_applied_total", type="sent") == 0
+        before = await asyncio.to_thread(scrape, port)
+        assert sample(before, "sendguard_events_applied_total", type="sent") == 0
         topic = sandbox.topic("delivery-events")
         events = bad_list("acme", "metrics-bad", range(400), time.time())
         await produce(producer, topic, events)
@@ -64,14 +66,14 @@ async def test_the_worker_metrics_move_with_the_events(
         await read_topic(sandbox, sandbox.topic("control"), until=bool)
 
         async def counted() -> bool:
-            text = await asyncio.to_thread(_scrape, port)
+            text = await asyncio.to_thread(scrape, port)
             return (
                 _applied(text) >= len(events)
-                and _sample(text, "sendguard_dead_letters_total", reason="invalid_json") == 1
+                and sample(text, "sendguard_dead_letters_total", reason="invalid_json") == 1
             )
 
         await until(counted, timeout_s=20)
-        text = await asyncio.to_thread(_scrape, port)
+        text = await asyncio.to_thread(scrape, port)
         assert _applied(text) == len(events)
         by_type: dict[str, int] = {}
         for event in events:
@@ -79,22 +81,20 @@ async def test_the_worker_metrics_move_with_the_events(
             by_type[type_] = by_type.get(type_, 0) + 1
         assert set(by_type) == {"sent", "delivered", "hard_bounce"}
         for type_, count in by_type.items():
-            assert _sample(text, "sendguard_events_applied_total", type=type_) == count
+            assert sample(text, "sendguard_events_applied_total", type=type_) == count
         assert (
-            _sample(text, "sendguard_commands_published_total", command="pause", scope="campaign")
+            sample(text, "sendguard_commands_published_total", command="pause", scope="campaign")
             == 1
         )
-        assert _sample(text, "sendguard_batch_apply_seconds_count") >= 1
-        assert _sample(text, "sendguard_decision_latency_seconds_count") == 1
-        assert _sample(text, "sendguard_campaigns", status="paused") == 1
-        assert _sample(text, "sendguard_last_batch_timestamp_seconds") > 0
-        loads = _sample(
+        assert sample(text, "sendguard_batch_apply_seconds_count") >= 1
+        assert sample(text, "sendguard_decision_latency_seconds_count") == 1
+        assert sample(text, "sendguard_campaigns", status="paused") == 1
+        assert sample(text, "sendguard_last_batch_timestamp_seconds") > 0
+        loads = sample(
             text, "sendguard_redis_call_seconds_count", operation="loading campaign state"
         )
         assert loads >= 1
-        assert (
-            _sample(text, "sendguard_redis_errors_total", operation="writing campaign state") == 0
-        )
+        assert sample(text, "sendguard_redis_errors_total", operation="writing campaign state") == 0
         assert 'process="worker"' in text
     finally:
         await worker.stop()
