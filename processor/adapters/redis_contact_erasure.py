@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from processor.adapters.keys import Keys
+    from processor.adapters.redis_errors import RedisCalls
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ return 0
 class ContactErasure:
     """Removes deleted contacts from the attempted sets and audiences of their tenant."""
 
-    def __init__(self, client: Redis, keys: Keys) -> None:
+    def __init__(self, client: Redis, keys: Keys, calls: RedisCalls | None = None) -> None:
         self._client = client
+        self._calls = calls
         self._keys = keys
         self._replace_chunk = client.register_script(_REPLACE_CHUNK)
 
@@ -51,7 +53,7 @@ class ContactErasure:
         Its cost grows with the tenant's campaigns and planned audiences (each chunk is read):
         deletions are rare, and a batch of them costs one pass.
         """
-        with translate_redis_errors("erasing deleted contacts"):
+        with translate_redis_errors("erasing deleted contacts", self._calls):
             attempted = await self._erase_attempted(tenant_id, contact_ids)
             chunks = await self._erase_from_audiences(tenant_id, set(contact_ids))
         log.info(

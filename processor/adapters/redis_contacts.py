@@ -74,7 +74,7 @@ class RedisContactStore:
             client, keys, shards=shards, campaign_ttl_ms=campaign_ttl_ms, calls=calls
         )
         self._reads = ContactReads(client, keys, shards)
-        self._erasure = ContactErasure(client, keys)
+        self._erasure = ContactErasure(client, keys, calls)
 
     def prepare_events(self, events: Sequence[EventView]) -> ContactWrite:
         """See `ContactStore.prepare_events`: one pipeline, one merge script per tenant."""
