@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.chaos_support import Supervisor, compare, outcomes, raise_max_message_bytes, recount
+from bench.chaos_support import (
+    PrivateStack,
+    Supervisor,
+    compare,
+    outcomes,
+    raise_max_message_bytes,
+    recount,
+)
 from bench.chaos_support import stored as stored_state
 from bench.common import (
-    RESULTS,
+    REPO,
     BackgroundStream,
     Sandbox,
     delete_keys,
@@ -40,7 +51,6 @@ from tests.integration.redis_proxy import RedisProxy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
 
 SCENARIOS = ("sigkill-storm", "redis-stop", "redis-empty", "kafka-restart", "poison", "overload")
 DEFAULT_EVENTS = {
@@ -48,7 +58,8 @@ DEFAULT_EVENTS = {
     "redis-stop": 100_000,
     "redis-empty": 100_000,
     "poison": 100_000,
-    "overload": 0,  # from --rate and --seconds
+    "kafka-restart": 100_000,
+    "overload": 400_000,  # an upper bound: produced for --seconds only
 }
 TOPIC_MAX_BYTES = 8 * 1024 * 1024
 LARGE_POISON = (
@@ -64,10 +75,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, help="events in the stream (scenario default)")
     parser.add_argument("--kills", type=int, default=5, help="sigkill-storm: SIGKILLs")
     parser.add_argument("--every-s", type=float, default=8.0, help="sigkill-storm: kill spacing")
-    parser.add_argument("--rate", type=float, help="events/s produced (overload: 2x worker's)")
-    parser.add_argument("--outage-s", type=float, default=30.0, help="redis-stop: outage")
+    parser.add_argument("--rate", type=float, help="events/s produced (overload: 2x the worker's)")
+    parser.add_argument(
+        "--outage-s", type=float, default=30.0, help="redis-stop, kafka-restart: outage"
+    )
     parser.add_argument("--poison", type=int, default=10_000, help="poison: bad records")
     parser.add_argument("--seconds", type=float, default=20.0, help="overload: produce time")
+    parser.add_argument("--calibrate", type=int, default=50_000, help="overload: backlog")
+    parser.add_argument(
+        "--kafka-libs",
+        default=str(REPO / ".stack" / "kafka-libs"),
+        help="kafka-restart: the Kafka jars its private stack links to",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's topics and keys")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="catch-up deadline")
     return parser.parse_args(argv)
@@ -83,15 +102,10 @@ class Chaos:
     total: int
     args: argparse.Namespace
     proxy: RedisProxy
-
-
-def _worker_rate() -> float:
-    """The worker's last measured throughput (bench/results/throughput-latest.json)."""
-    try:
-        result = json.loads((RESULTS / "throughput-latest.json").read_text())
-        return float(result["median_worker_events_per_s"])
-    except (OSError, KeyError, ValueError):
-        return 20_000.0
+    broker: PrivateStack | None = None
+    """The private stack of kafka-restart (None: the shared one)."""
+    produced: int | None = None
+    """How many of the file's records were produced (None: all of them)."""
 
 
 async def _stream(
@@ -156,26 +170,63 @@ async def redis_empty(ctx: Chaos) -> dict[str, Any]:
 
 
 async def overload(ctx: Chaos) -> dict[str, Any]:
-    """Produce at `--rate` (2x the worker's measured throughput) for `--seconds`."""
-    rate = ctx.args.rate or 2 * _worker_rate()
-    sandbox = ctx.sandbox
+    """Time the worker on a backlog, then produce at twice that rate for `--seconds`."""
+    sandbox, args = ctx.sandbox, ctx.args
     group, topic = f"{sandbox.name}-detect", sandbox.topic("delivery-events")
+    records = read_lines(ctx.path)
+    backlog = list(itertools.islice(records, args.calibrate))
+    rest = sandbox.data_dir / "rest.tsv"
+    with rest.open("wb") as out:
+        out.writelines(key + b"\t" + value + b"\n" for key, value in records)
+    started = time.monotonic()
+    await produce_all(sandbox.bootstrap, topic, backlog, sandbox.partitions)
+    while await group_lag(sandbox.bootstrap, group, topic):  # noqa: ASYNC110  # polls the broker
+        await asyncio.sleep(0.5)
+    worker_rate = len(backlog) / (time.monotonic() - started)
+    rate = args.rate or 2 * worker_rate
+    stream = BackgroundStream(sandbox.bootstrap, topic, rest, rate)
+    producing = asyncio.create_task(stream.run())
+    peak_lag = 0
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline and not producing.done():
+        await asyncio.sleep(1)
+        peak_lag = max(peak_lag, await group_lag(sandbox.bootstrap, group, topic))
+    stream.stop()
+    await producing
+    ctx.produced = len(backlog) + stream.produced
+    return {
+        "backlog": len(backlog),
+        "worker_rate_on_backlog": round(worker_rate),
+        "target_rate": round(rate),
+        "produce_rate": round(stream.achieved_rate),
+        "overload_ratio": round(stream.achieved_rate / worker_rate, 2),
+        "streamed": stream.produced,
+        "stream_s": round(stream.seconds, 1),
+        "peak_lag": peak_lag,
+    }
 
-    async def watch(stream: BackgroundStream) -> dict[str, Any]:
-        while stream.started is None:  # noqa: ASYNC110  # set once the producer is spawned
-            await asyncio.sleep(0.1)
+
+async def kafka_restart(ctx: Chaos) -> dict[str, Any]:
+    """Restart this run's own broker under the worker: SIGTERM, then SIGKILL, `--outage-s` each.
+
+    Each half of the events is produced (and acknowledged) before its restart, so what the
+    broker holds is what was produced; the worker is mid-backlog when its broker goes.
+    """
+    sandbox, args, broker = ctx.sandbox, ctx.args, ctx.broker
+    if broker is None:
+        raise RuntimeError("kafka-restart runs on a private stack only")
+    records = list(read_lines(ctx.path))
+    half = len(records) // 2
+    restarts = []
+    for part, signum in ((records[:half], signal.SIGTERM), (records[half:], signal.SIGKILL)):
+        await produce_all(sandbox.bootstrap, sandbox.topic("delivery-events"), part, 8)
+        await asyncio.sleep(2)  # the worker is into the backlog
         started = time.monotonic()
-        peak_lag = 0
-        while stream.produced < ctx.total:
-            await asyncio.sleep(1)
-            peak_lag = max(peak_lag, await group_lag(sandbox.bootstrap, group, topic))
-        return {
-            "target_rate": round(rate),
-            "peak_lag": peak_lag,
-            "stream_s": round(time.monotonic() - started, 1),
-        }
-
-    return await _stream(sandbox, ctx.path, rate, watch)
+        await asyncio.to_thread(broker.signal_kafka, signum)
+        await asyncio.sleep(args.outage_s)
+        await asyncio.to_thread(broker.up)
+        restarts.append({"signal": signum.name, "down_s": round(time.monotonic() - started, 1)})
+    return {"restarts": restarts, "exits": list(ctx.supervisor.exits)}
 
 
 async def poison(sandbox: Sandbox, args: argparse.Namespace, path: Path) -> dict[str, Any]:
@@ -184,7 +235,8 @@ async def poison(sandbox: Sandbox, args: argparse.Namespace, path: Path) -> dict
     await raise_max_message_bytes(sandbox.bootstrap, topic, TOPIC_MAX_BYTES)
     mix = (*SMALL_POISON_MIX, OVERSIZED_70K)
     events = sum(1 for _ in read_lines(path))
-    share = args.poison / (events + args.poison)
+    small = args.poison - len(LARGE_POISON)
+    share = small / (events + small)
     records = list(with_poison(read_lines(path), share, mix))
     for at, (_, value) in zip(
         (len(records) // 3, 2 * len(records) // 3), LARGE_POISON, strict=True
@@ -206,13 +258,17 @@ async def poison(sandbox: Sandbox, args: argparse.Namespace, path: Path) -> dict
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = stack_env()
+    broker = None
+    if args.scenario == "kafka-restart":
+        folder = Path(tempfile.mkdtemp(prefix="sendguard-chaos-stack-"))
+        broker = PrivateStack(folder, Path(args.kafka_libs))
+        stack = await asyncio.to_thread(broker.up)
+    else:
+        stack = stack_env()
     sandbox = Sandbox(stack, new_name(f"chaos-{args.scenario}"))
+    machine = machine_info(await redis_version(sandbox.redis_url))
     total = args.events or DEFAULT_EVENTS[args.scenario]
-    if args.scenario == "overload" and not args.events:
-        total = int((args.rate or 2 * _worker_rate()) * args.seconds)
     path = event_lines(total)
-    expected = recount(read_lines(path))
     proxy = RedisProxy(sandbox.redis_url)
     env: dict[str, str] = {}
     if args.scenario == "redis-stop":
@@ -232,11 +288,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "redis-stop": redis_stop,
                 "redis-empty": redis_empty,
                 "overload": overload,
+                "kafka-restart": kafka_restart,
             }[args.scenario]
-            run = await scenario(Chaos(sandbox, supervisor, path, total, args, proxy))
+            chaos = Chaos(sandbox, supervisor, path, total, args, proxy, broker)
+            run = await scenario(chaos)
+            total = chaos.produced or total
         streamed = time.monotonic()
         await supervisor.drain(args.timeout_s)
         catch_up_s = time.monotonic() - streamed
+        expected = recount(itertools.islice(read_lines(path), total))
         state = await stored_state(sandbox.redis_url, sandbox.name, expected)
         lag = await group_lag(
             sandbox.bootstrap, f"{sandbox.name}-detect", sandbox.topic("delivery-events")
@@ -253,13 +313,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         code = await supervisor.stop()
         await proxy.down()
         log_text = supervisor.worker.log_path.read_text(errors="replace")
-        if not args.keep:
+        if broker is not None and not args.keep:
+            await asyncio.to_thread(broker.down)
+        elif not args.keep:
             await remove_sandbox(sandbox)
     return {
         "benchmark": f"chaos-{args.scenario}",
         "sandbox": sandbox.name,
         "command": "python -m bench.chaos " + " ".join(sys.argv[1:]),
-        "machine": machine_info(await redis_version(sandbox.redis_url)),
+        "machine": machine,
         "load_avg_at_end": load_average(),
         "run": run,
         "topic_records": topic_records,
@@ -280,13 +342,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one scenario and write its result."""
     args = _args(argv)
-    if args.scenario == "kafka-restart":
-        print(
-            "kafka-restart is not automated: it needs a private broker "
-            "(SENDGUARD_STACK_DIR); see docs/RELIABILITY.md",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
     result = asyncio.run(_run(args))
     path = write_result(f"chaos-{args.scenario}", result)
     print(json.dumps({k: result[k] for k in ("events", "pauses", "dead_letters")}, indent=2))

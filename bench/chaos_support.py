@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 import time
 from collections import Counter as Tally
 from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
-from bench.common import WorkerProcess, group_lag
+from bench.common import REPO, STACK_VARS, WorkerProcess, group_lag
 from processor.adapters.keys import Keys
 from processor.domain.codec import decode_state
 from processor.domain.policy import DEFAULT_WINDOWS
@@ -243,3 +246,59 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         return await self.worker.stop()
+
+
+class PrivateStack:
+    """A Kafka + Redis of this run's own (`scripts/stack.sh` with its own state folder).
+
+    Only its own broker is ever signalled: the pid comes from its state folder and its command
+    line must name that folder. The shared stack is never touched.
+    """
+
+    def __init__(self, folder: Path, shared_libs: Path) -> None:
+        self.folder = folder
+        self.shared_libs = shared_libs
+
+    def _script(self, command: str) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENDGUARD_")}
+        env["SENDGUARD_STACK_DIR"] = str(self.folder)
+        done = subprocess.run(  # noqa: S603  # our own script, fixed arguments
+            [str(REPO / "scripts" / "stack.sh"), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"stack.sh {command} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    def up(self) -> dict[str, str]:
+        """Start it (or restart what died, keeping ports and data); its stack variables."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        libs = self.folder / "kafka-libs"
+        if not libs.exists():
+            libs.symlink_to(self.shared_libs)
+        self._script("up")
+        pairs = (
+            line.removeprefix("export ").partition("=")
+            for line in (self.folder / "env").read_text().splitlines()
+        )
+        env = {name.strip(): value.strip().strip("'\"") for name, _, value in pairs if name}
+        return {name: env[name] for name in STACK_VARS}
+
+    def signal_kafka(self, signum: int) -> None:
+        """Send `signum` to this stack's broker, and wait until it is gone."""
+        pid = int((self.folder / "kafka.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if str(self.folder) not in cmdline:
+            raise RuntimeError(f"pid {pid} is not this run's broker: {cmdline[:200]}")
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def down(self) -> None:
+        """Stop it and delete its data."""
+        self._script("down")
