@@ -22,6 +22,7 @@ from bench.chaos_support import (
     PrivateStack,
     Supervisor,
     compare,
+    coordinator_ready,
     outcomes,
     raise_max_message_bytes,
     recount,
@@ -86,6 +87,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--kafka-libs",
         default=str(REPO / ".stack" / "kafka-libs"),
         help="kafka-restart: the Kafka jars its private stack links to",
+    )
+    parser.add_argument(
+        "--private-stack",
+        action="store_true",
+        help="run on a Kafka + Redis of this run's own (kafka-restart always does)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's topics and keys")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="catch-up deadline")
@@ -257,14 +263,23 @@ async def poison(sandbox: Sandbox, args: argparse.Namespace, path: Path) -> dict
     }
 
 
+async def _stack(args: argparse.Namespace) -> tuple[dict[str, str], PrivateStack | None]:
+    """The shared stack, or a private one (kafka-restart, --private-stack) started here."""
+    if args.scenario != "kafka-restart" and not args.private_stack:
+        return stack_env(), None
+    folder = Path(tempfile.mkdtemp(prefix="sendguard-chaos-stack-"))
+    broker = PrivateStack(folder, Path(args.kafka_libs))
+    stack = await asyncio.to_thread(broker.up)
+    try:
+        await coordinator_ready(stack["SENDGUARD_KAFKA_BOOTSTRAP_SERVERS"])
+    except Exception:
+        await asyncio.to_thread(broker.down)
+        raise
+    return stack, broker
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    broker = None
-    if args.scenario == "kafka-restart":
-        folder = Path(tempfile.mkdtemp(prefix="sendguard-chaos-stack-"))
-        broker = PrivateStack(folder, Path(args.kafka_libs))
-        stack = await asyncio.to_thread(broker.up)
-    else:
-        stack = stack_env()
+    stack, broker = await _stack(args)
     sandbox = Sandbox(stack, new_name(f"chaos-{args.scenario}"))
     machine = machine_info(await redis_version(sandbox.redis_url))
     total = args.events or DEFAULT_EVENTS[args.scenario]

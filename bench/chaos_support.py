@@ -248,6 +248,24 @@ class Supervisor:
         return await self.worker.stop()
 
 
+async def coordinator_ready(bootstrap: str, timeout_s: float = 180) -> None:
+    """Wait until a fresh broker can coordinate consumer groups (its offsets topic exists)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            await admin.list_consumer_group_offsets("sendguard-chaos-probe")
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+        else:
+            return
+        finally:
+            await admin.close()
+
+
 class PrivateStack:
     """A Kafka + Redis of this run's own (`scripts/stack.sh` with its own state folder).
 
