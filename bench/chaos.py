@@ -244,6 +244,9 @@ async def poison(sandbox: Sandbox, args: argparse.Namespace, path: Path) -> dict
     small = args.poison - len(LARGE_POISON)
     share = small / (events + small)
     records = list(with_poison(read_lines(path), share, mix))
+    mixed = len(records) - events
+    # The running share rounds: top up at the end, in the mix's order, to exactly `small`.
+    records += [(records[-1][0], mix[n % len(mix)][1]) for n in range(mixed, small)]
     for at, (_, value) in zip(
         (len(records) // 3, 2 * len(records) // 3), LARGE_POISON, strict=True
     ):
