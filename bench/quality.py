@@ -40,13 +40,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bench.common import machine_info, median, percentile, write_result
-from processor.domain.detector import (
-    CampaignState,
-    EventFacts,
-    PauseDecision,
-    counter_for,
-    observe_run,
-)
+from processor.domain.campaign_state import CampaignState, EventFacts, PauseDecision, counter_for
+from processor.domain.detector import observe_run
 from processor.domain.policy import DEFAULT_RULES, PolicyBook
 from processor.domain.sequential import SequentialReading
 from processor.ports.records import to_ms

@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 
 from processor.adapters.keys import Keys
 from processor.adapters.redis_contacts import RedisContactStore
+from processor.domain.campaign_state import CampaignState
 from processor.domain.codec import encode_state
-from processor.domain.detector import CampaignState
 from processor.domain.policy import PolicyBook
 from processor.ports.detection_store import CampaignRef, InMemoryStore
 from processor.services.resume import ResumeService

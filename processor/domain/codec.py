@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import zstandard
 
-from processor.domain.detector import CampaignState
+from processor.domain.campaign_state import CampaignState
 from processor.domain.policy import Reading, Rule, SequentialRule, Severity
 from processor.domain.sequential import SequentialReading, SequentialState, Track
 from processor.domain.windows import (

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from processor.domain.policy import Reading, Severity, evaluate
 
 if TYPE_CHECKING:
-    from processor.domain.detector import CampaignState
+    from processor.domain.campaign_state import CampaignState
     from processor.domain.policy import Policy, Rule
 
 

@@ -9,7 +9,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from processor.domain.detector import EventFacts, PauseDecision, observe_run
+from processor.domain.campaign_state import EventFacts, PauseDecision
+from processor.domain.detector import observe_run
 from processor.domain.windows import LIFETIME_COUNTERS
 from processor.ports.detection_store import CampaignAsk, CampaignWrite
 from processor.services.outbox import health_snapshot, pause_command
@@ -17,7 +18,7 @@ from processor.services.outbox import health_snapshot, pause_command
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from processor.domain.detector import CampaignState, Decision
+    from processor.domain.campaign_state import CampaignState, Decision
     from processor.domain.policy import Policy, PolicyBook
     from processor.domain.windows import WindowSpec
     from processor.ports.detection_store import CampaignRef, OutboxMessage, StoredCampaign

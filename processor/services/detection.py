@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from processor.domain.campaign_state import CampaignState, EventFacts, counter_for
 from processor.domain.codec import encode_state
-from processor.domain.detector import CampaignState, EventFacts, counter_for
 from processor.errors import (
     WRITE_ATTEMPTS,
     InvalidInputError,

@@ -36,7 +36,7 @@ from schemas.topics import TopicRole
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from processor.domain.detector import CampaignState, EventFacts, PauseDecision
+    from processor.domain.campaign_state import CampaignState, EventFacts, PauseDecision
     from processor.domain.policy import Policy, Reading
 
 _Z95 = 1.96

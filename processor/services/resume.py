@@ -49,7 +49,7 @@ from schemas.resume import OperatorAction, RejectionReason, ResumeOutcome, Resum
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
 
-    from processor.domain.detector import CampaignState
+    from processor.domain.campaign_state import CampaignState
     from processor.domain.policy import PolicyBook
     from processor.ports.contact_store import Candidates, ContactStore
     from processor.ports.detection_store import DetectionStore, OutboxMessage

@@ -11,8 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from processor.domain.campaign_state import CampaignState
 from processor.domain.codec import StateDecodeError, decode_state
-from processor.domain.detector import CampaignState
 
 if TYPE_CHECKING:
     from processor.domain.windows import WindowSpec

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
     from redis.asyncio import Redis
 
-    from processor.domain.detector import CampaignState
+    from processor.domain.campaign_state import CampaignState
     from tests.integration.conftest import Sandbox, WorkerProcess
     from tests.integration.test_detection import Message
 

@@ -15,8 +15,9 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processor.domain.campaign_state import CampaignState, EventFacts
 from processor.domain.codec import FORMAT_VERSION, StateDecodeError, decode_state, encode_state
-from processor.domain.detector import CampaignState, EventFacts, observe
+from processor.domain.detector import observe
 from processor.domain.policy import (
     DEFAULT_RULES,
     DEFAULT_WINDOWS,

@@ -10,9 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.domain.codec import decode_state, encode_state
-from processor.domain.detector import (
-    HEADROOM_CAP,
+from processor.domain.campaign_state import (
     MAX_TRACKED_DOMAINS,
     OTHER_DOMAIN,
     TOP_BOUNCE_CATEGORIES,
@@ -23,11 +21,9 @@ from processor.domain.detector import (
     PauseDecision,
     StatusChange,
     counter_for,
-    observe,
-    observe_run,
-    ok_headroom,
-    still_warned,
 )
+from processor.domain.codec import decode_state, encode_state
+from processor.domain.detector import HEADROOM_CAP, observe, observe_run, ok_headroom, still_warned
 from processor.domain.policy import (
     DEFAULT_RULES,
     DEFAULT_WINDOWS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.domain.detector import CampaignState
+from processor.domain.campaign_state import CampaignState
 from processor.domain.explanation import explain
 from processor.domain.policy import DEFAULT_WINDOWS, Policy, Rule
 from processor.domain.windows import Counter

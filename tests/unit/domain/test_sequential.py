@@ -10,14 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processor.domain.campaign_state import CampaignState, Decision, EventFacts, PauseDecision
 from processor.domain.codec import decode_state, encode_state
-from processor.domain.detector import (
-    CampaignState,
-    Decision,
-    EventFacts,
-    PauseDecision,
-    observe_run,
-)
+from processor.domain.detector import observe_run
 from processor.domain.policy import (
     DEFAULT_RULES,
     DEFAULT_SEQUENTIAL,

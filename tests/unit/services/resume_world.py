@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from processor.config.operator_keys import parse_operator_keys, signed
+from processor.domain.campaign_state import CampaignState
 from processor.domain.codec import decode_state, encode_state
 from processor.domain.contact_state import ContactState
-from processor.domain.detector import CampaignState
 from processor.domain.policy import PolicyBook
 from processor.domain.recipients import FilterRules, exclusion_reason
 from processor.errors import PublishError

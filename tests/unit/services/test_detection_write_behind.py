@@ -23,7 +23,7 @@ from tests.unit.services.resume_world import BOOK, NOW, Clock, ListPublisher, de
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from processor.domain.detector import CampaignState, EventFacts
+    from processor.domain.campaign_state import CampaignState, EventFacts
     from processor.domain.policy import Policy
     from processor.ports.records import RawRecord
 

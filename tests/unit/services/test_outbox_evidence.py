@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from processor.domain.detector import CampaignState, EventFacts, PauseDecision, observe_run
+from processor.domain.campaign_state import CampaignState, EventFacts, PauseDecision
+from processor.domain.detector import observe_run
 from processor.domain.policy import DEFAULT_RULES, DEFAULT_SEQUENTIAL, DEFAULT_WINDOWS, Policy
 from processor.domain.sequential import SequentialReading
 from processor.domain.windows import Counter

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from processor.domain.campaign_state import CampaignState
 from processor.domain.codec import encode_state
-from processor.domain.detector import CampaignState
 from processor.ports.detection_store import CampaignRef
 from processor.services.state_cache import StateCache
 from tests.unit.services.resume_world import BOOK

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from processor.domain.detector import CampaignState, EventFacts
+from processor.domain.campaign_state import CampaignState, EventFacts
 from processor.domain.windows import Counter
 from processor.errors import StoreUnavailableError
 from processor.ports.detection_store import CampaignRef, CampaignWrite
