@@ -46,7 +46,7 @@ class ObservedPublisher:
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         """See `Publisher.publish`; counted only once acknowledged."""
         await self._inner.publish(messages)
-        self._observer.published(messages)
+        self._observer.observe_published(messages)
 
 
 class BatchOutcome(Protocol):
@@ -94,26 +94,44 @@ class Observer:
             except (StoreUnavailableError, PublishError) as exc:
                 metrics.batch_failures.labels(type(exc).__name__).inc()
                 raise
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            metrics.batch_events.observe(len(records))
-            metrics.last_batch_timestamp.set(self._clock())
-            self.batch(report, records)
+            self._safely(self._applied, report, records, time.perf_counter() - started)
             return report
 
         return handle
 
+    def _applied(
+        self, report: BatchOutcome, records: Sequence[RawRecord], seconds: float
+    ) -> None:
+        metrics = self.metrics
+        metrics.batch_seconds.observe(seconds)
+        metrics.batch_events.observe(len(records))
+        metrics.last_batch_timestamp.set(self._clock())
+        self.batch(report, records)
+
+    def _safely(self, observe: Callable[..., None], *args: Any) -> None:
+        """Run one observation; a failure is logged and never reaches detection."""
+        try:
+            observe(*args)
+        except Exception:  # the one catch-all here: metrics must never stop a safety system
+            log.exception("metrics not recorded")
+
     def batch(self, report: BatchOutcome, records: Sequence[RawRecord]) -> None:
-        """Count what one applied batch did."""
+        """Count what one applied batch did.
+
+        A report may correct an earlier one downwards (a held campaign folded again from the
+        store after another worker applied some of its events): counters only go up, so such a
+        correction is left out, and the counters may run a few events high after that race.
+        """
         metrics = self.metrics
         for series, count in zip(self._applied_by_counter, report.applied_by_counter, strict=True):
-            if count:
+            if count > 0:
                 series.inc(count)
         for why, count in (
             ("duplicate", report.duplicates),
             ("replayed", report.replayed),
             ("late", report.late),
         ):
-            if count:
+            if count > 0:
                 metrics.events_skipped.labels(why).inc(count)
         timestamps: dict[tuple[str, int, int], int] | None = None
         for message in report.published:
@@ -128,6 +146,10 @@ class Observer:
                         if r.timestamp_ms is not None
                     }
                 self._decision_latency(command.trigger, timestamps)
+
+    def observe_published(self, messages: Iterable[OutboxMessage]) -> None:
+        """`published`, whose failure is logged and never reaches the publisher's caller."""
+        self._safely(self.published, messages)
 
     def published(self, messages: Iterable[OutboxMessage]) -> None:
         """Count acknowledged messages: commands, dead letters, health statuses."""

@@ -13,6 +13,7 @@ from processor.errors import PublishError, StoreUnavailableError
 from processor.ports.detection_store import OutboxMessage
 from processor.ports.records import RawRecord
 from processor.runtime.observe import EVENT_TYPES, ObservedPublisher, Observer
+from processor.services.campaign_fold import NO_TALLY
 from processor.services.detection import BatchReport
 from schemas.control import PauseCommand, PauseScope, TriggerEvent
 from schemas.topics import TopicRole
@@ -190,3 +191,37 @@ async def test_an_applied_batch_is_timed_and_sized() -> None:
     assert _value(metrics, "sendguard_batch_apply_seconds_count") == 1
     assert _value(metrics, "sendguard_batch_events_sum") == 2
     assert _value(metrics, "sendguard_last_batch_timestamp_seconds") == NOW_S
+
+
+def test_a_downward_correction_neither_raises_nor_lowers_a_counter() -> None:
+    """A negative tally (a refold after another worker's writes) is left out, not raised.
+
+    It crashed the second worker of the scale-out test before.
+    """
+    metrics = Metrics("test")
+    observer = Observer(metrics)
+    rest = NO_TALLY[1:]
+    observer.batch(BatchReport(applied=5, applied_by_counter=(5, *rest)), [])
+    correction = BatchReport(applied=-2, duplicates=-1, applied_by_counter=(-2, *rest))
+    observer.batch(correction, [])
+    assert _value(metrics, "sendguard_events_applied_total", type="sent") == 5
+
+
+async def test_a_failing_observation_never_reaches_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Metrics must never stop detection: a broken observation is logged, the report returned."""
+    metrics = Metrics("test")
+    observer = Observer(metrics)
+
+    def broken(*_args: object) -> None:
+        raise ValueError("broken metric")
+
+    observer.batch = broken  # type: ignore[method-assign,assignment]  # a bug in the metrics
+    report = BatchReport(applied=1)
+
+    async def apply(_records: object) -> BatchReport:
+        return report
+
+    assert await observer.observed(apply)([]) is report
+    assert "metrics not recorded" in caplog.text
