@@ -15,8 +15,8 @@ from processor.adapters.providers import AttributionConfig, Provider, normalize
 from processor.adapters.providers.base import FieldError, parse_json
 from processor.adapters.providers.kumomta import parse_queue
 from processor.errors import PublishError
+from processor.ports.dead_letters import dead_letter
 from processor.ports.detection_store import OutboxMessage
-from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
@@ -102,18 +102,7 @@ class KumoLogRelay:
         return events
 
     def _dead_letter(self, record: RawRecord, reason: str) -> OutboxMessage:
-        letter = DeadLetter.of_rejected(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            key=record.key,
-            value=record.value,
-            error_type=DEAD_LETTER_ERROR_TYPE,
-            error=reason,
-            failed_at=datetime.now(UTC),
-        )
-        key = (record.key or b"").decode("utf-8", "replace")
-        return OutboxMessage(TopicRole.DEAD_LETTER.value, key, letter.model_dump_json())
+        return dead_letter(record, DEAD_LETTER_ERROR_TYPE, reason, datetime.now(UTC))
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
         """Publish a batch's events and dead letters; returns once Kafka acknowledged them.

@@ -99,9 +99,7 @@ class Observer:
 
         return handle
 
-    def _applied(
-        self, report: BatchOutcome, records: Sequence[RawRecord], seconds: float
-    ) -> None:
+    def _applied(self, report: BatchOutcome, records: Sequence[RawRecord], seconds: float) -> None:
         metrics = self.metrics
         metrics.batch_seconds.observe(seconds)
         metrics.batch_events.observe(len(records))

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from processor.errors import TargetRefusedError, TargetUnavailableError
 from processor.ports.bridge import Suspension
-from processor.services.outbox import dead_letter
+from processor.ports.dead_letters import dead_letter
 from schemas.control import ControlCommand, PauseCommand, PauseScope, ResumeCommand
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from processor.errors import (
     StoreUnavailableError,
     WriteConflictError,
 )
+from processor.ports.dead_letters import dead_letter
 from processor.ports.detection_store import (
     CampaignRef,
     DetectionStore,
@@ -41,7 +42,7 @@ from processor.services.campaign_fold import (
     fold,
 )
 from processor.services.event_input import event_digest, parse_batch
-from processor.services.outbox import dead_letter, health_snapshot
+from processor.services.outbox import health_snapshot
 from processor.services.outbox_delivery import OutboxDelivery
 from processor.services.state_cache import StateCache
 from processor.services.write_behind import WriteBehind

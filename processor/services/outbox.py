@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from processor.domain.sequential import METRICS, SEQUENTIAL_WINDOW, SequentialReading
 from processor.domain.windows import RATE_TERMS, Counter
 from processor.ports.detection_store import OutboxMessage, TenantEscalation
-from processor.ports.records import RawRecord, from_ms
+from processor.ports.records import from_ms
 from schemas.base import campaign_key
 from schemas.control import (
     BounceCategoryCount,
@@ -23,7 +23,6 @@ from schemas.control import (
     SequentialEvidence,
     TriggerEvent,
 )
-from schemas.dead_letter import KEY_EXCERPT_BYTES, DeadLetter
 from schemas.health import (
     CampaignStatus,
     HealthSnapshot,
@@ -34,8 +33,6 @@ from schemas.health import (
 from schemas.topics import TopicRole
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from processor.domain.campaign_state import CampaignState, EventFacts, PauseDecision
     from processor.domain.policy import Policy, Reading
 
@@ -240,27 +237,3 @@ def _sequential_health(state: CampaignState) -> list[SequentialHealth]:
             )
         )
     return shown
-
-
-def dead_letter(record: RawRecord, error_type: str, reason: str, now: datetime) -> OutboxMessage:
-    """A rejected record, with where it came from and why (key: the source key).
-
-    Bounded whatever the record's size (see `DeadLetter`), so it always fits the producer's
-    request limit; its id comes from the record's topic, partition and offset.
-    """
-    letter = DeadLetter.of_rejected(
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        key=record.key,
-        value=record.value,
-        error_type=error_type,
-        error=reason,
-        failed_at=now,
-    )
-    key = b""
-    if record.key is not None:
-        key = record.key[:KEY_EXCERPT_BYTES]
-    return OutboxMessage(
-        TopicRole.DEAD_LETTER.value, key.decode("utf-8", "replace"), letter.model_dump_json()
-    )

@@ -27,9 +27,10 @@ from processor.errors import (
     StoreUnavailableError,
     WriteConflictError,
 )
+from processor.ports.dead_letters import dead_letter
 from processor.ports.detection_store import CampaignAsk, CampaignRef
 from processor.services.operator_requests import apply_lock, unauthorized
-from processor.services.outbox import dead_letter, health_snapshot
+from processor.services.outbox import health_snapshot
 from processor.services.resume_flow import PublishBehind, fewer_gc_passes, read_ahead
 from processor.services.resume_intake import parse_input
 from processor.services.resume_outbox import (

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from processor.errors import InvalidInputError
+from processor.ports.dead_letters import dead_letter
 from processor.services.event_input import describe_validation_error
-from processor.services.outbox import dead_letter
 from schemas.audience import AudienceChunk, ContactUpdate
 
 if TYPE_CHECKING:

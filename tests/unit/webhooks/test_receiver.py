@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from processor.config.settings import Settings
 from processor.webhooks.credentials import parse_credentials
 from processor.webhooks.server import create_webhook_app
+from tests.unit.webhooks.test_auth import FakeRedis
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,26 +48,6 @@ class DownRedis:
         """DEL: the connection is refused."""
         self.calls.append(f"delete {key}")
         raise RedisConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
-
-
-class MemoryRedis:
-    """SET NX EX and DEL in memory."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
-
-    async def set(self, key: str, value: bytes, *, nx: bool, ex: int) -> bool | None:
-        """SET key value NX EX."""
-        assert nx
-        assert ex > 0
-        if key in self.values:
-            return None
-        self.values[key] = value
-        return True
-
-    async def delete(self, key: str) -> int:
-        """DEL key."""
-        return 1 if self.values.pop(key, None) is not None else 0
 
 
 class Producer:
@@ -130,7 +111,7 @@ async def test_a_token_that_cannot_be_released_is_logged_and_the_answer_stays_50
 ) -> None:
     """Kafka down after the token was claimed: 503, and a failed release is a warning, no crash."""
 
-    class ReleaseFails(MemoryRedis):
+    class ReleaseFails(FakeRedis):
         async def delete(self, key: str) -> int:
             raise RedisConnectionError(f"Connection refused while deleting {len(key)} bytes")
 
@@ -145,7 +126,7 @@ async def test_a_token_that_cannot_be_released_is_logged_and_the_answer_stays_50
 
 async def test_a_refused_post_releases_its_token_for_the_providers_retry(tmp_path: Path) -> None:
     """Kafka down: 503, and the claimed token is forgotten so that the retry is not a replay."""
-    redis = MemoryRedis()
+    redis = FakeRedis()
     status, _ = await post(tmp_path, redis, Producer(down=True))
     assert status == 503
     assert redis.values == {}

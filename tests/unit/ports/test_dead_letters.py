@@ -1,4 +1,4 @@
-"""Dead letters (processor.services.outbox.dead_letter): bounded whatever they reject, with an id.
+"""Dead letters (processor.ports.dead_letters): bounded whatever they reject, with an id.
 
 A dead letter always fits the producers' request limit, says what it rejected (excerpt, length,
 sha256, source coordinates) and carries the same id every time the same record is rejected.
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.adapters.kafka import PRODUCER_MAX_REQUEST_BYTES
+from processor.ports.dead_letters import dead_letter
 from processor.ports.records import RawRecord
-from processor.services.outbox import dead_letter
 from schemas.dead_letter import (
     KEY_EXCERPT_BYTES,
     MAX_DEAD_LETTER_BYTES,
