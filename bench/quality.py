@@ -32,18 +32,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import multiprocessing
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import machine_info, median, percentile, write_result
+from bench.common import RESULTS, machine_info, median, percentile, write_result
 from processor.domain.campaign_state import CampaignState, EventFacts, PauseDecision, counter_for
 from processor.domain.detector import observe_run
 from processor.domain.policy import DEFAULT_RULES, PolicyBook
 from processor.domain.sequential import SequentialReading
+from processor.domain.windows import RATE_TERMS
 from processor.ports.records import to_ms
 from processor.simulation.profiles import (
     CampaignKind,
@@ -53,6 +56,7 @@ from processor.simulation.profiles import (
 )
 from processor.simulation.workload import campaign_events, expected_event_count
 from schemas.base import campaign_key
+from schemas.control import Metric
 
 if TYPE_CHECKING:
     from processor.domain.policy import Policy
@@ -80,6 +84,14 @@ RATE_BANDS = {
 COMPLAINT_DELAY_S = 3 * 3600
 """The generator's median complaint delay: sends made within it after onset precede any
 complaint about the onset's recipients (the part of the delay the feedback lag explains)."""
+KIND_METRIC = {
+    CampaignKind.BAD_LIST.value: Metric.HARD_BOUNCE,
+    CampaignKind.COMPLAINT_WAVE.value: Metric.COMPLAINT,
+    CampaignKind.UNSUBSCRIBE_WAVE.value: Metric.UNSUBSCRIBE,
+}
+"""The metric each bad kind drives (the one whose feedback is the evidence)."""
+FEEDBACK_FLOOR = {rule.metric: rule.min_numerator for rule in NEW.sequential}
+"""How many post-onset numerator events the sequential rule needs at the least (its floor)."""
 ELIGIBLE_POST_ONSET = 1000
 """The issue's goal counts bad campaigns with at least this many recipients after onset."""
 
@@ -93,6 +105,26 @@ def _sends_by(profile: CampaignProfile, at_ms: int) -> int:
     return min(profile.size, math.floor(elapsed_us / (1e6 / profile.send_rate_per_s)) + 1)
 
 
+class _Evidence:
+    """Arrival times of the numerator events about post-onset recipients, up to the floor."""
+
+    def __init__(self, profile: CampaignProfile) -> None:
+        metric = KIND_METRIC.get(profile.kind.value)
+        self.counter = RATE_TERMS[metric][0] if metric is not None else None
+        self.needed = FEEDBACK_FLOOR.get(metric, 1) if metric is not None else 0
+        self.onset = profile.onset_index
+        self.arrivals: list[int] = []
+
+    def see(self, event_id: str, counter: int, at_ms: int) -> None:
+        """Note an event if it is evidence about a post-onset recipient."""
+        if (
+            counter == self.counter
+            and len(self.arrivals) < self.needed
+            and int(event_id.rsplit(":", 2)[1]) >= self.onset  # ids are tenant:campaign:i:type
+        ):
+            self.arrivals.append(at_ms)
+
+
 def run_one(job: tuple[str, int, CampaignProfile]) -> dict[str, Any]:
     """Feed one campaign to both policies; return their verdicts and time spent."""
     profile = job[2]
@@ -101,6 +133,7 @@ def run_one(job: tuple[str, int, CampaignProfile]) -> dict[str, Any]:
     spent = dict.fromkeys(POLICIES, 0.0)
     events = 0
     batch: list[EventFacts] = []
+    evidence = _Evidence(profile)
 
     def feed() -> None:
         for name, policy in POLICIES.items():
@@ -114,14 +147,10 @@ def run_one(job: tuple[str, int, CampaignProfile]) -> dict[str, Any]:
         batch.clear()
 
     for event in campaign_events(profile, SEED, START):
-        batch.append(
-            EventFacts(
-                event.event_id,
-                counter_for(event.type, event.bounce_class),
-                to_ms(event.occurred_at),
-                event.recipient.domain,
-            )
-        )
+        counter = counter_for(event.type, event.bounce_class)
+        at_ms = to_ms(event.occurred_at)
+        evidence.see(event.event_id, counter, at_ms)
+        batch.append(EventFacts(event.event_id, counter, at_ms, event.recipient.domain))
         events += 1
         if len(batch) >= BATCH:
             feed()
@@ -129,7 +158,7 @@ def run_one(job: tuple[str, int, CampaignProfile]) -> dict[str, Any]:
                 break
     if batch:
         feed()
-    return _row(job, events, spent, pauses)
+    return _row(job, events, spent, pauses, evidence)
 
 
 def _row(
@@ -137,8 +166,22 @@ def _row(
     events: int,
     spent: dict[str, float],
     pauses: dict[str, PauseDecision | None],
+    evidence: _Evidence,
 ) -> dict[str, Any]:
     mix, index, profile = job
+    arrivals = evidence.arrivals
+    # The feedback bound: sends made after onset before the first, and before the floor-th,
+    # numerator event about a post-onset recipient arrived. No detector can pause before the
+    # first; none with the sequential rule's floor before the second. None: not (yet) arrived.
+    bound = {
+        "first": _sends_by(profile, arrivals[0]) - profile.onset_index if arrivals else None,
+        "floor": (
+            _sends_by(profile, arrivals[-1]) - profile.onset_index
+            if arrivals and len(arrivals) == evidence.needed
+            else None
+        ),
+    }
+    bad_rate = _bad_rate(profile)
     row: dict[str, Any] = {
         "mix": mix,
         "index": index,
@@ -147,8 +190,12 @@ def _row(
         "size": profile.size,
         "onset_index": profile.onset_index,
         "post_onset": profile.size - profile.onset_index,
-        "bad_rate": _bad_rate(profile),
+        "bad_rate": bad_rate,
+        "expected_post_onset_numerators": (
+            round((profile.size - profile.onset_index) * bad_rate, 1) if bad_rate else None
+        ),
         "send_rate_per_s": profile.send_rate_per_s,
+        "feedback_bound": bound,
         "events": events,
         "seconds": spent,
     }
@@ -271,6 +318,7 @@ def summarize(rows: list[dict[str, Any]], policy: str) -> dict[str, Any]:
                 for r in caught(mine)
             ]
             entry["sends_within_median_complaint_delay"] = _stats(lag_part)
+        entry.update(_feedback_parts(caught(mine), policy))
         by_kind[kind] = entry
     by_size: dict[str, Any] = {}
     for low, high in itertools.pairwise(POST_ONSET_BANDS):
@@ -300,7 +348,17 @@ def summarize(rows: list[dict[str, Any]], policy: str) -> dict[str, Any]:
         "eligible_caught_share": len(caught(eligible)) / len(eligible) if eligible else None,
         "eligible_sends_after_onset": _stats(eligible_sends),
         "missed_eligible": [
-            {k: r[k] for k in ("campaign", "kind", "size", "post_onset", "bad_rate")}
+            {
+                k: r[k]
+                for k in (
+                    "campaign",
+                    "kind",
+                    "size",
+                    "post_onset",
+                    "bad_rate",
+                    "expected_post_onset_numerators",
+                )
+            }
             for r in eligible
             if r not in caught(eligible)
         ],
@@ -310,6 +368,28 @@ def summarize(rows: list[dict[str, Any]], policy: str) -> dict[str, Any]:
             sorted(_count(r[policy]["rule"] for r in caught(bad)).items(), key=lambda kv: -kv[1])
         ),
         "seconds_in_detection": sum(r["seconds"][policy] for r in rows),
+    }
+
+
+def _feedback_parts(caught: list[dict[str, Any]], policy: str) -> dict[str, Any]:
+    """How much of the caught campaigns' sends onset->pause the feedback lag alone explains.
+
+    `feedback_first`/`feedback_floor`: sends after onset before the first/floor-th post-onset
+    numerator arrived (capped at the sends to pause); `beyond_feedback_floor`: the rest, the
+    part the detector's own evidence-gathering adds.
+    """
+    first, floor, beyond = [], [], []
+    for row in caught:
+        sends = float(row[policy]["sends_after_onset"])
+        bound = row.get("feedback_bound") or {}
+        first.append(min(sends, float(bound.get("first") or sends)))
+        reached = min(sends, float(bound.get("floor") or sends))
+        floor.append(reached)
+        beyond.append(sends - reached)
+    return {
+        "feedback_first": _stats(first),
+        "feedback_floor": _stats(floor),
+        "beyond_feedback_floor": _stats(beyond),
     }
 
 
@@ -348,8 +428,36 @@ def _print_summary(name: str, summary: dict[str, Any]) -> None:
     for kind, entry in summary["by_kind"].items():
         print(
             f"    {kind:17} {entry['caught']}/{entry['eligible']} eligible, median "
-            f"{entry['sends_after_onset']['median']}, p95 {entry['sends_after_onset']['p95']}"
+            f"{entry['sends_after_onset']['median']}, p95 {entry['sends_after_onset']['p95']}; "
+            f"before the floor's feedback arrived: median {entry['feedback_floor']['median']}, "
+            f"beyond it: median {entry['beyond_feedback_floor']['median']}"
         )
+
+
+def _run(
+    jobs: list[tuple[str, int, CampaignProfile]], processes: int, started: float
+) -> list[dict[str, Any]]:
+    """Run the campaigns, appending each row to a .rows.jsonl file as it comes.
+
+    So an unfinished run (the full mix takes hours) can still be summarized with `--rows`.
+    """
+    expected = sum(expected_event_count(job[2]) for job in jobs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS / f"quality-{datetime.now(tz=UTC):%Y%m%dT%H%M%SZ}.rows.jsonl"
+    print(f"{len(jobs)} campaigns, <= {expected / 1e6:.1f}M events, {processes} processes")
+    print(f"rows as they come: {partial}")
+    rows: list[dict[str, Any]] = []
+    with (
+        partial.open("w") as sink,
+        multiprocessing.get_context("fork").Pool(processes) as pool,
+    ):
+        for row in pool.imap_unordered(run_one, jobs):
+            rows.append(row)
+            sink.write(json.dumps(row, default=str) + "\n")
+            sink.flush()
+            if len(rows) % 50 == 0:
+                print(f"  [{len(rows)}/{len(jobs)}] {time.monotonic() - started:.0f} s")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -360,17 +468,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a few minutes (see the docstring)")
     parser.add_argument("--full", action="store_true", help="every campaign of both mixes")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        help="summarize the rows of an earlier (possibly unfinished) run's .rows.jsonl instead",
+    )
     args = parser.parse_args(argv)
-    jobs = _jobs(args)
-    expected = sum(expected_event_count(job[2]) for job in jobs)
-    print(f"{len(jobs)} campaigns, <= {expected / 1e6:.1f}M events, {args.jobs} processes")
     started = time.monotonic()
-    rows: list[dict[str, Any]] = []
-    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        for row in pool.imap_unordered(run_one, jobs):
-            rows.append(row)
-            if len(rows) % 50 == 0:
-                print(f"  [{len(rows)}/{len(jobs)}] {time.monotonic() - started:.0f} s")
+    if args.rows is not None:
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+        print(f"{len(rows)} campaigns' rows from {args.rows}")
+    else:
+        rows = _run(_jobs(args), args.jobs, started)
     seconds = time.monotonic() - started
     rows.sort(key=lambda r: (r["mix"], int(r["index"])))
     summaries: dict[str, Any] = {}
