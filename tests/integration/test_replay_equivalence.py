@@ -56,7 +56,9 @@ async def test_replay_and_the_live_worker_publish_identical_pause_commands(
     Down to the triggering event and the evidence, for the same events.
     """
     now = datetime.fromtimestamp(time.time(), tz=UTC)
-    start = now - timedelta(hours=4)
+    # On a minute: the sequential rules move once a minute of event time, so which rule pauses
+    # first must not depend on the second the test starts in.
+    start = (now - timedelta(hours=4)).replace(second=0, microsecond=0)
     events = [e for e in merged_events(_profiles(), SEED, start) if e.occurred_at <= now]
     lines = [to_json_line(e) for e in events]
 
@@ -75,6 +77,12 @@ async def test_replay_and_the_live_worker_publish_identical_pause_commands(
         ("globex", "unsubscribes"),
     }
     assert result.applied == len(events)
+    # The unsubscribe wave is the sequential rule's, the bad list the 1 h window's: the CUSUM's
+    # state in Redis (worker) and in memory (replay) is held to the same decisions too.
+    assert {m["campaign_id"]: m["evidence"]["window"] for m in replayed_pauses} == {
+        "bad-list": "1h",
+        "unsubscribes": "sequential",
+    }
 
     await worker.start()
     topic = sandbox.topic("delivery-events")
@@ -93,3 +101,24 @@ async def test_replay_and_the_live_worker_publish_identical_pause_commands(
     for command in live:
         assert command["trigger"]["topic"] == topic
         assert command["trigger"]["offset"] is not None
+
+    # The worker's health snapshot at the sequential pause shows the statistic at its bound.
+    def wave_paused(messages: list[dict[str, Any]]) -> bool:
+        return any(_is_wave_pause(m) for m in messages)
+
+    health = await read_topic(sandbox, sandbox.topic("health"), until=wave_paused)
+    snapshot = next(m for m in health if _is_wave_pause(m))
+    entries = {entry["metric"]: entry for entry in snapshot["sequential"]}
+    unsubscribes = entries["unsubscribe"]
+    assert unsubscribes["h"] == 13.0
+    assert unsubscribes["fraction_of_h"] >= 1.0
+    assert unsubscribes["change_at"] is not None
+    assert snapshot["reason"]["metric"] == "unsubscribe"
+
+
+def _is_wave_pause(message: dict[str, Any]) -> bool:
+    return bool(
+        message.get("campaign_id") == "unsubscribes"
+        and message.get("status_changed")
+        and message.get("status") == "paused"
+    )
