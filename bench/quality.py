@@ -24,8 +24,14 @@ first pause; a campaign stops when both have paused.
 "Sends from onset to pause" counts the recipients sent from the onset (the first recipient
 sent under the bad rates) up to the pause's trigger (event time). A bad campaign whose
 recipients after onset are fewer than the sequential rule's floor (200 sends for bounces, 1,000
-deliveries for complaints, 500 for unsubscribes) cannot be caught by design and is reported
+deliveries for complaints, 200 for unsubscribes) cannot be caught by design and is reported
 apart, not counted as missed.
+
+The feedback bound of a caught campaign is the part of its sends onset->pause that the feedback
+lag alone explains: the sends made before the first post-onset recipient's bounce, complaint or
+unsubscribe arrived (no detector can pause sooner), and before the sequential rule's floor of
+them (10 bounces, 5 complaints, 10 unsubscribes) had. What lies beyond the latter is the
+detector's own evidence-gathering.
 """
 
 from __future__ import annotations
@@ -70,12 +76,6 @@ POLICIES: dict[str, Policy] = {"old": OLD, "new": NEW}
 assert OLD.rules == DEFAULT_RULES  # noqa: S101  # the old rules are today's windows
 
 POST_ONSET_BANDS = (0, 200, 1000, 10_000, 100_000, 1_000_000)
-FLOOR = {
-    CampaignKind.BAD_LIST.value: 200,
-    CampaignKind.COMPLAINT_WAVE.value: 1000,
-    CampaignKind.UNSUBSCRIBE_WAVE.value: 500,
-}
-"""Recipients after onset below which the sequential rule's floor cannot be met."""
 RATE_BANDS = {
     CampaignKind.BAD_LIST.value: ("hard_bounce", (0.06, 0.1, 0.2, 0.31)),
     CampaignKind.COMPLAINT_WAVE.value: ("complaint", (0.003, 0.006, 0.01, 0.021)),
@@ -92,6 +92,13 @@ KIND_METRIC = {
 """The metric each bad kind drives (the one whose feedback is the evidence)."""
 FEEDBACK_FLOOR = {rule.metric: rule.min_numerator for rule in NEW.sequential}
 """How many post-onset numerator events the sequential rule needs at the least (its floor)."""
+FLOOR = {
+    kind: rule.min_denominator
+    for rule in NEW.sequential
+    for kind, metric in KIND_METRIC.items()
+    if rule.metric is metric
+}
+"""Recipients after onset below which the sequential rule's floor cannot be met."""
 ELIGIBLE_POST_ONSET = 1000
 """The issue's goal counts bad campaigns with at least this many recipients after onset."""
 
