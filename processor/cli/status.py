@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from processor.config.settings import Settings
+    from processor.domain.explanation import SequentialExplanation
     from processor.services.status_board import CampaignRow, StatusBoard
 
 STATUS_CHOICES = ("healthy", "warning", "paused", "resumed", "locked")
@@ -221,7 +222,8 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
     from processor.adapters.topic_reader import CaughtUp, read_topics
     from processor.config.policy_file import PolicyHolder
     from processor.domain.codec import decode_state
-    from processor.domain.explanation import explain
+    from processor.domain.explanation import explain, explain_sequential
+    from processor.domain.sequential import top_domains
     from processor.domain.windows import RATE_TERMS, Counter
     from processor.ports.detection_store import CampaignAsk, CampaignRef
     from processor.runtime.bootstrap import build_reading_store, build_redis
@@ -281,6 +283,16 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
         }
         for e in explain(state, policy)
     ]
+    sequential = [
+        {
+            **_sequential_row(e, policy.z),
+            "top_domains_since_change": [
+                {"domain": d, "count": n}
+                for d, n in top_domains(state.sequential, e.reading.rule.metric, 5)
+            ],
+        }
+        for e in explain_sequential(state, policy)
+    ]
     return {
         "tenant_id": tenant_id,
         "campaign_id": campaign_id,
@@ -294,6 +306,7 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
         },
         "windows": windows,
         "rules": rules,
+        "sequential": sequential,
         "top_domains": {
             metric.value: [{"domain": d, "count": n} for d, n in state.top_domains(metric)]
             for metric in RATE_TERMS
@@ -302,6 +315,37 @@ async def _explain(settings: Settings, tenant_id: str, campaign_id: str) -> dict
             {"at": at.isoformat(), "status": s.value} for at, s in (row.timeline if row else [])
         ],
         "pause": row.pause.model_dump(mode="json") if row and row.pause else None,
+    }
+
+
+def _sequential_row(explanation: SequentialExplanation, z: float) -> dict[str, Any]:
+    from processor.ports.records import from_ms
+
+    reading, rule = explanation.reading, explanation.reading.rule
+    low, high = reading.interval(z)
+    return {
+        "metric": rule.metric.value,
+        "p0": rule.p0,
+        "p1": rule.p1,
+        "h": rule.h,
+        "warn_h": rule.warn_h,
+        "statistic": reading.statistic,
+        "fraction_of_h": reading.fraction_of_h,
+        "pending_events": explanation.pending,
+        "change_at": (
+            None if reading.change_at_ms is None else from_ms(reading.change_at_ms).isoformat()
+        ),
+        "change_sends": reading.change_sends,
+        "numerator": reading.numerator,
+        "denominator": reading.denominator,
+        "exposure": reading.exposure,
+        "rate": reading.rate,
+        "interval": [low, high],
+        "min_numerator": rule.min_numerator,
+        "min_denominator": rule.min_denominator,
+        "lag_s": rule.lag_ms // 1000,
+        "verdict": explanation.verdict,
+        "why": explanation.why,
     }
 
 
@@ -346,6 +390,7 @@ def _render_explanation(report: dict[str, Any]) -> str:
             f"{rule['min_denominator']} denominator{lag}"
         )
         lines.append(f"        {rule['why']}")
+    lines += _render_sequential(report["sequential"])
     domains = {m: d for m, d in report["top_domains"].items() if d}
     if domains:
         lines += ["", "top recipient domains:"]
@@ -355,3 +400,34 @@ def _render_explanation(report: dict[str, Any]) -> str:
         lines += ["", "status timeline:"]
         lines += [f"  {entry['at']}  {entry['status']}" for entry in report["timeline"]]
     return "\n".join(lines)
+
+
+def _render_sequential(rules: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    if rules:
+        lines += ["", "sequential rules (CUSUM of p1 against p0, worst first):"]
+    for rule in rules:
+        lines.append(
+            f"  {rule['verdict'].upper():5} {rule['metric']}/sequential: p0 {_percent(rule['p0'])},"
+            f" p1 {_percent(rule['p1'])}; statistic {rule['statistic']:.2f} of h {rule['h']:g}"
+            f" (warn {rule['warn_h']:g}); floors {rule['min_numerator']} events,"
+            f" {rule['min_denominator']} matured since the change"
+        )
+        if rule["change_at"] is not None:
+            denominator = "sends" if rule["metric"] == "hard_bounce" else "deliveries"
+            lines.append(
+                f"        since the change point {rule['change_at']} (after send"
+                f" {rule['change_sends']}): {rule['numerator']} events, {rule['denominator']}"
+                f" {denominator}, {rule['exposure']:.0f} matured (lag {rule['lag_s'] // 60}"
+                f" min); rate {_percent(rule['rate'])}, interval"
+                f" {_percent(rule['interval'][0])}-{_percent(rule['interval'][1])}"
+            )
+        if rule["top_domains_since_change"]:
+            ranked = ", ".join(
+                f"{d['domain']} {d['count']}" for d in rule["top_domains_since_change"]
+            )
+            lines.append(f"        their recipient domains: {ranked}")
+        if rule["pending_events"]:
+            lines.append(f"        {rule['pending_events']} events this minute, counted at its end")
+        lines.append(f"        {rule['why']}")
+    return lines

@@ -1,7 +1,8 @@
-"""Why a campaign is (or is not) paused: every rule of its policy read against its windows.
+"""Why a campaign is (or is not) paused: every rule of its policy read against its state.
 
-Pure and read-only: the same arithmetic as the detector's own judgement, without touching the
-state, so an operator sees exactly the numbers the worker decides on.
+Pure: the same arithmetic as the detector's own judgement (the windowed rules on the windows,
+the sequential rules on their CUSUMs), so an operator sees exactly the numbers the worker
+decides on. Nothing is counted; reading a sequential rule only notes its h, as the detector does.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processor.domain.policy import Reading, Severity, evaluate
+from processor.domain.sequential import SequentialReading, read
 
 if TYPE_CHECKING:
     from processor.domain.campaign_state import CampaignState
-    from processor.domain.policy import Policy, Rule
+    from processor.domain.policy import Policy, Rule, SequentialRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,5 +61,53 @@ def reading_of(state: CampaignState, rule: Rule, z: float) -> RuleExplanation:
 def explain(state: CampaignState, policy: Policy) -> list[RuleExplanation]:
     """Every rule of `policy`, worst first, then in the policy's order."""
     readings = [reading_of(state, rule, policy.z) for rule in policy.rules]
+    order = {id(r): i for i, r in enumerate(readings)}
+    return sorted(readings, key=lambda r: (-r.reading.severity, order[id(r)]))
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialExplanation:
+    """One sequential rule's reading, with what held it back if it is OK."""
+
+    reading: SequentialReading
+    pending: int
+    """Events of the metric counted in the current step: they move the statistic at its end."""
+
+    @property
+    def verdict(self) -> str:
+        """`pause`, `warn` or `ok`."""
+        return self.reading.severity.name.lower()
+
+    @property
+    def why(self) -> str:
+        """One sentence on the verdict: the statistic against h, or the floor that held it."""
+        reading, rule = self.reading, self.reading.rule
+        against = f"statistic {reading.statistic:.2f} of h {rule.h:g} ({reading.fraction_of_h:.0%})"
+        if reading.change_at_ms is None:
+            return f"{against}: at zero, the events so far fit p0 better than p1"
+        if reading.numerator < rule.min_numerator:
+            floor = rule.min_numerator
+            return f"{against}; {reading.numerator} events since the change, below {floor}"
+        if reading.exposure < rule.min_denominator:
+            return (
+                f"{against}; {reading.exposure:.0f} matured since the change, below the floor "
+                f"of {rule.min_denominator}"
+            )
+        if reading.severity is Severity.PAUSE:
+            return f"{against}: at the pause bound"
+        if reading.severity is Severity.WARN:
+            return f"{against}: past the warn bound {rule.warn_h:g}"
+        return f"{against}: below the warn bound {rule.warn_h:g}"
+
+
+def sequential_reading_of(state: CampaignState, rule: SequentialRule) -> SequentialExplanation:
+    """The sequential rule judged on the campaign's CUSUM now."""
+    track = state.sequential.track(rule.metric)
+    return SequentialExplanation(read(state.sequential, rule, state.windows.lifetime), track.bumps)
+
+
+def explain_sequential(state: CampaignState, policy: Policy) -> list[SequentialExplanation]:
+    """Every sequential rule of `policy`, worst first, then in the policy's order."""
+    readings = [sequential_reading_of(state, rule) for rule in policy.sequential]
     order = {id(r): i for i, r in enumerate(readings)}
     return sorted(readings, key=lambda r: (-r.reading.severity, order[id(r)]))

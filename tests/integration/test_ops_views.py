@@ -104,12 +104,22 @@ async def test_explain_says_which_rule_paused_the_campaign_and_why(
     lifetime = report["windows"][-1]  # type: ignore[index]
     assert lifetime["window"] == "lifetime"
     assert lifetime["counts"]["sent"] == 400
+    # The sequential rules beside them, each with its statistic against h. This bad list came
+    # within half a second: its bounces wait in the current minute's step (or, astride a
+    # minute, are held by the floor of 200 sends whose bounces are due).
+    sequential = {r["metric"]: r for r in report["sequential"]}  # type: ignore[attr-defined]
+    assert set(sequential) == {"hard_bounce", "complaint", "unsubscribe"}
+    bounces = sequential["hard_bounce"]
+    assert (bounces["h"], bounces["verdict"]) == (15.0, "ok")
+    assert 0 < bounces["pending_events"] <= 40
+    assert bounces["why"].startswith("statistic ")
 
     text = await asyncio.to_thread(
         run_cli, sandbox, "explain", "--tenant", "acme", "--campaign", "bad"
     )
     assert "PAUSE hard_bounce/" in text.stdout
     assert "rules (worst first):" in text.stdout
+    assert "OK    hard_bounce/sequential: p0 3.00%, p1 8.00%" in text.stdout
 
 
 def test_explain_of_an_unknown_campaign_says_so(sandbox: Sandbox) -> None:
