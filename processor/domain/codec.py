@@ -197,6 +197,7 @@ def _check_sequential(value: Any) -> bool:
         and isinstance(value.get("t"), list)
         and len(value["t"]) == len(Metric)
         and all(_check_track(track) for track in value["t"])
+        and (value.get("f") is None or _is_int(value["f"]))
     )
 
 
@@ -234,6 +235,7 @@ def _sequential_to_json(state: SequentialState) -> dict[str, Any]:
         "s": state.step_start_ms,
         "b": state.step_base,
         "t": [_track_to_json(track) for track in state.tracks],
+        "f": state.sent_step_ms,
     }
 
 
@@ -256,7 +258,8 @@ def _sequential_from_json(raw: dict[str, Any] | None) -> SequentialState:
         )
         for t in raw["t"]
     ]
-    return SequentialState(raw["s"], raw["b"], tracks)
+    # "f" is absent from a state written before it was kept (see SequentialState.sent_step_ms).
+    return SequentialState(raw["s"], raw["b"], tracks, raw.get("f"))
 
 
 def _check_bounce_categories(value: Any) -> bool:

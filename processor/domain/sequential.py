@@ -40,6 +40,16 @@ event give bit-identical states whatever the batch boundaries (replay and the wo
 The price is up to a step of event time before a decision. The estimated change point is the
 start of the step whose observation took the statistic above zero, with the campaign's sends
 before that step.
+
+The test ends with the feedback it models. Real feedback delays have heavier tails than an
+exponential (the generator's are lognormal, and people open mail days later): far into a send's
+tail, the last few complaints or unsubscribes meet exposure the model has all but matured, and
+their local rate runs to several times the campaign's, enough to raise a false alarm on a large
+healthy send hours after it ended (a 416k send at 0.74% unsubscribes, 11 h after its last
+delivery, in the quality benchmark). So once `TAIL_LAGS` lags have passed since the last step
+with sends (99.3% of their exposure matured), the statistic is reset and stays at zero until the
+campaign sends again; the windows judge the rest of the tail. The clock is the sends', not the
+deliveries': deferred mail keeps being delivered for hours after a send, a straggler at a time.
 """
 
 from __future__ import annotations
@@ -64,6 +74,8 @@ MAX_TRACKED_DOMAINS = 64
 OTHER_DOMAIN = "(other)"
 _RATE_COUNTERS = 5
 """Lifetime counters 0..4 (sent, delivered and the three numerators) snapshotted per step."""
+TAIL_LAGS = 5
+"""Lags after the campaign's last send beyond which a metric's test has ended (see above)."""
 
 
 @dataclass(slots=True)
@@ -121,6 +133,9 @@ class SequentialState:
     step_base: list[int] = field(default_factory=lambda: [0] * _RATE_COUNTERS)
     """Lifetime counts 0..4 before the first event of the current step."""
     tracks: list[Track] = field(default_factory=lambda: [Track() for _ in METRICS])
+    sent_step_ms: int | None = None
+    """Start of the last step with sends (None: none since this was kept; a state written
+    before it was kept starts its tail clock at its next send)."""
 
     def track(self, metric: Metric) -> Track:
         """The CUSUM of a metric."""
@@ -152,6 +167,9 @@ def enter_step(
     if previous is None:
         return False
     elapsed = step - previous
+    if lifetime[Counter.SENT] > base[Counter.SENT]:
+        state.sent_step_ms = previous
+    last_sent = state.sent_step_ms
     for rule in rules:
         track = state.tracks[_INDEX[rule.metric]]
         numerator, denominator = RATE_TERMS[rule.metric]
@@ -159,6 +177,9 @@ def enter_step(
         value = track.at_step + track.bumps * rule.up + matured * rule.down
         track.bumps = 0
         track.h, track.up = rule.h, rule.up
+        # Quiet since the end of the last step with sends (one just ended: 0).
+        if last_sent is not None and step - last_sent - step_ms > TAIL_LAGS * rule.lag_ms:
+            value = 0.0  # the feedback tail's far end: the test has ended (module docstring)
         if value <= 0.0:
             track.at_step = 0.0
             track.change_at_ms = None

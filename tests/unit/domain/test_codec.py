@@ -20,6 +20,7 @@ from processor.domain.codec import FORMAT_VERSION, StateDecodeError, decode_stat
 from processor.domain.detector import observe
 from processor.domain.policy import (
     DEFAULT_RULES,
+    DEFAULT_SEQUENTIAL,
     DEFAULT_WINDOWS,
     Policy,
     Reading,
@@ -522,6 +523,31 @@ def test_a_state_stored_before_sequential_rules_reads_back_with_every_statistic_
     header = json.loads(raw[4 : 4 + length])
     assert "seq" not in header  # a windows-only policy never steps the sequential state
     assert decode_state(blob, SPECS).sequential == SequentialState()
+
+
+def test_a_sequential_state_stored_before_its_tail_clock_reads_back_without_one() -> None:
+    """A 'seq' header without 'f' (the last step with sends) decodes with the clock unset.
+
+    Its tail clock then starts at the campaign's next send (SequentialState.sent_step_ms).
+    """
+    state = CampaignState.fresh(SPECS)
+    policy = Policy((), sequential=DEFAULT_SEQUENTIAL)
+    step = state.step_ms
+    for at in (0, step, 2 * step):  # three steps: the second one sees the first one's send
+        observe(state, EventFacts(f"e{at}", Counter.SENT, 10_000 + at, "a.com"), policy, policy.z)
+    assert state.sequential.sent_step_ms == 10_000 + step
+    assert decode_state(encode_state(state), SPECS).sequential.sent_step_ms == 10_000 + step
+    raw = zstandard.ZstdDecompressor().decompress(encode_state(state))
+    (length,) = struct.unpack_from("<I", raw)
+    header = json.loads(raw[4 : 4 + length])
+    del header["seq"]["f"]
+    text = json.dumps(header).encode()
+    older = zstandard.ZstdCompressor().compress(
+        struct.pack("<I", len(text)) + text + raw[4 + length :]
+    )
+    decoded = decode_state(older, SPECS).sequential
+    assert decoded.sent_step_ms is None
+    assert decoded.tracks == state.sequential.tracks
 
 
 def test_a_sequential_status_reading_round_trips() -> None:

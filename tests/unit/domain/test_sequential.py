@@ -22,6 +22,7 @@ from processor.domain.policy import (
     Severity,
 )
 from processor.domain.sequential import (
+    TAIL_LAGS,
     SequentialReading,
     SequentialState,
     count_numerators,
@@ -258,14 +259,44 @@ def test_the_feedback_tail_of_a_healthy_send_does_not_alarm() -> None:
     """Complaints arriving 3 h after a healthy send ended meet their maturing deliveries.
 
     20,000 deliveries in 17 minutes, 0.05% complaining (10 complaints, all after the send):
-    counting each delivery as a trial when it happens (a lag of 1 ms) would meet those 10
-    complaints with nothing and end near h (10 * up > h); with the exposure maturing over the
-    lag the statistic stays low, and the default policy does not pause.
+    counting each delivery as a trial when it happens would meet those 10 complaints with
+    nothing and end near h (10 * up > h); with the exposure maturing over the lag the
+    statistic stays low, and the default policy does not pause.
     """
     events = _campaign(20_000, 2_000, 3 * 3_600_000)
     assert _pauses(events, SEQUENTIAL_ONLY) == []
     assert _final_complaint_statistic(events, 6 * 3_600_000) < 5.0
-    assert _final_complaint_statistic(events, 1) > 8.0  # the last step is not observed yet
+
+
+def test_far_past_its_last_send_a_campaign_s_late_feedback_moves_nothing() -> None:
+    """TAIL_LAGS lags after the last step with sends, the test has ended.
+
+    A send whose 10 complaints all come 3 h later, judged with a 10-minute lag: under the
+    model its exposure matured within the hour, so the complaints would meet nothing (and
+    their 10 * up exceeds h); the tail clock resets the statistic instead. The same
+    complaints while the campaign is still sending do move it.
+    """
+    events = _campaign(20_000, 2_000, 3 * 3_600_000)
+    assert _final_complaint_statistic(events, 10 * 60_000) == 0.0
+    rule = SequentialRule(Metric.COMPLAINT, 0.001, 0.003, 10.0, 6.0, 1000, 5, 10 * 60_000)
+    state, lifetime, minute = SequentialState(), [0] * len(Counter), 60_000
+    track = state.track(Metric.COMPLAINT)
+
+    def step(at: int, complaints: int) -> None:
+        count_numerators(state, rule, complaints)
+        lifetime[Counter.COMPLAINT] += complaints
+        enter_step(state, at, minute, lifetime, (rule,))
+
+    step(0, 0)
+    lifetime[Counter.SENT] = lifetime[Counter.DELIVERED] = 20_000  # all in the first minute
+    step(minute, 0)
+    reach = minute + TAIL_LAGS * rule.lag_ms  # the first step's end, plus the tail's reach
+    step(reach - minute, 0)
+    step(reach, 3)
+    assert track.at_step > 0.0  # within reach: they count (against what little still matures)
+    step(reach + minute, 3)
+    assert track.at_step == 0.0
+    assert state.track(Metric.COMPLAINT).change_at_ms is None
 
 
 def test_a_complaint_wave_pauses_with_its_change_point_and_domains() -> None:
