@@ -428,6 +428,6 @@ def _render_sequential(rules: list[dict[str, Any]]) -> list[str]:
             )
             lines.append(f"        their recipient domains: {ranked}")
         if rule["pending_events"]:
-            lines.append(f"        {rule['pending_events']} events this minute, counted at its end")
+            lines.append(f"        {rule['pending_events']} events this step, counted at its end")
         lines.append(f"        {rule['why']}")
     return lines

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from processor.domain.sequential import SequentialReading, SequentialState
+from processor.domain.sequential import STEP_MS, SequentialReading, SequentialState
 from processor.domain.windows import RATE_TERMS, CampaignWindows, Counter, WindowSpec
 from schemas.events import BounceCategory, BounceClass, EventType
 from schemas.health import CampaignStatus
@@ -132,10 +132,12 @@ class CampaignState:
     sequential: SequentialState = field(default_factory=SequentialState)
     """The CUSUM of each metric (zero in states stored before it existed)."""
     step_ms: int = field(init=False, compare=False, default=0)
-    """Sequential exposure matures per bucket of the finest window (see `sequential`)."""
+    """Sequential exposure matures per step: `sequential.STEP_MS`, or the finest window's
+    bucket if that is shorter (see `sequential`)."""
 
     def __post_init__(self) -> None:
-        self.step_ms = min(window.spec.bucket_ms for window in self.windows.windows)
+        finest = min(window.spec.bucket_ms for window in self.windows.windows)
+        self.step_ms = min(finest, STEP_MS)
 
     @classmethod
     def fresh(cls, specs: tuple[WindowSpec, ...]) -> CampaignState:

@@ -142,7 +142,11 @@ def observe_run(
     windows = state.windows
     start, total = 0, len(events)
     while start < total:
-        plan, end = windows.plan_in_place(counters, times_ms, start)
+        # A plan ends at the sequential step's end too: the next step's first event is observed
+        # on its own, and moves the statistics.
+        step_start = state.sequential.step_start_ms if policy.sequential else None
+        until_ms = None if step_start is None else step_start + state.step_ms
+        plan, end = windows.plan_in_place(counters, times_ms, start, until_ms)
         if plan is not None and _quiet(state, plan, policy, z):
             windows.apply(plan)
             _note_quietly(state, events, start, end, plan.late_before_ms, policy=policy)

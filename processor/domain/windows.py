@@ -327,9 +327,15 @@ class CampaignWindows:
         return observation
 
     def plan_in_place(
-        self, counters: Sequence[int], times_ms: Sequence[int], start: int
+        self,
+        counters: Sequence[int],
+        times_ms: Sequence[int],
+        start: int,
+        until_ms: int | None = None,
     ) -> tuple[CountPlan | None, int]:
         """How events from `start` on would count, up to the first that would move a window.
+
+        Or the first at or after `until_ms` (the end of the sequential rules' current step).
 
         Returns the plan of events[start:end] and `end` (the index of that event, or the
         length); no plan before the first event ever. Nothing changes until `apply`: the caller
@@ -346,7 +352,7 @@ class CampaignWindows:
             edges.append((window.head + 1) * window.spec.bucket_ms)
         longest = self.windows[self.longest].spec
         late_before_ms = edges[self.longest] - longest.buckets * longest.bucket_ms
-        move_from_ms = min(edges)
+        move_from_ms = min(edges) if until_ms is None else min(*edges, until_ms)
         unit = self._unit_ms
         counts: dict[tuple[int, int], int] = {}
         late = 0
