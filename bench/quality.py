@@ -478,12 +478,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--rows",
         type=Path,
-        help="summarize the rows of an earlier (possibly unfinished) run's .rows.jsonl instead",
+        help="summarize the rows of an earlier (possibly unfinished) run's .rows.jsonl instead"
+        " (with --full all of them, else the subsample the other options select)",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.rows is not None:
         rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+        if not args.full:  # the subsample the other options select, out of those rows
+            chosen = {(mix, index) for mix, index, _ in _jobs(args)}
+            rows = [r for r in rows if (r["mix"], r["index"]) in chosen]
         print(f"{len(rows)} campaigns' rows from {args.rows}")
     else:
         rows = _run(_jobs(args), args.jobs, started)
@@ -509,6 +513,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "campaigns": len(rows),
         "events": events,
         "seconds": round(seconds, 1),
+        "rows_from": None if args.rows is None else str(args.rows),
         "detection_us_per_event": {"events": both_events, **cost},
         "summary": summaries,
         "rows": rows,
