@@ -180,8 +180,9 @@ def enter_step(
         value = track.at_step + track.bumps * rule.up + matured * rule.down
         track.bumps = 0
         track.h, track.up = rule.h, rule.up
-        # Quiet since the end of the last step with sends (one just ended: 0).
-        if last_sent is not None and step - last_sent - step_ms > TAIL_LAGS * rule.lag_ms:
+        # The step just observed began this long after the last step with sends (0 if it had
+        # some): its numerators are judged as of then, even if the next event came much later.
+        if last_sent is not None and previous - last_sent > TAIL_LAGS * rule.lag_ms:
             value = 0.0  # the feedback tail's far end: the test has ended (module docstring)
         if value <= 0.0:
             track.at_step = 0.0

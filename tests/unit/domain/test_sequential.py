@@ -290,11 +290,11 @@ def test_far_past_its_last_send_a_campaign_s_late_feedback_moves_nothing() -> No
     step(0, 0)
     lifetime[Counter.SENT] = lifetime[Counter.DELIVERED] = 20_000  # all in the first minute
     step(minute, 0)
-    reach = minute + TAIL_LAGS * rule.lag_ms  # the first step's end, plus the tail's reach
-    step(reach - minute, 0)
-    step(reach, 3)
+    reach = TAIL_LAGS * rule.lag_ms  # the last step that began within reach of the sends' step
+    step(reach, 0)
+    step(reach + 3 * 3_600_000, 3)  # observed hours later: judged as of the step they came in
     assert track.at_step > 0.0  # within reach: they count (against what little still matures)
-    step(reach + minute, 3)
+    step(reach + 4 * 3_600_000, 3)
     assert track.at_step == 0.0
     assert state.track(Metric.COMPLAINT).change_at_ms is None
 
