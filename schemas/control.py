@@ -67,7 +67,7 @@ class SequentialEvidence(OutputMessage):
     h: float = Field(gt=0, description="The statistic's pause bound.")
     statistic: float = Field(ge=0, description="Log-likelihood ratio statistic at the pause.")
     change_at: UtcDatetime = Field(
-        description="Estimated change point: start of the step (10 s) the statistic last left zero."
+        description="Estimated change point: start of the step (20 s) the statistic last left zero."
     )
     change_sends: int = Field(ge=0, description="Sends of the campaign before the change point.")
     numerator: int = Field(ge=0, description="Events of the metric since the change point.")

@@ -43,7 +43,7 @@ from schemas.health import CampaignStatus
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from processor.domain.windows import CountPlan
+    from processor.domain.windows import CountPlan, Observation
 
 
 def _affected_rules(
@@ -62,12 +62,13 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
     Returns the decisions it caused: a status change, and a pause at most once per episode
     (a paused campaign keeps counting but is not paused again until it is resumed).
     """
-    state.quiet_headroom = None  # counts change (and windows may move) outside a quiet stretch
+    kept, state.quiet_headroom = state.quiet_headroom, None
     state.note_offset(facts.source, facts.offset)
     stepped = bool(policy.sequential) and enter_step(
         state.sequential, facts.at_ms, state.step_ms, state.windows.lifetime, policy.sequential
     )
     seen = state.windows.observe(facts.counter, facts.at_ms)
+    state.quiet_headroom = _kept_headroom(kept, policy, facts.counter, seen)
     if seen.late:
         return []
     if facts.bounce_category is not None:  # bounces only: a small share of events
@@ -93,6 +94,25 @@ def observe(state: CampaignState, facts: EventFacts, policy: Policy, z: float) -
         if worst is None or _more_severe(reading, worst):
             worst = reading
     return _transition(state, facts, _judge_sequential_rules(state, policy, worst, stepped=stepped))
+
+
+def _kept_headroom(
+    kept: tuple[Policy, list[int]] | None, policy: Policy, counter: Counter, seen: Observation
+) -> tuple[Policy, list[int]] | None:
+    """The quiet headroom after one event counted on its own; None: work it out again.
+
+    If no window moved, the event only added to the counts, so the headroom still holds, less
+    the numerator it drew. (Sequential steps open between window moves; working the headroom
+    out again at each made a send's sparse feedback tail cost half as much again.)
+    """
+    if seen.expired_windows or kept is None or kept[0] is not policy:
+        return None
+    if not seen.late:
+        headroom = kept[1]
+        for index, rule in enumerate(policy.rules):
+            if RATE_TERMS[rule.metric][0] == counter:
+                headroom[index] -= 1
+    return kept
 
 
 def _judge_sequential_rules(

@@ -29,7 +29,7 @@ model errs safe when `lag_ms` is at least the real mean delay (exposure outlasts
 The floor on denominators since the change point, and the rate since the change (with its Wilson
 interval), are taken over the exposure matured since then: the trials whose outcome is in.
 
-The statistic moves once per step (`STEP_MS`, 10 s, or the finest window's bucket if that is
+The statistic moves once per step (`STEP_MS`, 20 s, or the finest window's bucket if that is
 shorter), at the first event of the next step: each step is one binomial observation, its
 numerator events (an integer count, `bumps`) against the exposure that matured over it,
 S = max(0, S + x up + m down). Updating within a step instead would count a fast send's
@@ -39,8 +39,10 @@ the detector's quiet path (`observe_run`, whose stretches end at a step's end): 
 judged within a step, counting a stretch at once and event by event give bit-identical states
 whatever the batch boundaries (replay and the worker agree). The price is up to a step of event
 time before a decision: a minute's step cost a bad list sent at 400 a second some 25,000 sends
-in the full quality mix, hence 10 s. The estimated change point is the start of the step whose
-observation took the statistic above zero, with the campaign's sends before that step.
+in the full quality mix; 10 s cost 20% more per event than the windows alone (a sparse
+feedback tail is counted a step at a time), hence 20 s. The estimated change point is the
+start of the step whose observation took the statistic above zero, with the campaign's sends
+before that step.
 
 The test ends with the feedback it models. Real feedback delays have heavier tails than an
 exponential (the generator's are lognormal, and people open mail days later): far into a send's
@@ -75,7 +77,7 @@ MAX_TRACKED_DOMAINS = 64
 OTHER_DOMAIN = "(other)"
 _RATE_COUNTERS = 5
 """Lifetime counters 0..4 (sent, delivered and the three numerators) snapshotted per step."""
-STEP_MS = 10_000
+STEP_MS = 20_000
 """The longest step the statistic moves by (see the module docstring)."""
 TAIL_LAGS = 5
 """Lags after the campaign's last send beyond which a metric's test has ended (see above)."""

@@ -56,7 +56,7 @@ async def test_replay_and_the_live_worker_publish_identical_pause_commands(
     Down to the triggering event and the evidence, for the same events.
     """
     now = datetime.fromtimestamp(time.time(), tz=UTC)
-    # On a minute: the sequential rules move once a step (10 s) of event time, so which rule
+    # On a minute: the sequential rules move once a step (20 s) of event time, so which rule
     # pauses first must not depend on the second the test starts in.
     start = (now - timedelta(hours=4)).replace(second=0, microsecond=0)
     events = [e for e in merged_events(_profiles(), SEED, start) if e.occurred_at <= now]
