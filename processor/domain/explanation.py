@@ -8,7 +8,7 @@ decides on. Nothing is counted; reading a sequential rule only notes its h, as t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from processor.domain.policy import Reading, Severity, evaluate
 from processor.domain.sequential import SequentialReading, read
@@ -60,9 +60,7 @@ def reading_of(state: CampaignState, rule: Rule, z: float) -> RuleExplanation:
 
 def explain(state: CampaignState, policy: Policy) -> list[RuleExplanation]:
     """Every rule of `policy`, worst first, then in the policy's order."""
-    readings = [reading_of(state, rule, policy.z) for rule in policy.rules]
-    order = {id(r): i for i, r in enumerate(readings)}
-    return sorted(readings, key=lambda r: (-r.reading.severity, order[id(r)]))
+    return _worst_first([reading_of(state, rule, policy.z) for rule in policy.rules])
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +106,12 @@ def sequential_reading_of(state: CampaignState, rule: SequentialRule) -> Sequent
 
 def explain_sequential(state: CampaignState, policy: Policy) -> list[SequentialExplanation]:
     """Every sequential rule of `policy`, worst first, then in the policy's order."""
-    readings = [sequential_reading_of(state, rule) for rule in policy.sequential]
-    order = {id(r): i for i, r in enumerate(readings)}
-    return sorted(readings, key=lambda r: (-r.reading.severity, order[id(r)]))
+    return _worst_first([sequential_reading_of(state, rule) for rule in policy.sequential])
+
+
+_Explanation = TypeVar("_Explanation", "RuleExplanation", "SequentialExplanation")
+
+
+def _worst_first(explanations: list[_Explanation]) -> list[_Explanation]:
+    """Worst severity first; equal ones in the policy's order (the sort is stable)."""
+    return sorted(explanations, key=lambda e: -e.reading.severity)
