@@ -1,16 +1,15 @@
 """The bridges' ledger in Redis: outcomes by command id, suspension ids by pause scope.
 
 A pause's suspension id and its outcome are written in one MULTI/EXEC (one hash tag per
-bridge), so a restart knows both or neither. Redis errors become StoreUnavailableError here.
+bridge), so a restart knows both or neither. Redis errors become StoreUnavailableError at the
+one seam, `redis_errors`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
-from processor.errors import StoreUnavailableError
+from processor.adapters.redis_errors import translate_redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -34,27 +33,21 @@ class RedisBridgeLedger:
 
     async def outcome(self, command_id: str) -> str | None:
         """See `BridgeLedger.outcome`."""
-        try:
+        with translate_redis_errors("reading bridge outcome"):
             value = await self._redis.get(self._keys.bridge_outcome(self._bridge, command_id))
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading bridge outcome failed: {exc}") from exc
         return value.decode() if isinstance(value, bytes) else value
 
     async def record_outcome(self, command_id: str, outcome: str) -> None:
         """See `BridgeLedger.record_outcome`."""
         key = self._keys.bridge_outcome(self._bridge, command_id)
-        try:
+        with translate_redis_errors("recording bridge outcome"):
             await self._redis.set(key, outcome, ex=OUTCOME_TTL_S)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"recording bridge outcome failed: {exc}") from exc
 
     async def suspensions(self, tenant: str, campaign: str | None) -> dict[str, str]:
         """See `BridgeLedger.suspensions`."""
         key = self._keys.bridge_suspensions(self._bridge, tenant, campaign)
-        try:
+        with translate_redis_errors("reading bridge suspensions"):
             raw = await self._redis.hgetall(key)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"reading bridge suspensions failed: {exc}") from exc
         return {_text(k): _text(v) for k, v in raw.items()}
 
     async def record_suspension(
@@ -62,7 +55,7 @@ class RedisBridgeLedger:
     ) -> None:
         """See `BridgeLedger.record_suspension`."""
         held = self._keys.bridge_suspensions(self._bridge, tenant, campaign)
-        try:
+        with translate_redis_errors("recording a suspension"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(held, command_id, suspension_id)
                 pipe.expire(held, self._suspension_ttl_s)
@@ -70,8 +63,6 @@ class RedisBridgeLedger:
                     self._keys.bridge_outcome(self._bridge, command_id), outcome, ex=OUTCOME_TTL_S
                 )
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"recording a suspension failed: {exc}") from exc
 
     async def record_lift(
         self,
@@ -83,7 +74,7 @@ class RedisBridgeLedger:
     ) -> None:
         """See `BridgeLedger.record_lift`."""
         held = self._keys.bridge_suspensions(self._bridge, tenant, campaign)
-        try:
+        with translate_redis_errors("recording a lift"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 if pause_ids:
                     pipe.hdel(held, *pause_ids)
@@ -91,8 +82,6 @@ class RedisBridgeLedger:
                     self._keys.bridge_outcome(self._bridge, command_id), outcome, ex=OUTCOME_TTL_S
                 )
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"recording a lift failed: {exc}") from exc
 
 
 def _text(value: bytes | str) -> str:
