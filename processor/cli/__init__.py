@@ -17,13 +17,14 @@ from processor.cli.bridge import bridge
 from processor.cli.contracts import schemas, topics
 from processor.cli.dashboard import dashboard_command
 from processor.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED
+from processor.cli.explain import explain_command
 from processor.cli.locks import lock_command, unlock_command
 from processor.cli.mail import mail_command, unsubscribe_link_command, verp_command
 from processor.cli.mta_logs import mta_logs_command
 from processor.cli.normalize import normalize_command
 from processor.cli.replay import demo, replay_command
 from processor.cli.resume import import_suppressions, resume
-from processor.cli.status import explain_command, status_command
+from processor.cli.status import status_command
 from processor.cli.webhooks import webhooks
 from processor.cli.worker import worker
 from processor.errors import SendguardError
